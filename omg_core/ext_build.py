@@ -1,0 +1,131 @@
+"""Lazy, cached building of the project's fused C++/CUDA kernels through ``torch.utils.cpp_extension``.
+
+Every fused op in OMG (deformable attention in ``omg_core.ops``, metric kernels in ``omg_eval``) goes through
+:func:`load_extension`, so the policy is the same everywhere:
+
+* the extension is compiled on first use only, into torch's extension cache (``TORCH_EXTENSIONS_DIR``), and reused;
+* ``.cu`` sources join the build only when CUDA is usable (``torch.cuda.is_available()`` and ``nvcc`` found);
+* when no compiler is available or the build fails, callers get ``None`` and one warning per extension, and fall
+  back to their pure-PyTorch reference;
+* an environment variable per op family (for example ``OMG_MSDA_BACKEND`` or ``OMG_EVAL_BACKEND``) forces a backend:
+  forcing ``fused`` turns a build failure into an error instead of a fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+Backend = Literal["fused", "reference"]
+
+_build_lock = threading.Lock()
+
+
+class ExtensionBuildError(RuntimeError):
+    """A fused kernel was forced (``<ENV>=fused``) but could not be built or loaded."""
+
+
+def requested_backend(env_var: str, reference_names: Sequence[str] = ("reference", "torch")) -> Backend | None:
+    """Read a backend override from ``env_var``.
+
+    Returns ``"fused"``, ``"reference"``, or ``None`` when unset/``auto``. Any other value is an error that lists the
+    accepted spellings, because a typo silently selecting the slow path would go unnoticed.
+    """
+    raw = os.environ.get(env_var, "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw == "fused":
+        return "fused"
+    if raw in reference_names:
+        return "reference"
+    accepted = ", ".join(["auto", "fused", *reference_names])
+    raise ValueError(f"{env_var}={os.environ[env_var]!r} is not a backend; use one of: {accepted}")
+
+
+def compiler_available() -> bool:
+    """Whether a C++ compiler that torch's cpp_extension can drive is on PATH."""
+    return any(shutil.which(cxx) for cxx in (os.environ.get("CXX", "c++"), "g++", "clang++"))
+
+
+def cuda_build_available() -> bool:
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return bool(torch.cuda.is_available() and CUDA_HOME is not None)
+
+
+@functools.cache
+def _load_cached(name: str, sources: tuple[str, ...], with_cuda: bool, extra_cflags: tuple[str, ...]) -> ModuleType:
+    from torch.utils.cpp_extension import load
+
+    cflags = ["-O3", *extra_cflags]
+    return load(
+        name=name,
+        sources=list(sources),
+        extra_cflags=cflags,
+        extra_cuda_cflags=["-O3"] if with_cuda else None,
+        with_cuda=with_cuda,
+        verbose=bool(os.environ.get("OMG_VERBOSE_BUILD")),
+    )
+
+
+_warned: set[str] = set()
+
+
+def load_extension(
+    name: str,
+    cpp_sources: Sequence[Path],
+    cuda_sources: Sequence[Path] = (),
+    *,
+    env_var: str,
+    extra_cflags: Sequence[str] = (),
+) -> ModuleType | None:
+    """Build (once) and import a fused extension, or return ``None`` to request the reference fallback.
+
+    Arguments:
+      name: the extension module name; include a version suffix so a source change never reuses a stale build.
+      cpp_sources: C++ sources, always compiled (they hold the CPU kernels and the Python bindings).
+      cuda_sources: ``.cu`` sources, compiled only where CUDA is usable; the C++ side must compile without them
+        (guard CUDA dispatch with ``#ifdef WITH_CUDA``, which this function defines when it adds them).
+      env_var: the override variable of this op family (see :func:`requested_backend`).
+      extra_cflags: additional compiler flags for the C++ sources.
+
+    Returns:
+      The loaded module, or ``None`` when the reference backend is requested or the build is impossible (one warning).
+
+    Raises:
+      ExtensionBuildError: when ``env_var`` forces ``fused`` and building fails.
+    """
+    backend = requested_backend(env_var)
+    if backend == "reference":
+        return None
+    with_cuda = bool(cuda_sources) and cuda_build_available()
+    sources = [str(p) for p in cpp_sources] + ([str(p) for p in cuda_sources] if with_cuda else [])
+    cflags = (*extra_cflags, "-fopenmp", *(["-DWITH_CUDA"] if with_cuda else []))
+    problem: str | None = None
+    if not compiler_available():
+        problem = "no C++ compiler found on PATH (install g++ or set CXX)"
+    else:
+        try:
+            with _build_lock:
+                return _load_cached(name, tuple(sources), with_cuda, tuple(cflags))
+        except Exception as exc:  # a failed build must degrade to the reference, not crash a user's run
+            problem = f"building {name} failed: {type(exc).__name__}: {exc}"
+    if backend == "fused":
+        raise ExtensionBuildError(f"{env_var}=fused but the fused kernel is unavailable: {problem}")
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(
+            f"{problem}; using the pure-PyTorch reference for {name} (slower, same results). "
+            f"Set {env_var}=reference to silence this warning.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return None

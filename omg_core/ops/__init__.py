@@ -1,0 +1,1 @@
+"""Low-level operators used by the model (multi-scale deformable attention)."""

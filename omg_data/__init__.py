@@ -1,0 +1,1 @@
+"""Dataset readers and writers for every task format, augmentation, and the procedural shapes world."""
