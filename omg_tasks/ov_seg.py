@@ -1,1 +1,18 @@
-"""placeholder"""
+"""The ov-seg task: panoptic, instance and semantic segmentation over any class names you give."""
+
+from omg_core.task_info import TaskInfo
+from omg_tasks._placeholder import PlaceholderTask
+
+plugin = PlaceholderTask(
+    TaskInfo(
+        name='ov-seg',
+        aliases=(),
+        summary='panoptic, instance and semantic segmentation over any class names you give',
+        modality='image',
+        prompt_kinds=(),
+        vocabulary='open',
+        metrics=('PQ', 'AP', 'mIoU'),
+        output_formats=('coco-panoptic', 'coco-results-json', 'semantic-png'),
+        implemented=False,
+    )
+)

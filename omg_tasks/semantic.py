@@ -1,1 +1,18 @@
-"""placeholder"""
+"""The semantic task (ss): a class label for every pixel."""
+
+from omg_core.task_info import TaskInfo
+from omg_tasks._placeholder import PlaceholderTask
+
+plugin = PlaceholderTask(
+    TaskInfo(
+        name='semantic',
+        aliases=('ss',),
+        summary='a class label for every pixel',
+        modality='image',
+        prompt_kinds=(),
+        vocabulary='closed',
+        metrics=('mIoU', 'fwIoU', 'pAcc'),
+        output_formats=('semantic-png',),
+        implemented=False,
+    )
+)

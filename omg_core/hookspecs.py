@@ -1,0 +1,111 @@
+"""The task extension API of OMG: the hooks a task plugin implements.
+
+A task plugin is a module (or object) registered under the entry-point group ``omg.tasks``. It implements these hooks
+with the :data:`hookimpl` marker. The core calls each hook on one task at a time (the plugin that owns the task),
+so every hook here returns that task's single answer (``firstresult``).
+
+All five hooks are required; the registry refuses a plugin that misses one, names a parameter a spec does not have,
+or returns the wrong type from :func:`omg_task_info`. A hook implementation may accept any subset of the parameters
+documented for its spec (pluggy passes only the ones it names).
+
+Example (a whole plugin module)::
+
+    from omg_core import hookimpl, TaskInfo
+
+    @hookimpl
+    def omg_task_info():
+        return TaskInfo(name="my-task", summary="...", modality="image", vocabulary="closed",
+                        metrics=("mIoU",), output_formats=("semantic-png",))
+
+    @hookimpl
+    def omg_encode_queries(request): ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from omg_core.task_info import TaskInfo
+    from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
+    from omg_eval.metric import Metric
+
+PROJECT_NAME = "omg"
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: Hooks every task plugin must implement.
+REQUIRED_HOOKS: tuple[str, ...] = (
+    "omg_task_info",
+    "omg_encode_queries",
+    "omg_decode_outputs",
+    "omg_create_metric",
+    "omg_write_results",
+)
+
+
+@hookspec(firstresult=True)
+def omg_task_info() -> TaskInfo:
+    """Describe the task.
+
+    Called once when the plugin is registered; the answer is validated and cached by the registry, which uses it
+    for name/alias lookup, for ``omg tasks``, and to validate ``omg run`` inputs (modality, prompts, vocabulary).
+
+    :return: a :class:`omg_core.task_info.TaskInfo`. Its ``name`` and ``aliases`` must not collide with another
+        registered task's.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_encode_queries(request: TaskRequest) -> QueryPlan:
+    """Turn a user's request into what the shared decoder runs: learned queries, prompt queries, a vocabulary.
+
+    Called once per sample before the model runs.
+
+    :param request: the sample's pixels, prompts (for interactive tasks), vocabulary (for open-vocabulary tasks)
+        and task options, already validated against the task's :class:`TaskInfo`.
+    :return: a :class:`omg_core.task_io.QueryPlan`.
+    :raises omg_core.errors.TaskNotImplementedError: when the task is a placeholder.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: Any) -> TaskResult:
+    """Decode the shared model's raw outputs into the task's typed result.
+
+    Called once per sample after the model has run on the plan from :func:`omg_encode_queries`.
+
+    :param request: the same request given to :func:`omg_encode_queries`.
+    :param plan: the plan that request produced.
+    :param outputs: the model's raw predictions for this sample (``omg_core.model`` outputs: class logits over the
+        plan's vocabulary plus void, mask logits at stride 4, query embeddings; prompt queries come after the learned
+        ones).
+    :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_create_metric(options: dict[str, Any]) -> Metric:
+    """Create a fresh metric object for the task (``update`` / ``compute`` / ``reset``, synced across processes).
+
+    Called by ``omg eval`` and by training loops once per evaluation.
+
+    :param options: metric options from the config (for example the category list, thing/stuff split, ignore label).
+    :return: an :class:`omg_eval.metric.Metric`.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_write_results(results: list[TaskResult], output_dir: Path, output_format: str) -> list[Path]:
+    """Write results in one of the task's standard file formats.
+
+    Called by ``omg run`` after all samples are decoded.
+
+    :param results: the decoded results, one per sample, in input order.
+    :param output_dir: an existing, writable directory.
+    :param output_format: one of the task's ``TaskInfo.output_formats``.
+    :return: the paths written.
+    """

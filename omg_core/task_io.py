@@ -1,0 +1,111 @@
+"""The typed values that flow through a task's hooks: request -> query plan -> (model) -> result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omg_core.task_info import Modality
+
+
+@dataclass
+class Prompts:
+    """User prompts for interactive tasks, in input-image pixel coordinates. Each of the N prompts becomes one query.
+
+    Attributes:
+      points: (N, P, 2) float (x, y), or None.
+      point_labels: (N, P) int64: 1 positive, 0 negative, -1 padding (ignored), or None.
+      boxes: (N, 4) float (x0, y0, x1, y1), or None.
+      masks: (N, H, W) bool coarse masks, or None.
+    """
+
+    points: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if (self.points is None) != (self.point_labels is None):
+            raise ValueError("points and point_labels come together: give both or neither")
+        if self.points is not None and self.point_labels is not None:
+            if self.points.ndim != 3 or self.points.shape[-1] != 2:
+                raise ValueError(f"points must be (N, P, 2) (x, y) pixels, got shape {tuple(self.points.shape)}")
+            if self.point_labels.shape != self.points.shape[:2]:
+                raise ValueError(
+                    f"point_labels must be (N, P) = {tuple(self.points.shape[:2])}, got {tuple(self.point_labels.shape)}"
+                )
+        if self.boxes is not None and (self.boxes.ndim != 2 or self.boxes.shape[-1] != 4):
+            raise ValueError(f"boxes must be (N, 4) (x0, y0, x1, y1) pixels, got shape {tuple(self.boxes.shape)}")
+        counts = {len(t) for t in (self.points, self.boxes, self.masks) if t is not None}
+        if len(counts) > 1:
+            raise ValueError(f"points, boxes and masks must describe the same number of prompts, got {sorted(counts)}")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        present = (("points", self.points), ("boxes", self.boxes), ("masks", self.masks))
+        return tuple(kind for kind, value in present if value is not None)
+
+    @property
+    def num_prompts(self) -> int:
+        for value in (self.points, self.boxes, self.masks):
+            if value is not None:
+                return len(value)
+        return 0
+
+
+@dataclass
+class TaskRequest:
+    """Everything the user asked for one sample.
+
+    Attributes:
+      task: canonical task name.
+      modality: 'image' or 'video'.
+      pixels: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video clip.
+      source: where the pixels came from (file or folder), used to name outputs.
+      prompts: interactive prompts, or None.
+      vocabulary: class names for open-vocabulary tasks, or None to use the model's default vocabulary.
+      options: task-specific options from the config (thresholds, top-k, ...).
+    """
+
+    task: str
+    modality: Modality
+    pixels: torch.Tensor
+    source: Path | None = None
+    prompts: Prompts | None = None
+    vocabulary: tuple[str, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueryPlan:
+    """What the shared decoder must run for a request, produced by ``omg_encode_queries``.
+
+    Attributes:
+      num_learned_queries: how many of the model's learned object queries to use (0 for prompt-only tasks).
+      prompts: prompts to encode into additional queries, or None.
+      vocabulary: the class names the classifier scores against (None keeps the model's default vocabulary).
+      seen_classes: (K,) bool, which vocabulary classes were seen in training (for the open-vocabulary ensemble).
+    """
+
+    num_learned_queries: int
+    prompts: Prompts | None = None
+    vocabulary: tuple[str, ...] | None = None
+    seen_classes: torch.Tensor | None = None
+
+
+@dataclass
+class TaskResult:
+    """A task's decoded result for one sample. Tasks put their typed payload in ``data``.
+
+    Attributes:
+      task: canonical task name.
+      source: the sample it belongs to.
+      data: task-specific typed payload (for example a panoptic id map and its segment list).
+    """
+
+    task: str
+    source: Path | None
+    data: Any

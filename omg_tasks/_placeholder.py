@@ -1,0 +1,49 @@
+"""A registered task whose query encoding and output decoding are not written yet.
+
+It describes itself truthfully (``implemented=False``) so ``omg tasks`` can list it, and every hook that would
+produce results refuses with :class:`TaskNotImplementedError` instead of returning something that looks like work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn
+
+from omg_core.errors import TaskNotImplementedError
+from omg_core.hookspecs import hookimpl
+from omg_core.task_info import TaskInfo
+
+
+class PlaceholderTask:
+    """Task plugin object for a task that is registered but not implemented."""
+
+    def __init__(self, info: TaskInfo) -> None:
+        if info.implemented:
+            raise ValueError(f"PlaceholderTask is for unimplemented tasks; {info.name!r} says implemented=True")
+        self.info = info
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise TaskNotImplementedError(
+            f"task {self.info.name!r} is registered but not implemented yet: {what} is still missing, "
+            "so it produces no results. Nothing was written."
+        )
+
+    @hookimpl
+    def omg_task_info(self) -> TaskInfo:
+        return self.info
+
+    @hookimpl
+    def omg_encode_queries(self, request: Any) -> NoReturn:
+        self._refuse("turning inputs into decoder queries")
+
+    @hookimpl
+    def omg_decode_outputs(self, request: Any, plan: Any, outputs: Any) -> NoReturn:
+        self._refuse("decoding the model's outputs")
+
+    @hookimpl
+    def omg_create_metric(self, options: dict[str, Any]) -> NoReturn:
+        self._refuse("binding its metric")
+
+    @hookimpl
+    def omg_write_results(self, results: list[Any], output_dir: Path, output_format: str) -> NoReturn:
+        self._refuse("writing its result files")
