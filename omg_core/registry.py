@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,11 @@ class PluginOrigin:
     distribution: str | None = None
     version: str | None = None
     module: str | None = None
+
+    @property
+    def block_name(self) -> str | None:
+        """The name ``-p no:NAME`` takes to block this plugin (its entry-point name)."""
+        return self.entry_point.split(" = ")[0] if self.entry_point else None
 
     def describe(self) -> str:
         parts = []
@@ -169,10 +175,11 @@ class TaskRegistry:
             for claimed in info.all_names:
                 holder = self._by_name_or_alias.get(claimed)
                 if holder is not None:
+                    blockers = " or ".join(f"-p no:{o.block_name or info.name}" for o in (holder.origin, origin))
                     raise DuplicateTaskError(
                         f"task name {claimed!r} is claimed twice: by task {holder.name!r} ({holder.origin.describe()}) "
-                        f"and by task {info.name!r} ({origin.describe()}). Uninstall one of them, or block one with "
-                        f"-p no:<entry point name>."
+                        f"and by task {info.name!r} ({origin.describe()}). Uninstall one of the two distributions, "
+                        f"or block one with {blockers}."
                     )
         except BaseException:
             self._plugin_manager.unregister(plugin)
@@ -196,10 +203,24 @@ class TaskRegistry:
                 )
         for hook_name in known:
             candidate = getattr(plugin, hook_name, None)
-            if callable(candidate) and not hasattr(candidate, f"{hookspecs.PROJECT_NAME}_impl"):
+            if not callable(candidate):
+                continue
+            if not hasattr(candidate, f"{hookspecs.PROJECT_NAME}_impl"):
                 raise PluginValidationError(
                     f"task plugin ({origin.describe()}) defines {hook_name} without the @omg_core.hookimpl decorator, "
                     "so OMG cannot call it; decorate it"
+                )
+            offered = list(inspect.signature(getattr(hookspecs, hook_name)).parameters)
+            taken = [
+                name
+                for name, parameter in inspect.signature(candidate).parameters.items()
+                if parameter.default is inspect.Parameter.empty
+            ]
+            unknown = [name for name in taken if name not in offered]
+            if unknown:
+                raise PluginValidationError(
+                    f"task plugin ({origin.describe()}): hook {hook_name} takes parameter(s) {', '.join(unknown)} "
+                    f"that its spec does not offer; it may take any of: {', '.join(offered) or '(none)'}"
                 )
 
     def _task_info(self, plugin: object, origin: PluginOrigin) -> TaskInfo:
@@ -232,7 +253,7 @@ class TaskRegistry:
             self._load_entry_point(entry_point, record_problems=True)
 
     def _loaded_entry_points(self) -> set[str]:
-        return {h.origin.entry_point.split(" = ")[0] for h in self._handles.values() if h.origin.entry_point}
+        return {h.origin.block_name for h in self._handles.values() if h.origin.block_name}
 
     def _load_entry_point(self, entry_point: EntryPoint, record_problems: bool) -> TaskHandle | None:
         origin = PluginOrigin.from_entry_point(entry_point)
@@ -264,17 +285,20 @@ class TaskRegistry:
                 if spec in self._loaded_entry_points():
                     return self._handles.get(spec)
                 return self._load_entry_point(entry_point, record_problems=False)
+        module_name, _, attribute = spec.partition(":")
         try:
-            module = importlib.import_module(spec)
+            plugin = importlib.import_module(module_name)
+            if attribute:
+                plugin = getattr(plugin, attribute)
         except Exception as exc:
             raise PluginLoadError(
-                f"-p {spec}: no '{ENTRY_POINT_GROUP}' entry point has that name and importing it as a module failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"-p {spec}: no '{ENTRY_POINT_GROUP}' entry point has that name and importing it as "
+                f"'module' or 'module:attribute' failed: {type(exc).__name__}: {exc}"
             ) from exc
-        if any(handle.plugin is module for handle in self._handles.values()):
+        if any(handle.plugin is plugin for handle in self._handles.values()):
             return None
         try:
-            return self.register(module, PluginOrigin(module=spec))
+            return self.register(plugin, PluginOrigin(module=spec))
         except _Blocked:
             return None
 

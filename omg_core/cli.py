@@ -1,0 +1,193 @@
+"""The ``omg`` command line: ``omg tasks``, ``omg run``, ``omg eval`` and the commands other packages contribute."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from omg_core import __version__
+from omg_core.errors import OMGError, TaskNotImplementedError
+
+# Subcommands that live in other packages, imported only when used so `omg tasks` stays fast.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "eval": ("omg_eval.cli", "eval_command", "evaluate predictions with every task's official metric"),
+    "data": ("omg_data.cli", "data_group", "generate and convert datasets (the shapes world)"),
+    "convert": ("omg_core.weights.cli", "convert_command", "convert the official OMG-Seg checkpoint to safetensors"),
+}
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_IMPLEMENTED = 3
+
+stderr = Console(stderr=True)
+
+
+class OMGGroup(click.Group):
+    """Loads contributed subcommands lazily and turns OMG errors into one clear line instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in LAZY_COMMANDS:
+            return command
+        module_name, attribute, help_text = LAZY_COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            return _unavailable_command(name, help_text, f"{module_name}.{attribute} is not available ({exc})")
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TaskNotImplementedError as exc:
+            stderr.print(f"[bold red]not implemented:[/] {exc}", highlight=False)
+            ctx.exit(EXIT_NOT_IMPLEMENTED)
+        except OMGError as exc:
+            stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+def _unavailable_command(name: str, help_text: str, reason: str) -> click.Command:
+    @click.command(name=name, help=f"{help_text} (not yet implemented)", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args: tuple[str, ...]) -> None:
+        raise TaskNotImplementedError(f"`omg {name}` is not implemented yet: {reason}")
+
+    return unavailable
+
+
+@click.group(cls=OMGGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="omg")
+@click.option(
+    "-p",
+    "plugins",
+    multiple=True,
+    metavar="NAME",
+    help="load a task plugin (module or entry-point name); '-p no:NAME' blocks one. Repeatable.",
+)
+@click.pass_context
+def main(ctx: click.Context, plugins: tuple[str, ...]) -> None:
+    """OMG: one model for every segmentation task."""
+    ctx.obj = {"plugins": plugins, "registry": None}
+
+
+def get_registry(ctx: click.Context):  # -> TaskRegistry
+    from omg_core.registry import discover_tasks
+
+    root = ctx.find_root()
+    if root.obj.get("registry") is None:
+        root.obj["registry"] = discover_tasks(plugins=root.obj["plugins"])
+    return root.obj["registry"]
+
+
+@main.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON instead of a table")
+@click.pass_context
+def tasks_command(ctx: click.Context, as_json: bool) -> None:
+    """List the registered tasks and the plugins that failed to load."""
+    registry = get_registry(ctx)
+    if as_json:
+        payload = {
+            "tasks": [
+                {
+                    **handle.info.model_dump(mode="json"),
+                    "distribution": handle.origin.distribution,
+                    "version": handle.origin.version,
+                    "entry_point": handle.origin.entry_point,
+                }
+                for handle in registry
+            ],
+            "problems": [
+                {"entry_point": p.origin.entry_point, "distribution": p.origin.distribution, "error": str(p)}
+                for p in registry.problems
+            ],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"OMG tasks ({len(registry)})")
+    for column in ("task", "aliases", "modality", "prompts", "vocabulary", "metrics", "distribution", "status"):
+        table.add_column(column)
+    for handle in registry:
+        info = handle.info
+        table.add_row(
+            info.name,
+            ", ".join(info.aliases) or "-",
+            info.modality,
+            ", ".join(info.prompt_kinds) or "-",
+            info.vocabulary,
+            ", ".join(info.metrics),
+            f"{handle.origin.distribution or handle.origin.module or '?'} {handle.origin.version or ''}".rstrip(),
+            "ready" if info.implemented else "[yellow]not implemented[/]",
+        )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    for problem in registry.problems:
+        stderr.print(f"[bold red]plugin failed:[/] {problem}", highlight=False)
+
+
+@main.command("run")
+@click.option("--task", "task_name", help="task name or alias (see `omg tasks`)")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), help="image, image folder, frame folder, video")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), help="directory for the result files")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="run config (YAML or JSON)")
+@click.option("--model", "model_name", help="model config name (default: omg-tiny)")
+@click.option("--weights", type=click.Path(path_type=Path), help="safetensors weights file")
+@click.option("--vocabulary", help="comma-separated class names (open-vocabulary tasks)")
+@click.option("--prompts", type=click.Path(path_type=Path), help="JSON file of point/box prompts (interactive tasks)")
+@click.option("--format", "output_format", help="output format (default: the task's first)")
+@click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
+@click.pass_context
+def run_command(ctx: click.Context, **options: Any) -> None:
+    """Run a task on an image, a folder of images, or a video."""
+    from rich.progress import Progress
+
+    from omg_core.config import RunConfig, merge_overrides, read_run_config_data, validate_config
+    from omg_core.pipeline import run_task
+
+    config_path: Path | None = options["config_path"]
+    data = read_run_config_data(config_path) if config_path else {}
+    vocabulary = options["vocabulary"]
+    overrides = {
+        "task.name": options["task_name"],
+        "input": _absolute(options["input_path"]),
+        "output": _absolute(options["output_dir"]),
+        "model.name": options["model_name"],
+        "model.weights": _absolute(options["weights"]),
+        "task.vocabulary": [name for name in vocabulary.split(",")] if vocabulary is not None else None,
+        "task.prompts": _absolute(options["prompts"]),
+        "task.output_format": options["output_format"],
+        "overwrite": options["overwrite"],
+    }
+    merged = merge_overrides(data, overrides)
+    missing = [flag for key, flag in (("task", "--task"), ("input", "--input"), ("output", "--output"))
+               if key not in merged or (key == "task" and "name" not in merged["task"])]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (give them as options or in --config)")
+    config = validate_config(merged, RunConfig, str(config_path) if config_path else "command line")
+    with Progress(console=stderr, transient=True) as progress:
+        bar = progress.add_task("running", total=None)
+        summary = run_task(
+            config, get_registry(ctx), on_sample=lambda done, total: progress.update(bar, completed=done, total=total)
+        )
+    click.echo(f"{summary.task}: {summary.num_samples} sample(s), wrote {len(summary.written)} file(s) to {config.output}")
+
+
+def _absolute(path: Path | None) -> str | None:
+    return str(path.resolve()) if path is not None else None
+
+
+def run() -> None:
+    """Console-script entry point."""
+    main(prog_name="omg")
+
+
+if __name__ == "__main__":
+    sys.exit(run())
