@@ -25,7 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 EXIT_USER_ERROR = 2
 EXIT_NOT_IMPLEMENTED = 3
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and tests
 
 
 class OMGGroup(click.Group):

@@ -1,0 +1,142 @@
+"""`run_task`: inputs are validated before any model is built, and a working plugin runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from plugin_factory import working_plugin_source, write_distribution
+
+from omg_core.config import ModelConfig, RunConfig, TaskConfig
+from omg_core.errors import InputError
+from omg_core.pipeline import run_task
+from omg_core.registry import discover_tasks
+from omg_core.run_inputs import plan_inputs, read_prompts
+
+
+def brightness_predictor(model_config: ModelConfig):
+    # Stands in for the shared model: logits > 0 where the image is bright.
+    def predict(request, plan):
+        assert plan.num_learned_queries == 1
+        return request.pixels.float().mean(0) - 127.5
+
+    return predict
+
+
+def save_image(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def registry(plugin_site: Path):
+    write_distribution(plugin_site, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    return discover_tasks()
+
+
+def test_a_third_party_task_runs_end_to_end(tmp_path: Path, registry) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.zeros((6, 9, 3), np.uint8)
+    pixels[2:4, 3:7] = 255
+    save_image(images / "one.png", pixels)
+    save_image(images / "two.png", 255 - pixels)
+    config = RunConfig(task=TaskConfig(name="bright"), input=images, output=tmp_path / "out")
+    progress = []
+    summary = run_task(config, registry, brightness_predictor, on_sample=lambda d, t: progress.append((d, t)))
+    assert summary.num_samples == 2 and progress == [(1, 2), (2, 2)]
+    assert sorted(p.name for p in summary.written) == ["one.png", "two.png"]
+    written = np.asarray(Image.open(tmp_path / "out" / "one.png")) > 0
+    assert np.array_equal(written, pixels[..., 0] > 0)
+
+
+def test_inputs_are_checked_before_the_model_is_built(tmp_path: Path, registry) -> None:
+    def exploding_factory(model_config):
+        raise AssertionError("the model must not be built for invalid inputs")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep me")
+    image = save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    config = RunConfig(task=TaskConfig(name="bright"), input=image, output=out)
+    with pytest.raises(InputError, match="is not empty; choose another directory or pass --overwrite"):
+        run_task(config, registry, exploding_factory)
+    config = RunConfig(task=TaskConfig(name="bright", output_format="json"), input=image, output=tmp_path / "o2")
+    with pytest.raises(InputError, match="writes mask-png"):
+        run_task(config, registry, exploding_factory)
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"boxes": [[0, 0, 2, 2]]}))
+    config = RunConfig(task=TaskConfig(name="bright", prompts=prompts), input=image, output=tmp_path / "o3")
+    with pytest.raises(InputError, match="takes no prompts"):
+        run_task(config, registry, exploding_factory)
+    assert (out / "old.txt").read_text() == "keep me"
+
+
+def test_output_that_is_a_file_is_refused(tmp_path: Path, registry) -> None:
+    image = save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "file").write_text("")
+    config = RunConfig(task=TaskConfig(name="bright"), input=image, output=tmp_path / "file")
+    with pytest.raises(InputError, match="is a file; give a directory"):
+        run_task(config, registry, brightness_predictor)
+
+
+def test_video_tasks_take_frame_folders_and_refuse_single_images(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(3):
+        save_image(frames / f"{index:05d}.jpg", np.full((4, 5, 3), index * 40, np.uint8))
+    (source,) = plan_inputs(frames, "video")
+    assert [p.name for p in source.frame_paths] == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    from omg_core.pipeline import load_pixels
+
+    assert load_pixels(source).shape == (3, 3, 4, 5)
+    with pytest.raises(InputError, match="single image, but this is a video task"):
+        plan_inputs(frames / "00000.jpg", "video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no frames"):
+        plan_inputs(empty, "video")
+
+
+def test_frames_of_different_sizes_are_an_error(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    save_image(frames / "0.png", np.zeros((4, 5, 3), np.uint8))
+    save_image(frames / "1.png", np.zeros((5, 5, 3), np.uint8))
+    from omg_core.pipeline import load_pixels
+
+    with pytest.raises(InputError, match="differs from the first frame"):
+        load_pixels(plan_inputs(frames, "video")[0])
+
+
+def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    from omg_core.run_inputs import read_image
+
+    with pytest.raises(InputError, match="broken.png: cannot decode the image"):
+        read_image(broken)
+
+
+def test_prompt_files_are_read_and_validated(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps({"points": [[[3, 4], [5, 6]], [[1, 1], [0, 0]]], "point_labels": [[1, 0], [1, -1]]}))
+    prompts = read_prompts(path)
+    assert prompts.num_prompts == 2 and prompts.kinds == ("points",)
+    assert torch.equal(prompts.point_labels, torch.tensor([[1, 0], [1, -1]]))
+    path.write_text(json.dumps({"points": [[[3, 4]]]}))
+    assert torch.equal(read_prompts(path).point_labels, torch.tensor([[1]]))
+    for bad, message in (
+        ({"boxes": [[5, 5, 1, 1]]}, "x1 > x0"),
+        ({"boxes": [[0, 0, 1]]}, r"boxes must be \(N, 4\)"),
+        ({"points": [[[1, 2]]], "boxes": [[0, 0, 1, 1], [0, 0, 2, 2]]}, "same number of prompts"),
+        ({"clicks": []}, "unknown key"),
+        ({}, "holds no prompts"),
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            read_prompts(path)
