@@ -1,0 +1,108 @@
+"""Shared description and checking of video panoptic id maps (the inputs of VPQ and STQ).
+
+Both metrics take one whole video per ``update`` call as a ``T x H x W`` integer map whose pixels hold
+``category * label_divisor + instance``. This is the encoding of deeplab2's STQ (``semantic << bit_shift + instance``
+is the special case ``label_divisor = 2 ** bit_shift``) and of OMG's VIPSeg loader. Conventions shared by both:
+
+* a pixel whose category equals ``void_label`` is VOID (unlabelled ground truth, or "no prediction");
+* a ground-truth pixel of a thing category with instance ``0`` is CROWD (deeplab2's convention; VIPSeg has no crowd,
+  and OMG's VIPSeg loader numbers thing instances from 1 for that reason);
+* stuff segments are told apart by their full id, so a stuff category normally uses instance ``0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class PanopticLabelSpace:
+    """What the integers of a panoptic id map mean.
+
+    Arguments:
+      num_classes: C, categories are 0 .. C-1.
+      thing_classes: the category ids that are countable things (the others are stuff).
+      label_divisor: id = category * label_divisor + instance, instance in [0, label_divisor).
+      void_label: the category of VOID pixels; must lie outside [0, C).
+    """
+
+    num_classes: int
+    thing_classes: tuple[int, ...]
+    label_divisor: int
+    void_label: int = 255
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+        if self.label_divisor < 2:
+            raise ValueError(f"label_divisor must be at least 2 (id = category * label_divisor + instance), "
+                             f"got {self.label_divisor}")
+        if 0 <= self.void_label < self.num_classes:
+            raise ValueError(
+                f"void_label {self.void_label} is a real category (num_classes={self.num_classes}); "
+                f"use a value >= num_classes such as 255"
+            )
+        bad_things = [c for c in self.thing_classes if not 0 <= c < self.num_classes]
+        if bad_things:
+            raise ValueError(f"thing_classes {bad_things} lie outside [0, {self.num_classes})")
+        if len(set(self.thing_classes)) != len(self.thing_classes):
+            raise ValueError(f"thing_classes holds duplicates: {sorted(self.thing_classes)}")
+
+    @classmethod
+    def build(
+        cls, num_classes: int, thing_classes: Sequence[int], label_divisor: int, void_label: int = 255
+    ) -> PanopticLabelSpace:
+        return cls(int(num_classes), tuple(int(c) for c in thing_classes), int(label_divisor), int(void_label))
+
+    def is_thing_table(self, device: torch.device) -> torch.Tensor:
+        """Boolean lookup (C + 1,): entry c tells whether category c is a thing; the last entry (VOID) is False."""
+        table = torch.zeros(self.num_classes + 1, dtype=torch.bool, device=device)
+        if self.thing_classes:
+            table[list(self.thing_classes)] = True
+        return table
+
+
+def check_video_pair(
+    pred_ids: torch.Tensor, gt_ids: torch.Tensor, space: PanopticLabelSpace
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate one video's predicted and ground-truth id maps and return them as int64.
+
+    Arguments:
+      pred_ids: T x H x W integer tensor.
+      gt_ids: T x H x W integer tensor.
+      space: the label space both follow.
+
+    Returns:
+      (pred_ids, gt_ids) as int64 tensors on their original device.
+    """
+    for name, ids in (("pred_ids", pred_ids), ("gt_ids", gt_ids)):
+        if not isinstance(ids, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+            raise TypeError(f"{name} must hold integer panoptic ids, got dtype {ids.dtype}")
+        if ids.dim() != 3:
+            raise ValueError(
+                f"{name} must be one whole video T x H x W, got shape {tuple(ids.shape)}; "
+                f"add a leading frame axis for a single frame"
+            )
+    if pred_ids.shape != gt_ids.shape:
+        raise ValueError(f"pred_ids {tuple(pred_ids.shape)} and gt_ids {tuple(gt_ids.shape)} must have the same shape")
+    if pred_ids.device != gt_ids.device:
+        raise ValueError(f"pred_ids is on {pred_ids.device} but gt_ids on {gt_ids.device}; move them to one device")
+    pred_ids, gt_ids = pred_ids.to(torch.int64), gt_ids.to(torch.int64)
+    for name, ids in (("pred_ids", pred_ids), ("gt_ids", gt_ids)):
+        if ids.numel() == 0:
+            continue
+        if int(ids.min()) < 0:
+            raise ValueError(f"{name} holds negative ids; encode VOID as void_label * label_divisor")
+        categories = torch.unique(ids // space.label_divisor)
+        bad = categories[(categories >= space.num_classes) & (categories != space.void_label)]
+        if bad.numel():
+            raise ValueError(
+                f"{name} holds categories {bad.tolist()[:10]} outside [0, {space.num_classes}) that are not "
+                f"void_label={space.void_label}; check label_divisor={space.label_divisor} and num_classes"
+            )
+    return pred_ids, gt_ids
