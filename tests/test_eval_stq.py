@@ -1,0 +1,108 @@
+"""STQ parity with deeplab2's numpy ``STQuality``, hand-derived cases and input errors.
+
+Expected figures come from deeplab2 run on the video panoptic fixture (see
+tests/fixtures/eval/video_panoptic/expected.json -> provenance).
+
+Tolerances: SQ (mean IoU) agrees to 1e-9. AQ, and so STQ, to 1e-6 only: deeplab2 stores its track areas with
+``counts.astype(np.float32)`` and, under numpy >= 2 (NEP 50), every AQ term ``tpa * (tpa / (tpa + fpa + fna))`` and
+``1 / gt_size * inner_sum`` is then evaluated in float32, so the official AQ carries float32 rounding (~1e-7
+relative; its AQ_per_seq values visibly end in float32 digits). We count in int64 and divide in float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omg_eval.stq import SegmentationTrackingQuality
+
+FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_panoptic"
+FLOAT32_TOLERANCE = 1e-6
+
+
+def _stq_over_fixture(expected: dict, videos: list[tuple[torch.Tensor, torch.Tensor]]) -> SegmentationTrackingQuality:
+    metric = SegmentationTrackingQuality(
+        expected["num_classes"], expected["thing_classes"], expected["label_divisor"], expected["void_label"]
+    )
+    for pred, gt in videos:
+        metric.update(pred, gt)
+    return metric
+
+
+@pytest.fixture(scope="module")
+def fixture_data() -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor]]]:
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    arrays = np.load(FIXTURE / "videos.npz")
+    count = sum(name.startswith("gt_") for name in arrays.files)
+    videos = [(torch.from_numpy(arrays[f"pred_{i}"]), torch.from_numpy(arrays[f"gt_{i}"])) for i in range(count)]
+    return expected, videos
+
+
+def test_stq_matches_deeplab2(fixture_data) -> None:
+    expected, videos = fixture_data
+    result = _stq_over_fixture(expected, videos).compute()
+    official = expected["stq"]
+    assert abs(result["sq"] - official["IoU"]) <= 1e-9
+    assert abs(result["aq"] - official["AQ"]) <= FLOAT32_TOLERANCE
+    assert abs(result["stq"] - official["STQ"]) <= FLOAT32_TOLERANCE
+    assert 0.1 < result["aq"] < 0.9 and 0.1 < result["sq"] < 0.9  # neither trivially perfect nor empty
+
+
+def test_stq_per_video_aq_matches_deeplab2_per_sequence(fixture_data) -> None:
+    expected, videos = fixture_data
+    for (pred, gt), official_aq in zip(videos, expected["stq"]["AQ_per_seq"], strict=True):
+        metric = _stq_over_fixture(expected, [(pred, gt)])
+        assert abs(metric.compute()["aq"] - official_aq) <= FLOAT32_TOLERANCE
+
+
+def test_stq_merge_equals_one_pass(fixture_data) -> None:
+    expected, videos = fixture_data
+    whole = _stq_over_fixture(expected, videos)
+    first, second = _stq_over_fixture(expected, videos[:2]), _stq_over_fixture(expected, videos[2:])
+    first.merge_state(second.state_dict())
+    assert torch.equal(first.confusion, whole.confusion) and int(first.num_tracks) == int(whole.num_tracks)
+    assert first.compute()["stq"] == pytest.approx(whole.compute()["stq"], abs=1e-12)
+
+
+def test_stq_hand_derived_split_track_crowd_and_void_column() -> None:
+    # Classes: 0 thing, 1 stuff; divisor 10; VOID = 9. Two frames of 1 x 4 pixels.
+    # gt   f0: [1, 1, 0, 10]  f1: [1, 1, 0, 90]   track 1 (4 px), crowd (thing, instance 0), stuff, void
+    # pred f0: [1, 1, 5, 10]  f1: [2, 2, 90, 10]  track 1 then 2 (a split), a prediction on the crowd, void pred
+    gt = torch.tensor([[[1, 1, 0, 10]], [[1, 1, 0, 90]]])
+    pred = torch.tensor([[[1, 1, 5, 10]], [[2, 2, 90, 10]]])
+    metric = SegmentationTrackingQuality(2, [0], 10, 9)
+    metric.update(pred, gt)
+    result = metric.compute()
+    # AQ: crowd pixels are dropped for both sides, so pred 5 disappears. Track 1 (|g| = 4) meets pred 1 (2 px, TPA 2,
+    # IoU 2/4) and pred 2 (2 px, TPA 2, IoU 2/4): AQ = (2 * 0.5 + 2 * 0.5) / 4 = 0.5 over one track.
+    assert result["aq"] == pytest.approx(0.5, abs=1e-12)
+    # SQ: rows gt (thing, stuff), columns pred (thing, stuff, VOID); the gt-VOID pixel is dropped.
+    #   thing row: 4 track px -> thing, crowd f0 -> thing (pred 5), crowd f1 -> VOID  => [5, 0, 1]
+    #   stuff row: f0 stuff -> stuff                                                   => [0, 1, 0]
+    # IoU thing = 5 / (6 + 5 - 5) = 5/6, stuff = 1 / (1 + 1 - 1) = 1, VOID column: 0 / 1 = 0 and it counts (deeplab2).
+    assert result["sq"] == pytest.approx((5 / 6 + 1 + 0) / 3, abs=1e-12)
+    assert result["stq"] == pytest.approx(math.sqrt(0.5 * (5 / 6 + 1) / 3), abs=1e-12)
+
+
+def test_stq_without_tracks_gives_zero_aq() -> None:
+    metric = SegmentationTrackingQuality(2, [0], 10, 9)
+    stuff_only = torch.full((2, 3, 3), 10)
+    metric.update(stuff_only, stuff_only)
+    result = metric.compute()
+    assert result["aq"] == 0.0 and result["sq"] == 1.0 and result["stq"] == 0.0
+
+
+def test_stq_rejects_bad_inputs() -> None:
+    metric = SegmentationTrackingQuality(2, [0], 10, 9)
+    video = torch.zeros(2, 3, 3, dtype=torch.int64)
+    with pytest.raises(ValueError, match="outside"):
+        metric.update(video + 30, video)  # category 3 is neither a class nor VOID
+    with pytest.raises(ValueError, match="same shape"):
+        metric.update(video[:, :2], video)
+    with pytest.raises(ValueError, match="label_divisor"):
+        SegmentationTrackingQuality(2, [0], 1, 9)
