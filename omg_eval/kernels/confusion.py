@@ -4,6 +4,29 @@ from __future__ import annotations
 
 import torch
 
+from omg_eval.kernels._extension import fused_kernels
+
+
+def _range_error(name: str, labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> ValueError:
+    return ValueError(
+        f"{name} holds values outside [0, {num_classes}) (min {int(labels.min())}, max {int(labels.max())}); "
+        f"pass the right num_classes or map unlabelled pixels to ignore_index={ignore_index}"
+    )
+
+
+def _confusion_torch(
+    gt_flat: torch.Tensor, pred_flat: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
+    if ignore_index is not None:
+        keep = gt_flat != ignore_index
+        gt_flat, pred_flat = gt_flat[keep], pred_flat[keep]
+    for name, labels in (("gt_labels", gt_flat), ("pred_labels", pred_flat)):
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise _range_error(name, labels, num_classes, ignore_index)
+    return torch.bincount(gt_flat * num_classes + pred_flat, minlength=num_classes * num_classes).view(
+        num_classes, num_classes
+    )
+
 
 def confusion_matrix(
     gt_labels: torch.Tensor, pred_labels: torch.Tensor, num_classes: int, ignore_index: int | None = 255
@@ -23,17 +46,23 @@ def confusion_matrix(
         raise ValueError(
             f"gt_labels {tuple(gt_labels.shape)} and pred_labels {tuple(pred_labels.shape)} must have the same shape"
         )
-    gt_flat = gt_labels.reshape(-1).to(torch.int64)
-    pred_flat = pred_labels.reshape(-1).to(torch.int64)
-    if ignore_index is not None:
-        keep = gt_flat != ignore_index
-        gt_flat, pred_flat = gt_flat[keep], pred_flat[keep]
-    for name, labels in (("gt_labels", gt_flat), ("pred_labels", pred_flat)):
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(
-                f"{name} holds values outside [0, {num_classes}) (min {int(labels.min())}, max {int(labels.max())}); "
-                f"pass the right num_classes or map unlabelled pixels to ignore_index={ignore_index}"
+    for name, labels in (("gt_labels", gt_labels), ("pred_labels", pred_labels)):
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+            raise TypeError(
+                f"{name} must hold integer class indices, got {labels.dtype}; take the argmax of scores first"
             )
-    return torch.bincount(gt_flat * num_classes + pred_flat, minlength=num_classes * num_classes).view(
-        num_classes, num_classes
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    kernels = fused_kernels() if gt_labels.device.type == "cpu" and pred_labels.device.type == "cpu" else None
+    if kernels is None:
+        return _confusion_torch(
+            gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64), num_classes, ignore_index
+        )
+    matrix = kernels.confusion_matrix(
+        gt_labels.contiguous(), pred_labels.contiguous(), num_classes, -1 if ignore_index is None else ignore_index
     )
+    if matrix.numel() == 0:  # the kernel found a label out of range: let the reference path name it precisely
+        return _confusion_torch(
+            gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64), num_classes, ignore_index
+        )
+    return matrix

@@ -1,0 +1,142 @@
+"""COCO mask AP (AP, AP50, AP75, APs/m/l, AR@1/10/100, ARs/m/l), equal to pycocotools ``COCOeval(iouType="segm")``.
+
+``update`` matches each image's detections at once (IoUs from COCO run-length encodings, then the greedy matching of
+:mod:`omg_eval.instance_matching`) and keeps only the compact per-(image, category) match records, so states are
+small and sync across processes by concatenation; ``compute`` orders records by image id, exactly as COCOeval
+iterates images, and accumulates.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from omg_eval.instance_accumulate import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, accumulate, summarize
+from omg_eval.instance_masks import mask_areas, mask_ious, to_rles
+from omg_eval.instance_matching import ImageMatches, match_image
+from omg_eval.metric import Metric
+
+Annotation = Mapping[str, Any]
+
+
+class CocoMaskAP(Metric):
+    """COCO instance-segmentation AP over a data set.
+
+    Arguments:
+      category_ids: the data set's category ids (the ``categories`` of the instances JSON); every ground truth and
+        detection must use one of them.
+    """
+
+    def __init__(self, category_ids: Sequence[int]) -> None:
+        super().__init__()
+        if not category_ids:
+            raise ValueError("category_ids is empty; pass the ids of the 'categories' of the instances JSON")
+        self.category_ids = sorted(int(c) for c in category_ids)
+        if len(set(self.category_ids)) != len(self.category_ids):
+            raise ValueError("category_ids lists an id twice")
+        self._category_index = {c: k for k, c in enumerate(self.category_ids)}
+        # one record per (image, category) with a ground truth or a detection:
+        # (image id, category index, scores (D,), matched (A, T, D), ignored (A, T, D), regular gt (A,))
+        self.add_state("records", [], "cat")
+        self.add_state("image_ids", [], "cat")
+
+    def _category(self, annotation: Annotation, image_id: int, side: str) -> int:
+        if "category_id" not in annotation:
+            raise ValueError(f"image {image_id}: a {side} has no 'category_id'")
+        category_id = int(annotation["category_id"])
+        if category_id not in self._category_index:
+            raise ValueError(
+                f"image {image_id}: {side} category_id {category_id} is not one of the {len(self.category_ids)} "
+                "category ids given to CocoMaskAP; fix the mapping from model classes to dataset category ids"
+            )
+        return self._category_index[category_id]
+
+    def update(
+        self,
+        image_id: int,
+        height: int,
+        width: int,
+        ground_truths: Sequence[Annotation],
+        detections: Sequence[Annotation],
+    ) -> None:
+        """Add one image.
+
+        Arguments:
+          image_id: the COCO image id (orders images as COCOeval does; each image once).
+          height, width: image size (polygons are rasterised at it).
+          ground_truths: ``{"category_id", "segmentation", "area", "iscrowd"}`` (COCO annotation fields; ``area``
+            is the annotation's, as COCOeval uses it for the area ranges; missing means the mask area).
+          detections: ``{"category_id", "segmentation", "score"}``, segmentation a COCO RLE, a polygon list or an
+            (H, W) bool tensor; an ``area`` field overrides the mask area (COCO's loadRes sets it from the bbox when
+            results carry boxes).
+        """
+        image_id = int(image_id)
+        gt_by_category: dict[int, list[Annotation]] = defaultdict(list)
+        det_by_category: dict[int, list[Annotation]] = defaultdict(list)
+        for annotation in ground_truths:
+            gt_by_category[self._category(annotation, image_id, "ground truth")].append(annotation)
+        for annotation in detections:
+            if "score" not in annotation:
+                raise ValueError(f"image {image_id}: a detection has no 'score'")
+            det_by_category[self._category(annotation, image_id, "detection")].append(annotation)
+        self.image_ids.append(image_id)
+        for category in sorted(set(gt_by_category) | set(det_by_category)):
+            gts, dets = gt_by_category.get(category, []), det_by_category.get(category, [])
+            gt_rles = to_rles([g["segmentation"] for g in gts], height, width, image_id)
+            det_rles = to_rles([d["segmentation"] for d in dets], height, width, image_id)
+            gt_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
+            gt_mask_areas = mask_areas(gt_rles)
+            gt_areas = np.array(
+                [float(g["area"]) if "area" in g else float(a) for g, a in zip(gts, gt_mask_areas)], dtype=np.float64
+            )
+            det_mask_areas = mask_areas(det_rles)
+            det_areas = np.array(
+                [float(d["area"]) if "area" in d else float(a) for d, a in zip(dets, det_mask_areas)], dtype=np.float64
+            )
+            det_scores = np.array([float(d["score"]) for d in dets], dtype=np.float64)
+            # IoUs only for the detections that survive the maxDets cut, in score order (as COCOeval.computeIoU)
+            top = np.argsort(-det_scores, kind="mergesort")[: MAX_DETS[-1]]
+            ious = np.zeros((len(dets), len(gts)))
+            if len(top) and len(gts):
+                ious[top] = mask_ious([det_rles[i] for i in top], gt_rles, gt_crowd)
+            matches = match_image(
+                ious, det_scores, det_areas, gt_areas, gt_crowd, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS[-1]
+            )
+            self.records.append(
+                (
+                    image_id,
+                    category,
+                    torch.from_numpy(matches.scores),
+                    torch.from_numpy(matches.matched),
+                    torch.from_numpy(matches.ignored),
+                    torch.from_numpy(matches.regular_gt),
+                )
+            )
+
+    def compute(self) -> dict[str, Any]:
+        """The 12 COCO figures (``AP`` ... ``ARl``, fractions; -1 where nothing is measurable) and per-category AP."""
+        if len(set(self.image_ids)) != len(self.image_ids):
+            seen: set[int] = set()
+            repeated = next(i for i in self.image_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise ValueError(f"image {repeated} was added more than once; add each image exactly once (per rank)")
+        per_category: list[list[tuple[int, ImageMatches]]] = [[] for _ in self.category_ids]
+        for image_id, category, scores, matched, ignored, regular_gt in self.records:
+            per_category[category].append(
+                (image_id, ImageMatches(scores.numpy(), matched.numpy(), ignored.numpy(), regular_gt.numpy()))
+            )
+        ordered = [[m for _, m in sorted(items, key=lambda item: item[0])] for items in per_category]
+        precision, recall = accumulate(ordered)
+        figures: dict[str, Any] = summarize(precision, recall)
+        per_class = {}
+        for k, category_id in enumerate(self.category_ids):
+            values = precision[:, :, k, 0, -1]
+            kept = values[values > -1]
+            per_class[category_id] = float(np.mean(kept)) if len(kept) else -1.0
+        figures["per_class_AP"] = per_class
+        figures["precision"] = precision
+        figures["recall"] = recall
+        return figures

@@ -1,0 +1,61 @@
+"""COCO run-length encodings of instance masks: conversion from every COCO segmentation form, areas and IoUs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as coco_mask
+
+Rle = dict[str, Any]
+
+
+def to_rles(segmentations: Sequence[Any], height: int, width: int, image_id: int) -> list[Rle]:
+    """Compressed COCO RLEs of segmentations given as polygons, (un)compressed RLEs or (H, W) bool tensors/arrays.
+
+    Polygons of one object are merged into one mask, as pycocotools' ``annToRLE`` does.
+    """
+    rles: list[Rle] = []
+    for segmentation in segmentations:
+        if isinstance(segmentation, (torch.Tensor, np.ndarray)):
+            mask = segmentation.cpu().numpy() if isinstance(segmentation, torch.Tensor) else segmentation
+            if mask.shape != (height, width):
+                raise ValueError(
+                    f"image {image_id}: a mask of shape {tuple(mask.shape)} does not match the image size "
+                    f"({height}, {width}); resize masks to the original image first"
+                )
+            rles.append(coco_mask.encode(np.asfortranarray(mask.astype(np.uint8))))
+        elif isinstance(segmentation, list):
+            if not segmentation:
+                raise ValueError(f"image {image_id}: an empty polygon list; give at least one polygon or an RLE")
+            rles.append(coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width)))
+        elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+            if list(segmentation["size"]) != [height, width]:
+                raise ValueError(
+                    f"image {image_id}: an RLE of size {segmentation['size']} does not match the image size "
+                    f"[{height}, {width}]"
+                )
+            if isinstance(segmentation["counts"], list):
+                rles.append(coco_mask.frPyObjects(segmentation, height, width))
+            else:
+                rles.append(segmentation)
+        else:
+            raise TypeError(
+                f"image {image_id}: unsupported segmentation {type(segmentation).__name__}; use a COCO RLE dict, a "
+                "polygon list or an (H, W) bool mask"
+            )
+    return rles
+
+
+def mask_areas(rles: Sequence[Rle]) -> np.ndarray:
+    """(N,) pixel counts of RLEs."""
+    return np.asarray(coco_mask.area(list(rles)), dtype=np.float64).reshape(-1) if rles else np.zeros(0)
+
+
+def mask_ious(det_rles: Sequence[Rle], gt_rles: Sequence[Rle], gt_crowd: np.ndarray) -> np.ndarray:
+    """(D, G) IoUs; for a crowd ground truth the denominator is the detection's area (COCO convention)."""
+    if not det_rles or not gt_rles:
+        return np.zeros((len(det_rles), len(gt_rles)))
+    return np.asarray(coco_mask.iou(list(det_rles), list(gt_rles), [int(c) for c in gt_crowd]), dtype=np.float64)

@@ -1,0 +1,350 @@
+// Fused CPU counting kernels of the evaluation harness (one extension for the whole family, built lazily by
+// omg_core.ext_build.load_extension). Every function here has a pure-PyTorch twin in omg_eval/kernels/*.py that
+// returns identical integers; the Python side checks argument shapes and dtypes before calling in.
+//
+//   segment_pairs_batch  one pass over each image: pixel counts of every (gt id, pred id) pair, via a hash table
+//   confusion_matrix     per-thread histograms of gt * K + pred, merged at the end
+//   rle_encode / rle_iou COCO run-length encoding of binary masks (column-major) and IoU between two RLE sets
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr uint64_t kEmptySlot = ~uint64_t{0};
+
+// Open-addressing hash table from a packed (gt id, pred id) key to a pixel count. Segment ids are below 2^31 so a key
+// never equals kEmptySlot.
+class PairCounter {
+ public:
+  PairCounter() : keys_(1024, kEmptySlot), counts_(1024, 0), size_(0) {}
+
+  void add(uint64_t key, int64_t count) {
+    if (2 * (size_ + 1) > keys_.size()) grow();
+    insert(key, count);
+  }
+
+  // Entries sorted by key, i.e. by (gt id, pred id).
+  std::vector<std::pair<uint64_t, int64_t>> sorted_entries() const {
+    std::vector<std::pair<uint64_t, int64_t>> entries;
+    entries.reserve(size_);
+    for (size_t slot = 0; slot < keys_.size(); ++slot) {
+      if (keys_[slot] != kEmptySlot) entries.emplace_back(keys_[slot], counts_[slot]);
+    }
+    std::sort(entries.begin(), entries.end());
+    return entries;
+  }
+
+ private:
+  static uint64_t mix(uint64_t key) {
+    // splitmix64 finaliser: spreads neighbouring ids over the table.
+    key ^= key >> 30;
+    key *= 0xbf58476d1ce4e5b9ULL;
+    key ^= key >> 27;
+    key *= 0x94d049bb133111ebULL;
+    key ^= key >> 31;
+    return key;
+  }
+
+  void insert(uint64_t key, int64_t count) {
+    const size_t mask = keys_.size() - 1;
+    size_t slot = mix(key) & mask;
+    while (keys_[slot] != kEmptySlot && keys_[slot] != key) slot = (slot + 1) & mask;
+    if (keys_[slot] == kEmptySlot) {
+      keys_[slot] = key;
+      ++size_;
+    }
+    counts_[slot] += count;
+  }
+
+  void grow() {
+    std::vector<uint64_t> old_keys(keys_.size() * 2, kEmptySlot);
+    std::vector<int64_t> old_counts(counts_.size() * 2, 0);
+    old_keys.swap(keys_);
+    old_counts.swap(counts_);
+    size_ = 0;
+    for (size_t slot = 0; slot < old_keys.size(); ++slot) {
+      if (old_keys[slot] != kEmptySlot) insert(old_keys[slot], old_counts[slot]);
+    }
+  }
+
+  std::vector<uint64_t> keys_;
+  std::vector<int64_t> counts_;
+  size_t size_;
+};
+
+// Reads segment id number `index` of a map: either an integer id map, or a COCO panoptic RGB map (id = R + 256 G +
+// 256^2 B) so that PNG pixels can be counted without materialising an id map first.
+template <typename scalar_t>
+struct IdReader {
+  const scalar_t* data;
+  bool rgb;
+  inline int64_t operator()(int64_t index) const {
+    if (rgb) {
+      const scalar_t* pixel = data + 3 * index;
+      return static_cast<int64_t>(pixel[0]) + 256 * static_cast<int64_t>(pixel[1]) +
+             65536 * static_cast<int64_t>(pixel[2]);
+    }
+    return static_cast<int64_t>(data[index]);
+  }
+};
+
+template <typename gt_t, typename pred_t>
+bool count_pairs(IdReader<gt_t> gt, IdReader<pred_t> pred, int64_t num_pixels, PairCounter& counter) {
+  if (num_pixels == 0) return true;
+  bool ids_valid = true;
+  // Neighbouring pixels mostly share their pair, so runs are accumulated before touching the table.
+  uint64_t run_key = kEmptySlot;
+  int64_t run_length = 0;
+  for (int64_t index = 0; index < num_pixels; ++index) {
+    const int64_t gt_id = gt(index);
+    const int64_t pred_id = pred(index);
+    ids_valid &= (gt_id >= 0) & (gt_id <= INT32_MAX) & (pred_id >= 0) & (pred_id <= INT32_MAX);
+    const uint64_t key = (static_cast<uint64_t>(gt_id & 0x7fffffff) << 32) | static_cast<uint64_t>(pred_id & 0x7fffffff);
+    if (key == run_key) {
+      ++run_length;
+    } else {
+      if (run_length) counter.add(run_key, run_length);
+      run_key = key;
+      run_length = 1;
+    }
+  }
+  counter.add(run_key, run_length);
+  return ids_valid;
+}
+
+bool is_rgb(const torch::Tensor& map) { return map.scalar_type() == torch::kUInt8 && map.dim() == 3 && map.size(-1) == 3; }
+
+int64_t num_pixels_of(const torch::Tensor& map) { return is_rgb(map) ? map.numel() / 3 : map.numel(); }
+
+template <typename pred_t>
+bool dispatch_gt(const torch::Tensor& gt, const pred_t* pred_data, bool pred_rgb, int64_t n, PairCounter& counter) {
+  bool valid = true;
+  AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_gt", [&] {
+    valid = count_pairs<scalar_t, pred_t>(IdReader<scalar_t>{gt.data_ptr<scalar_t>(), is_rgb(gt)},
+                                          IdReader<pred_t>{pred_data, pred_rgb}, n, counter);
+  });
+  return valid;
+}
+
+}  // namespace
+
+// Pixel counts of every (gt id, pred id) pair of each image.
+//   gt_maps[b], pred_maps[b]: CPU contiguous integer id maps of one shape, or uint8 (H, W, 3) COCO RGB maps.
+// Returns (image index (M,), gt id (M,), pred id (M,), count (M,)) int64, sorted by (image, gt id, pred id).
+std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>& gt_maps,
+                                               const std::vector<torch::Tensor>& pred_maps) {
+  TORCH_CHECK(gt_maps.size() == pred_maps.size(), "segment_pairs_batch: ", gt_maps.size(), " gt maps but ",
+              pred_maps.size(), " pred maps");
+  const int64_t batch = static_cast<int64_t>(gt_maps.size());
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK(gt_maps[b].device().is_cpu() && pred_maps[b].device().is_cpu(), "segment_pairs_batch: CPU tensors only");
+    TORCH_CHECK(gt_maps[b].is_contiguous() && pred_maps[b].is_contiguous(), "segment_pairs_batch: contiguous maps only");
+    TORCH_CHECK(num_pixels_of(gt_maps[b]) == num_pixels_of(pred_maps[b]), "segment_pairs_batch: image ", b,
+                " has maps of different sizes");
+  }
+  std::vector<std::vector<std::pair<uint64_t, int64_t>>> per_image(batch);
+  std::vector<char> valid(batch, 1);
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      PairCounter counter;
+      const torch::Tensor& pred = pred_maps[b];
+      const int64_t n = num_pixels_of(pred);
+      AT_DISPATCH_INTEGRAL_TYPES(pred.scalar_type(), "segment_pairs_pred", [&] {
+        valid[b] = dispatch_gt<scalar_t>(gt_maps[b], pred.data_ptr<scalar_t>(), is_rgb(pred), n, counter);
+      });
+      per_image[b] = counter.sorted_entries();
+    }
+  });
+  int64_t total = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK(valid[b], "segment_pairs_batch: image ", b, " holds segment ids outside [0, 2^31)");
+    total += static_cast<int64_t>(per_image[b].size());
+  }
+  auto options = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor image_index = torch::empty({total}, options);
+  torch::Tensor gt_ids = torch::empty({total}, options);
+  torch::Tensor pred_ids = torch::empty({total}, options);
+  torch::Tensor counts = torch::empty({total}, options);
+  int64_t* image_out = image_index.data_ptr<int64_t>();
+  int64_t* gt_out = gt_ids.data_ptr<int64_t>();
+  int64_t* pred_out = pred_ids.data_ptr<int64_t>();
+  int64_t* count_out = counts.data_ptr<int64_t>();
+  int64_t row = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (const auto& entry : per_image[b]) {
+      image_out[row] = b;
+      gt_out[row] = static_cast<int64_t>(entry.first >> 32);
+      pred_out[row] = static_cast<int64_t>(entry.first & 0xffffffffULL);
+      count_out[row] = entry.second;
+      ++row;
+    }
+  }
+  return {image_index, gt_ids, pred_ids, counts};
+}
+
+// (K, K) int64 pixel counts, rows = gt class, columns = predicted class; gt pixels equal to ignore_index are skipped
+// (ignore_index < 0 means none). Returns an empty tensor when a label falls outside [0, K) so Python can raise the
+// detailed error.
+torch::Tensor confusion_matrix(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, int64_t num_classes,
+                               int64_t ignore_index) {
+  TORCH_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), "confusion_matrix: CPU tensors only");
+  TORCH_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), "confusion_matrix: contiguous tensors only");
+  TORCH_CHECK(gt_labels.numel() == pred_labels.numel(), "confusion_matrix: label maps differ in size");
+  const int64_t n = gt_labels.numel();
+  const int64_t cells = num_classes * num_classes;
+  const int64_t grain = 1 << 16;
+  const int64_t chunks = std::max<int64_t>(1, (n + grain - 1) / grain);
+  std::vector<std::vector<int64_t>> partial(chunks);
+  std::atomic<bool> out_of_range{false};
+  AT_DISPATCH_INTEGRAL_TYPES(gt_labels.scalar_type(), "confusion_gt", [&] {
+    using gt_t = scalar_t;
+    const gt_t* gt = gt_labels.data_ptr<gt_t>();
+    AT_DISPATCH_INTEGRAL_TYPES(pred_labels.scalar_type(), "confusion_pred", [&] {
+      const scalar_t* pred = pred_labels.data_ptr<scalar_t>();
+      at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t chunk = begin; chunk < end; ++chunk) {
+          std::vector<int64_t> histogram(cells, 0);
+          bool bad = false;
+          const int64_t stop = std::min(n, (chunk + 1) * grain);
+          for (int64_t i = chunk * grain; i < stop; ++i) {
+            const int64_t g = static_cast<int64_t>(gt[i]);
+            if (g == ignore_index && ignore_index >= 0) continue;
+            const int64_t p = static_cast<int64_t>(pred[i]);
+            const bool inside = (g >= 0) & (g < num_classes) & (p >= 0) & (p < num_classes);
+            bad |= !inside;
+            histogram[inside ? g * num_classes + p : 0] += inside;
+          }
+          if (bad) out_of_range = true;
+          partial[chunk] = std::move(histogram);
+        }
+      });
+    });
+  });
+  if (out_of_range) return torch::empty({0}, torch::TensorOptions().dtype(torch::kInt64));
+  torch::Tensor result = torch::zeros({num_classes, num_classes}, torch::TensorOptions().dtype(torch::kInt64));
+  int64_t* out = result.data_ptr<int64_t>();
+  for (const auto& histogram : partial) {
+    for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
+  }
+  return result;
+}
+
+// COCO RLE of binary masks: masks (N, H, W) uint8/bool, read column-major (Fortran order) as COCO does. Returns
+// (run lengths concatenated (R,), runs per mask (N,)) int64; runs alternate starting with zeros.
+std::vector<torch::Tensor> rle_encode(const torch::Tensor& masks) {
+  TORCH_CHECK(masks.dim() == 3 && masks.device().is_cpu() && masks.is_contiguous(),
+              "rle_encode: expects a contiguous CPU (N, H, W) mask tensor");
+  TORCH_CHECK(masks.scalar_type() == torch::kUInt8 || masks.scalar_type() == torch::kBool,
+              "rle_encode: masks must be uint8 or bool");
+  const int64_t num_masks = masks.size(0), height = masks.size(1), width = masks.size(2);
+  const uint8_t* data = reinterpret_cast<const uint8_t*>(masks.data_ptr());
+  std::vector<std::vector<int64_t>> runs(num_masks);
+  at::parallel_for(0, num_masks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const uint8_t* mask = data + m * height * width;
+      std::vector<int64_t>& out = runs[m];
+      uint8_t current = 0;
+      int64_t length = 0;
+      for (int64_t x = 0; x < width; ++x) {
+        for (int64_t y = 0; y < height; ++y) {
+          const uint8_t value = mask[y * width + x] != 0;
+          if (value != current) {
+            out.push_back(length);
+            length = 0;
+            current = value;
+          }
+          ++length;
+        }
+      }
+      out.push_back(length);
+    }
+  });
+  int64_t total = 0;
+  for (const auto& r : runs) total += static_cast<int64_t>(r.size());
+  torch::Tensor flat = torch::empty({total}, torch::TensorOptions().dtype(torch::kInt64));
+  torch::Tensor lengths = torch::empty({num_masks}, torch::TensorOptions().dtype(torch::kInt64));
+  int64_t* flat_out = flat.data_ptr<int64_t>();
+  int64_t* lengths_out = lengths.data_ptr<int64_t>();
+  for (int64_t m = 0; m < num_masks; ++m) {
+    std::copy(runs[m].begin(), runs[m].end(), flat_out);
+    flat_out += runs[m].size();
+    lengths_out[m] = static_cast<int64_t>(runs[m].size());
+  }
+  return {flat, lengths};
+}
+
+namespace {
+
+int64_t rle_area(const int64_t* runs, int64_t count) {
+  int64_t area = 0;
+  for (int64_t i = 1; i < count; i += 2) area += runs[i];
+  return area;
+}
+
+// Pixels set in both RLEs (both of the same image size), merging the two run sequences.
+int64_t rle_intersection(const int64_t* a, int64_t a_count, const int64_t* b, int64_t b_count) {
+  int64_t ia = 0, ib = 0;
+  int64_t left_a = a_count ? a[0] : 0, left_b = b_count ? b[0] : 0;
+  bool on_a = false, on_b = false;
+  int64_t intersection = 0;
+  while (ia < a_count && ib < b_count) {
+    const int64_t step = std::min(left_a, left_b);
+    if (on_a && on_b) intersection += step;
+    left_a -= step;
+    left_b -= step;
+    if (left_a == 0) {
+      if (++ia < a_count) left_a = a[ia];
+      on_a = !on_a;
+    }
+    if (left_b == 0) {
+      if (++ib < b_count) left_b = b[ib];
+      on_b = !on_b;
+    }
+  }
+  return intersection;
+}
+
+}  // namespace
+
+// IoU of every (detection, ground truth) RLE pair, as pycocotools' maskUtils.iou: for a crowd ground truth the
+// denominator is the detection's area. Returns (D, G) float64.
+torch::Tensor rle_iou(const torch::Tensor& det_runs, const torch::Tensor& det_lengths, const torch::Tensor& gt_runs,
+                      const torch::Tensor& gt_lengths, const torch::Tensor& gt_iscrowd) {
+  const int64_t num_det = det_lengths.numel(), num_gt = gt_lengths.numel();
+  const int64_t* dr = det_runs.data_ptr<int64_t>();
+  const int64_t* gr = gt_runs.data_ptr<int64_t>();
+  std::vector<int64_t> det_start(num_det + 1, 0), gt_start(num_gt + 1, 0);
+  for (int64_t d = 0; d < num_det; ++d) det_start[d + 1] = det_start[d] + det_lengths.data_ptr<int64_t>()[d];
+  for (int64_t g = 0; g < num_gt; ++g) gt_start[g + 1] = gt_start[g] + gt_lengths.data_ptr<int64_t>()[g];
+  std::vector<int64_t> det_area(num_det), gt_area(num_gt);
+  for (int64_t d = 0; d < num_det; ++d) det_area[d] = rle_area(dr + det_start[d], det_start[d + 1] - det_start[d]);
+  for (int64_t g = 0; g < num_gt; ++g) gt_area[g] = rle_area(gr + gt_start[g], gt_start[g + 1] - gt_start[g]);
+  const uint8_t* crowd = gt_iscrowd.data_ptr<uint8_t>();
+  torch::Tensor ious = torch::zeros({num_det, num_gt}, torch::TensorOptions().dtype(torch::kFloat64));
+  double* out = ious.data_ptr<double>();
+  at::parallel_for(0, num_det, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) {
+      for (int64_t g = 0; g < num_gt; ++g) {
+        const int64_t inter = rle_intersection(dr + det_start[d], det_start[d + 1] - det_start[d], gr + gt_start[g],
+                                               gt_start[g + 1] - gt_start[g]);
+        const int64_t uni = crowd[g] ? det_area[d] : det_area[d] + gt_area[g] - inter;
+        out[d * num_gt + g] = uni > 0 ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;
+      }
+    }
+  });
+  return ious;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("segment_pairs_batch", &segment_pairs_batch, "pixel counts of (gt id, pred id) pairs per image");
+  m.def("confusion_matrix", &confusion_matrix, "(K, K) confusion matrix of two label maps");
+  m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
+  m.def("rle_iou", &rle_iou, "IoU between two sets of COCO RLEs (crowd-aware)");
+}

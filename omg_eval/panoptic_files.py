@@ -1,0 +1,123 @@
+"""PQ of COCO panoptic files (PNG folders + JSON), the file-level counterpart of panopticapi ``pq_compute``.
+
+PNGs are decoded on a thread pool (PIL releases the GIL while inflating) and their RGB pixels go straight to the
+pair-counting kernel, which turns colours into ids on the fly: each pixel is read once, nothing is decoded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from omg_eval.panoptic import PanopticQuality
+
+
+def read_panoptic_png(path: Path) -> torch.Tensor:
+    """A COCO panoptic PNG as a uint8 (H, W, 3) RGB tensor (id = R + 256 G + 256^2 B)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"panoptic PNG {path} does not exist; check the folder and the annotation file_name")
+    with Image.open(path) as image:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        return torch.from_numpy(np.array(image))  # a writable copy: torch refuses to wrap read-only buffers quietly
+
+
+def _load_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} JSON {path} does not exist")
+    with open(path) as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict) or "annotations" not in data:
+        raise ValueError(f"{what} JSON {path} has no 'annotations' list; is it a COCO panoptic file?")
+    return data
+
+
+def _pairs(gt_json: dict[str, Any], pred_json: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    pred_by_image = {annotation["image_id"]: annotation for annotation in pred_json["annotations"]}
+    matched = []
+    for gt_annotation in gt_json["annotations"]:
+        image_id = gt_annotation["image_id"]
+        if image_id not in pred_by_image:
+            raise ValueError(f"no prediction for image {image_id}; every ground-truth image needs a prediction entry")
+        matched.append((gt_annotation, pred_by_image[image_id]))
+    return matched
+
+
+def _decoded(
+    jobs: Sequence[tuple[dict[str, Any], dict[str, Any]]], gt_folder: Path, pred_folder: Path, workers: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def load(job: tuple[dict[str, Any], dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        gt_annotation, pred_annotation = job
+        return (
+            read_panoptic_png(gt_folder / gt_annotation["file_name"]),
+            read_panoptic_png(pred_folder / pred_annotation["file_name"]),
+        )
+
+    # a bounded window of pending decodes: the pool stays busy without holding the whole data set in memory
+    window = max(2 * workers, 8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[tuple[torch.Tensor, torch.Tensor]]] = deque()
+        for job in jobs:
+            pending.append(pool.submit(load, job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def evaluate_panoptic_files(
+    gt_json_file: str | Path,
+    pred_json_file: str | Path,
+    gt_folder: str | Path | None = None,
+    pred_folder: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """COCO panoptic quality of a prediction set, as panopticapi ``pq_compute``.
+
+    Arguments:
+      gt_json_file / pred_json_file: COCO panoptic JSON files (``annotations`` with ``segments_info``).
+      gt_folder / pred_folder: PNG folders; default, as panopticapi: the JSON path without ``.json``.
+      workers: PNG decoding threads (default: the CPU count).
+      batch_size: images per kernel call.
+      progress: called with the number of images just finished.
+
+    Returns:
+      ``PanopticQuality.compute()``'s dict.
+    """
+    gt_json_file, pred_json_file = Path(gt_json_file), Path(pred_json_file)
+    gt_folder = Path(gt_folder) if gt_folder is not None else gt_json_file.with_suffix("")
+    pred_folder = Path(pred_folder) if pred_folder is not None else pred_json_file.with_suffix("")
+    for folder, what in ((gt_folder, "ground-truth"), (pred_folder, "prediction")):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{what} PNG folder {folder} does not exist; pass it explicitly")
+    gt_json, pred_json = _load_json(gt_json_file, "ground-truth"), _load_json(pred_json_file, "prediction")
+    if "categories" not in gt_json:
+        raise ValueError(f"ground-truth JSON {gt_json_file} has no 'categories' list")
+    metric = PanopticQuality(gt_json["categories"])
+    jobs = _pairs(gt_json, pred_json)
+    decoded = _decoded(jobs, gt_folder, pred_folder, workers or os.cpu_count() or 1)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        maps = [next(decoded) for _ in chunk]
+        metric.update(
+            [pred for _, pred in maps],
+            [pred_annotation["segments_info"] for _, pred_annotation in chunk],
+            [gt for gt, _ in maps],
+            [gt_annotation["segments_info"] for gt_annotation, _ in chunk],
+            image_names=[str(gt_annotation["image_id"]) for gt_annotation, _ in chunk],
+        )
+        if progress is not None:
+            progress(len(chunk))
+    return metric.compute()

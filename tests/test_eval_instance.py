@@ -1,0 +1,166 @@
+"""COCO mask AP parity with pycocotools ``COCOeval(iouType="segm")``, computed live on awkward synthetic data."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from omg_eval.instance import CocoMaskAP
+from omg_eval.instance_files import evaluate_instance_files
+
+CATEGORY_IDS = [1, 3, 5, 8]  # 5: no detection at all; 8: detections but no ground truth
+
+
+def _box_mask(height: int, width: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[y : y + h, x : x + w] = 1
+    return mask
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = coco_mask.encode(np.asfortranarray(mask))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _dataset(seed: int, with_boxes: bool) -> tuple[dict, list[dict]]:
+    """Ground truth and results with crowd, small/medium/large objects, empty images, > 100 detections in one image,
+    tied scores, polygons and RLEs, and categories missing from predictions or ground truth."""
+    rng = np.random.default_rng(seed)
+    images, annotations, results = [], [], []
+    next_annotation_id = 1
+    for image_id in (4, 1, 7, 2, 9):  # unsorted ids: images must be taken in id order
+        height, width = 120, 130
+        images.append({"id": image_id, "height": height, "width": width, "file_name": f"{image_id}.jpg"})
+        objects = [] if image_id == 7 else range(int(rng.integers(3, 8)))
+        for index in objects:
+            category = int(rng.choice([1, 3, 5]))
+            size = int(rng.choice([4, 20, 40, 105]))  # small, medium, medium, large
+            h, w = min(size + int(rng.integers(0, 6)), height - 1), min(size + int(rng.integers(0, 6)), width - 1)
+            y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+            mask = _box_mask(height, width, y, x, h, w)
+            crowd = int(index == 0 and image_id in (4, 2))
+            if index % 2 and not crowd:
+                segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]  # polygon
+                area = float(coco_mask.area(coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))))
+            else:
+                segmentation, area = _rle(mask), float(mask.sum())
+            annotations.append(
+                {
+                    "id": next_annotation_id,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "segmentation": segmentation,
+                    "area": area + (0.5 if index == 2 else 0.0),
+                    "bbox": [x, y, w, h],
+                    "iscrowd": crowd,
+                }
+            )
+            next_annotation_id += 1
+            for _ in range(int(rng.integers(0, 3))):  # jittered detections, sometimes the wrong class
+                dy, dx = (int(v) for v in rng.integers(-4, 5, size=2))
+                yy, xx = int(np.clip(y + dy, 0, height - h)), int(np.clip(x + dx, 0, width - w))
+                det_category = category if rng.random() < 0.8 else 8
+                if det_category == 5:
+                    det_category = 3
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": det_category,
+                        "segmentation": _rle(_box_mask(height, width, yy, xx, h, w)),
+                        "score": float(np.round(rng.random(), 1)),
+                        "bbox": [xx, yy, w, h],
+                    }
+                )
+        if image_id == 9:  # > 100 detections in one image: the maxDets cut and many false positives
+            for _ in range(130):
+                h, w = (int(v) for v in rng.integers(3, 30, size=2))
+                y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": int(rng.choice([1, 3])),
+                        "segmentation": _rle(_box_mask(height, width, y, x, h, w)),
+                        "score": float(np.round(rng.random(), 2)),
+                        "bbox": [x, y, w, h],
+                    }
+                )
+    if not with_boxes:
+        for result in results:
+            del result["bbox"]
+    categories = [{"id": c, "name": f"class{c}"} for c in CATEGORY_IDS]
+    return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def _pycocotools(gt_path: Path, results_path: Path) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        coco_dt = coco_gt.loadRes(str(results_path))
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+@pytest.mark.parametrize("seed,with_boxes", [(0, False), (1, True), (2, False)])
+def test_mask_ap_equals_pycocotools(tmp_path: Path, seed: int, with_boxes: bool) -> None:
+    gt, results = _dataset(seed, with_boxes)
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    reference = _pycocotools(gt_path, results_path)
+    ours = evaluate_instance_files(gt_path, results_path)
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([ours[n] for n in names], reference.stats, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours["precision"], reference.eval["precision"])
+    np.testing.assert_array_equal(ours["recall"], reference.eval["recall"])
+    assert -1 < ours["AP"] < 1  # a non-degenerate data set: figures that could drift
+
+
+def test_metric_accepts_tensor_masks_and_splits_like_whole(tmp_path: Path) -> None:
+    gt, results = _dataset(3, False)
+    whole = CocoMaskAP(CATEGORY_IDS)
+    halves = [CocoMaskAP(CATEGORY_IDS), CocoMaskAP(CATEGORY_IDS)]
+    for position, image in enumerate(sorted(gt["images"], key=lambda i: -i["id"])):
+        gts = [a for a in gt["annotations"] if a["image_id"] == image["id"]]
+        dets = [
+            {**r, "segmentation": torch.from_numpy(coco_mask.decode(r["segmentation"]).astype(bool))}
+            for r in results
+            if r["image_id"] == image["id"]
+        ]
+        whole.update(image["id"], image["height"], image["width"], gts, dets)
+        halves[position % 2].update(image["id"], image["height"], image["width"], gts, dets)
+    halves[0].merge_state(halves[1].state_dict())
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    reference = _pycocotools(gt_path, results_path)
+    for metric in (whole, halves[0]):
+        figures = metric.compute()
+        np.testing.assert_array_equal(figures["precision"], reference.eval["precision"])
+
+
+def test_mask_ap_rejects_user_errors() -> None:
+    metric = CocoMaskAP(CATEGORY_IDS)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="category_id 2 is not one of"):
+        metric.update(1, 4, 4, [], [{"category_id": 2, "segmentation": mask, "score": 0.5}])
+    with pytest.raises(ValueError, match="does not match the image size"):
+        metric.update(1, 5, 4, [], [{"category_id": 1, "segmentation": mask, "score": 0.5}])
+    with pytest.raises(ValueError, match="no 'score'"):
+        metric.update(1, 4, 4, [], [{"category_id": 1, "segmentation": mask}])
+    metric.reset()
+    metric.update(1, 4, 4, [], [])
+    metric.update(1, 4, 4, [], [])
+    with pytest.raises(ValueError, match="more than once"):
+        metric.compute()

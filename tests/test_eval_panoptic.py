@@ -1,0 +1,129 @@
+"""PQ parity with the official COCO panopticapi (figures stored in the fixture, produced by panopticapi itself)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omg_eval.kernels.segment_pairs import rgb_to_id
+from omg_eval.panoptic import PanopticQuality
+from omg_eval.panoptic_files import evaluate_panoptic_files
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "eval" / "image" / "panoptic"
+# panopticapi accumulates IoUs in float64 in its own order; ours adds the same float64 terms in another order, so
+# sums agree to rounding (~1e-16), well inside 1e-9.
+TOLERANCE = 1e-9
+
+
+def _expected() -> dict:
+    return json.loads((FIXTURE / "expected_pq.json").read_text())["results"]
+
+
+def _assert_matches_panopticapi(results: dict, expected: dict) -> None:
+    for group in ("All", "Things", "Stuff"):
+        assert results[group]["n"] == expected[group]["n"]
+        for key in ("pq", "sq", "rq"):
+            assert results[group][key] == pytest.approx(expected[group][key], abs=TOLERANCE), (group, key)
+    assert {str(k) for k in results["per_class"]} == set(expected["per_class"])
+    for category_id, figures in results["per_class"].items():
+        for key in ("pq", "sq", "rq"):
+            assert figures[key] == pytest.approx(expected["per_class"][str(category_id)][key], abs=TOLERANCE)
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_files_equal_panopticapi(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    results = evaluate_panoptic_files(FIXTURE / "gt.json", FIXTURE / "pred.json", FIXTURE / "gt", FIXTURE / "pred")
+    _assert_matches_panopticapi(results, _expected())
+    assert 0 < results["All"]["pq"] < 1
+
+
+def _load_fixture() -> tuple[list[dict], list[torch.Tensor], list[torch.Tensor], list[dict], list[dict]]:
+    gt_json = json.loads((FIXTURE / "gt.json").read_text())
+    pred_json = json.loads((FIXTURE / "pred.json").read_text())
+    pred_by_image = {a["image_id"]: a for a in pred_json["annotations"]}
+    gt_maps, pred_maps, gt_infos, pred_infos = [], [], [], []
+    for annotation in gt_json["annotations"]:
+        prediction = pred_by_image[annotation["image_id"]]
+        gt_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(FIXTURE / "gt" / annotation["file_name"])))))
+        pred_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(FIXTURE / "pred" / prediction["file_name"])))))
+        gt_infos.append(annotation["segments_info"])
+        pred_infos.append(prediction["segments_info"])
+    return gt_json["categories"], gt_maps, pred_maps, gt_infos, pred_infos
+
+
+def test_id_maps_in_any_batching_equal_panopticapi() -> None:
+    categories, gt_maps, pred_maps, gt_infos, pred_infos = _load_fixture()
+    one_batch, one_by_one = PanopticQuality(categories), PanopticQuality(categories)
+    one_batch.update(pred_maps, pred_infos, gt_maps, gt_infos)
+    for i in range(len(gt_maps)):
+        one_by_one.update([pred_maps[i].to(torch.int32)], [pred_infos[i]], [gt_maps[i]], [gt_infos[i]])
+    for metric in (one_batch, one_by_one):
+        _assert_matches_panopticapi(metric.compute(), _expected())
+
+
+def test_crowd_and_void_change_the_figures() -> None:
+    """The fixture's crowd/VOID handling matters: treating crowd as ordinary ground truth changes PQ."""
+    categories, gt_maps, pred_maps, gt_infos, pred_infos = _load_fixture()
+    no_crowd = [[{**s, "iscrowd": 0} for s in infos] for infos in gt_infos]
+    metric = PanopticQuality(categories)
+    metric.update(pred_maps, pred_infos, gt_maps, no_crowd)
+    assert abs(metric.compute()["All"]["pq"] - _expected()["All"]["pq"]) > 1e-3
+
+
+def test_counts_of_a_hand_made_image() -> None:
+    """One TP (IoU 6/8 after leaving VOID out), one FP absorbed by crowd, one FN, one FP."""
+    gt = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 0, 0], [3, 3, 3, 3]])
+    pred = torch.tensor([[5, 5, 5, 5], [5, 5, 5, 0], [6, 6, 5, 5], [7, 7, 8, 8]])
+    categories = [{"id": 1, "isthing": 1}, {"id": 2, "isthing": 1}, {"id": 3, "isthing": 0}]
+    gt_info = [
+        {"id": 1, "category_id": 1, "area": 8},
+        {"id": 2, "category_id": 2, "area": 2, "iscrowd": 1},
+        {"id": 3, "category_id": 3, "area": 4},
+    ]
+    pred_info = [
+        {"id": 5, "category_id": 1},
+        {"id": 6, "category_id": 2},
+        {"id": 7, "category_id": 1},
+        {"id": 8, "category_id": 1},
+    ]
+    metric = PanopticQuality(categories)
+    metric.update([pred], [pred_info], [gt], [gt_info])
+    # segment 5: 9 px, 2 on VOID, 7 on gt 1 -> IoU 7 / (9 + 8 - 7 - 2) = 7/8
+    assert metric.tp.tolist() == [1, 0, 0]
+    assert metric.iou_sum[0].item() == pytest.approx(7 / 8, abs=1e-15)
+    assert metric.fp.tolist() == [2, 0, 0]  # 7 and 8 (not on crowd of their class); 6 lies on crowd of class 2
+    assert metric.fn.tolist() == [0, 0, 1]
+
+
+def test_user_errors_are_named(tmp_path: Path) -> None:
+    categories = [{"id": 1, "isthing": 1}]
+    metric = PanopticQuality(categories)
+    gt = torch.ones(2, 2, dtype=torch.int64)
+    gt_info = [{"id": 1, "category_id": 1, "area": 4}]
+    with pytest.raises(ValueError, match="is in the PNG but not in segments_info"):
+        metric.update([torch.full((2, 2), 4)], [[]], [gt], [gt_info])
+    with pytest.raises(ValueError, match="has no pixel in the PNG"):
+        metric.update([torch.zeros(2, 2, dtype=torch.int64)], [[{"id": 9, "category_id": 1}]], [gt], [gt_info])
+    with pytest.raises(ValueError, match="category_id 4"):
+        metric.update([gt], [[{"id": 1, "category_id": 4}]], [gt], [gt_info])
+    with pytest.raises(ValueError, match="cover the same pixels"):
+        metric.update([torch.ones(3, 2, dtype=torch.int64)], [[{"id": 1, "category_id": 1}]], [gt], [gt_info])
+    with pytest.raises(ValueError, match="reserved for VOID"):
+        metric.update([gt], [[{"id": 0, "category_id": 1}]], [gt], [gt_info])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate_panoptic_files(tmp_path / "missing.json", tmp_path / "pred.json", tmp_path, tmp_path)
+    assert metric.tp.sum() == 0  # failed updates add nothing
+
+
+def test_empty_groups_are_nan_not_a_crash() -> None:
+    metric = PanopticQuality([{"id": 1, "isthing": 1}, {"id": 2, "isthing": 0}])
+    gt = torch.ones(2, 2, dtype=torch.int64)
+    metric.update([gt], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": 4}]])
+    results = metric.compute()
+    assert results["Things"]["pq"] == 1.0 and results["Stuff"]["n"] == 0 and np.isnan(results["Stuff"]["pq"])
