@@ -1,0 +1,176 @@
+"""Frozen open_clip ConvNeXt: multi-scale image features, the CLIP embedding of pooled features, and text."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name
+
+# Folder of extra open_clip model configs shipped with omg_core (the tiny test model lives there).
+OPEN_CLIP_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "open_clip"
+_configs_registered = False
+
+
+def register_open_clip_configs() -> None:
+    """Make the open_clip configs under omg_core/configs/open_clip known to open_clip (idempotent)."""
+    global _configs_registered
+    if not _configs_registered:
+        open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
+        _configs_registered = True
+
+
+class ClipConvNeXtBackbone(nn.Module):
+    """The visual ConvNeXt trunk and the text tower of an open_clip model, frozen.
+
+    The module never trains: parameters have requires_grad=False, `.train()` keeps it in eval mode (so drop
+    path and any statistics stay fixed) and the forward runs under no_grad.
+    """
+
+    def __init__(
+        self,
+        clip_model_name: str,
+        pretrained_tag: str | None = None,
+        channels: tuple[int, int, int, int] = (192, 384, 768, 1536),
+        templates: tuple[str, ...] = VILD_TEMPLATES,
+    ) -> None:
+        """
+        Arguments:
+          clip_model_name: an open_clip model name whose visual tower is a timm ConvNeXt
+            (e.g. "convnext_large_d_320").
+          pretrained_tag: open_clip pretrained tag (e.g. "laion2b_s29b_b131k_ft_soup"); None builds random
+            weights without touching the network.
+          channels: expected channels of the four stages; checked against the built trunk.
+          templates: prompt templates used by `encode_vocabulary`.
+        """
+        super().__init__()
+        register_open_clip_configs()
+        if clip_model_name not in open_clip.list_models():
+            raise ValueError(
+                f"unknown open_clip model {clip_model_name!r}; pick one of open_clip.list_models() or add a JSON "
+                f"config to {OPEN_CLIP_CONFIG_DIR}"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # open_clip warns when no pretrained weights are requested
+            clip_model = open_clip.create_model(clip_model_name, pretrained=pretrained_tag)
+        trunk = getattr(clip_model.visual, "trunk", None)
+        if trunk is None or not hasattr(trunk, "stages") or not hasattr(trunk, "stem"):
+            raise ValueError(f"open_clip model {clip_model_name!r} has no timm ConvNeXt trunk; use a convnext_* model")
+        stage_channels = tuple(int(stage.blocks[-1].conv_dw.out_channels) for stage in trunk.stages)
+        if stage_channels != tuple(channels):
+            raise ValueError(
+                f"{clip_model_name!r} has stage channels {stage_channels}, config says {tuple(channels)}; "
+                f"set backbone.channels={list(stage_channels)}"
+            )
+        self.clip_model_name = clip_model_name
+        self.channels = tuple(channels)
+        self.strides = (4, 8, 16, 32)
+        self.templates = tuple(templates)
+
+        self.stem = trunk.stem
+        self.stages = trunk.stages
+        # The CLIP image embedding path of a ConvNeXt CLIP: LayerNorm2d on the last stage, then the projection
+        # MLP into the joint image-text space. Applied to mask-pooled stride-32 features it gives a CLIP
+        # embedding per mask (the out-of-vocabulary classifier of OMG-Seg / FC-CLIP).
+        self.clip_pooled_norm = trunk.head.norm
+        self.clip_pooled_proj = clip_model.visual.head
+        self.embed_dim = int(clip_model.text_projection.shape[1])
+
+        clip_model.visual = nn.Identity()  # keep only the text tower in `text`
+        self.text = clip_model
+        self.tokenizer = open_clip.get_tokenizer(clip_model_name)
+        self._vocabulary_cache: dict[tuple[str, ...], torch.Tensor] = {}
+
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> ClipConvNeXtBackbone:
+        """Stays in eval mode whatever `mode` is: the CLIP backbone is frozen in OMG-Seg."""
+        del mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """
+        Arguments:
+          images: B x 3 x H x W normalised images, H and W multiples of 32.
+
+        Returns:
+          {"res2": B x C1 x H/4 x W/4, "res3": B x C2 x H/8 x W/8, "res4": B x C3 x H/16 x W/16,
+           "res5": B x C4 x H/32 x W/32}.
+        """
+        x = self.stem(images)
+        features = {}
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            features[f"res{index + 2}"] = x.contiguous()
+        return features
+
+    @torch.no_grad()
+    def embed_pooled_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Project pooled last-stage features into the CLIP embedding space.
+
+        Arguments:
+          pooled: ... x C4 pooled "res5" features.
+
+        Returns:
+          ... x D CLIP image embeddings (not normalised).
+        """
+        leading = pooled.shape[:-1]
+        x = pooled.reshape(-1, pooled.shape[-1], 1, 1)  # N x C4 x 1 x 1, the layout LayerNorm2d expects
+        x = self.clip_pooled_norm(x).flatten(1)  # N x C4
+        x = self.clip_pooled_proj(x)  # N x D
+        return x.reshape(*leading, x.shape[-1])
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """
+        Arguments:
+          texts: sentences.
+
+        Returns:
+          len(texts) x D L2-normalised text embeddings.
+        """
+        device = self.text.token_embedding.weight.device
+        tokens = self.tokenizer(texts).to(device)
+        return F.normalize(self.text.encode_text(tokens).float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_vocabulary(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """Text embedding of each class, averaged over the prompt templates (and over ","-separated synonyms).
+
+        Results are cached per vocabulary (the tuple of names), since the text tower is frozen.
+
+        Arguments:
+          class_names: K class names.
+
+        Returns:
+          K x D L2-normalised class embeddings.
+        """
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a list of names, not one string; wrap it: [name]")
+        key = tuple(class_names)
+        if not key:
+            raise ValueError("the vocabulary is empty; give at least one class name")
+        cached = self._vocabulary_cache.get(key)
+        device = self.text.token_embedding.weight.device
+        if cached is not None and cached.device == device:
+            return cached
+        class_embeddings = []
+        for name in key:
+            sentences = expand_class_name(name, self.templates)
+            mean_embedding = self.encode_texts(sentences).mean(dim=0)  # D
+            class_embeddings.append(F.normalize(mean_embedding, dim=-1))
+        embeddings = torch.stack(class_embeddings)  # K x D
+        self._vocabulary_cache[key] = embeddings
+        return embeddings
+
+    def clear_vocabulary_cache(self) -> None:
+        """Forget cached vocabulary embeddings (needed after loading new text-tower weights)."""
+        self._vocabulary_cache.clear()

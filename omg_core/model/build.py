@@ -1,0 +1,85 @@
+"""Named model configurations and `create_model`, timm style."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omg_core.model.config import ModelConfig
+from omg_core.model.omg_model import OMGModel
+
+_MODEL_CONFIGS: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def register_model_config(name: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    """Decorator registering a function that returns the config fields of a named model."""
+
+    def wrap(function: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        if name in _MODEL_CONFIGS:
+            raise ValueError(f"model config {name!r} is already registered")
+        _MODEL_CONFIGS[name] = function
+        return function
+
+    return wrap
+
+
+@register_model_config("omg-convnext-large")
+def _omg_convnext_large() -> dict[str, Any]:
+    # The official OMG-Seg sizes (m2_convl_300q): ConvNeXt-L CLIP, 6 deformable layers, 9 decoder layers, 300 q.
+    return {"name": "omg-convnext-large"}
+
+
+@register_model_config("omg-tiny")
+def _omg_tiny() -> dict[str, Any]:
+    # For tests: convnext_atto CLIP (random weights, offline), 1 encoder layer, 3 decoder layers, 10 queries.
+    return {
+        "name": "omg-tiny",
+        "backbone": {"clip_model_name": "omg-tiny-convnext-atto", "pretrained_tag": "",
+                     "channels": (40, 80, 160, 320)},
+        "pixel_decoder": {"feat_channels": 32, "mask_channels": 32, "num_layers": 1, "num_heads": 4,
+                          "num_points": 2, "ffn_dim": 64, "num_groups": 8},
+        "transformer_decoder": {"num_layers": 3, "num_heads": 4, "ffn_dim": 64, "num_queries": 10},
+    }
+
+
+def list_models() -> list[str]:
+    """Names accepted by `create_model`."""
+    return sorted(_MODEL_CONFIGS)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+    """The validated config of a named model, with overrides (nested dicts merge, e.g.
+    transformer_decoder={"num_layers": 2})."""
+    if name not in _MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+    return ModelConfig(**_merge(_MODEL_CONFIGS[name](), overrides))
+
+
+def create_model(name: str, pretrained: bool | str = False, **overrides: Any) -> OMGModel:
+    """Build a named OMG model.
+
+    Arguments:
+      name: one of `list_models()`.
+      pretrained: False for random weights (offline). True loads the released weights for `name` (Hugging Face
+        download + conversion, plus the open_clip CLIP weights); a path loads that safetensors file or directory.
+      overrides: config fields to change (see ModelConfig).
+
+    Returns:
+      The model in eval mode.
+    """
+    config = get_model_config(name, **overrides)
+    if pretrained:
+        from omg_core.weights.hub import from_pretrained
+
+        return from_pretrained(name if pretrained is True else pretrained, config=config)
+    return OMGModel(config).eval()

@@ -1,0 +1,73 @@
+"""Model configuration as pydantic models (unknown fields are errors, so typos never pass silently)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackboneConfig(_Strict):
+    clip_model_name: str = "convnext_large_d_320"
+    pretrained_tag: str = "laion2b_s29b_b131k_ft_soup"
+    channels: tuple[int, int, int, int] = (192, 384, 768, 1536)
+
+
+class PixelDecoderConfig(_Strict):
+    feat_channels: int = 256
+    mask_channels: int = 256
+    num_layers: int = Field(6, ge=0)
+    num_heads: int = 8
+    num_points: int = 4
+    ffn_dim: int = 1024
+    num_groups: int = 32
+
+
+class TransformerDecoderConfig(_Strict):
+    num_layers: int = Field(9, ge=0)
+    num_heads: int = 8
+    ffn_dim: int = 2048
+    num_queries: int = Field(300, ge=1)
+    num_feature_levels: int = 3
+
+
+class OpenVocabularyConfig(_Strict):
+    alpha: float = Field(0.4, ge=0.0, le=1.0)  # ensemble exponent for seen classes
+    beta: float = Field(0.8, ge=0.0, le=1.0)  # ensemble exponent for unseen classes
+    initial_logit_scale: float = math.log(1 / 0.01)
+
+
+class ModelConfig(_Strict):
+    """Everything needed to build an OMGModel.
+
+    pixel_mean / pixel_std are in [0, 255] RGB. The defaults are the values of OMG-Seg's data preprocessor
+    (ImageNet statistics), which the released weights were trained with.
+    """
+
+    name: str = "omg-convnext-large"
+    backbone: BackboneConfig = BackboneConfig()
+    pixel_decoder: PixelDecoderConfig = PixelDecoderConfig()
+    transformer_decoder: TransformerDecoderConfig = TransformerDecoderConfig()
+    open_vocabulary: OpenVocabularyConfig = OpenVocabularyConfig()
+    enable_prompts: bool = True
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    size_divisibility: int = 32
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.pixel_decoder.feat_channels % self.pixel_decoder.num_groups:
+            raise ValueError("pixel_decoder.feat_channels must be divisible by pixel_decoder.num_groups")
+        if self.pixel_decoder.feat_channels % self.transformer_decoder.num_heads:
+            raise ValueError("pixel_decoder.feat_channels must be divisible by transformer_decoder.num_heads")
+        if self.transformer_decoder.num_feature_levels != 3:
+            raise ValueError("transformer_decoder.num_feature_levels must be 3 (strides 32, 16, 8)")
+        if self.size_divisibility % 32:
+            raise ValueError("size_divisibility must be a multiple of 32 (the backbone's output stride)")
+        if any(s <= 0 for s in self.pixel_std):
+            raise ValueError("pixel_std values must be positive")
+        return self

@@ -1,0 +1,65 @@
+"""What the model returns, as typed containers the task plugins consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class AuxiliaryPrediction:
+    """Prediction of one decoder stage (before the first layer, or after a layer), for deep supervision.
+
+    class_logits: B x Q x (K + 1) in-vocabulary logits, last column void.
+    mask_logits: B x Q x h x w (images) or B x Q x T x h x w (clips), stride 4.
+    """
+
+    class_logits: torch.Tensor
+    mask_logits: torch.Tensor
+
+
+@dataclass
+class OMGOutputs:
+    """Final predictions of `OMGModel.forward`.
+
+    class_logits: B x Q x (K + 1) class scores, last column void. Logits of the trained classifier, or, when
+      `seen_classes` was given, log-probabilities of the geometric ensemble (both work with softmax).
+    mask_logits: B x Q x h x w (images) or B x Q x T x h x w (clips) at stride 4 of the padded input
+      (h = padded_size[0] / 4); crop to ceil(image_size / 4) or upsample and crop to image_size.
+    query_embeddings: B x Q x C decoder query features after the last layer (normalised; used for tracking).
+    iou_logits: B x Q x 1 predicted mask quality (objectness) logits.
+    in_vocab_logits: B x Q x (K + 1) the trained classifier's logits (same as class_logits without ensemble).
+    clip_logits: B x Q x (K + 1) mask-pooled CLIP logits, or None without ensemble.
+    auxiliary: one AuxiliaryPrediction per decoder stage before the last (num_layers of them: the initial
+      prediction and layers 1..num_layers-1); the final stage is the fields above.
+    num_learned_queries: the first num_learned_queries queries are learned; the rest are prompt queries.
+    is_prompt_query: Q bool.
+    prompt_valid: B x N bool (False for a prompt with no click and no box), or None without prompts.
+    image_size: (H, W) of the input before padding; padded_size: (H, W) after padding to a multiple of 32.
+    num_frames: T for clips, 0 for images.
+    """
+
+    class_logits: torch.Tensor
+    mask_logits: torch.Tensor
+    query_embeddings: torch.Tensor
+    iou_logits: torch.Tensor
+    in_vocab_logits: torch.Tensor
+    num_learned_queries: int
+    is_prompt_query: torch.Tensor
+    image_size: tuple[int, int]
+    padded_size: tuple[int, int]
+    num_frames: int = 0
+    clip_logits: torch.Tensor | None = None
+    prompt_valid: torch.Tensor | None = None
+    auxiliary: list[AuxiliaryPrediction] = field(default_factory=list)
+
+    @property
+    def prompt_class_logits(self) -> torch.Tensor:
+        """B x N x (K + 1) class logits of the prompt queries."""
+        return self.class_logits[:, self.num_learned_queries:]
+
+    @property
+    def prompt_mask_logits(self) -> torch.Tensor:
+        """B x N x h x w (or B x N x T x h x w) mask logits of the prompt queries."""
+        return self.mask_logits[:, self.num_learned_queries:]

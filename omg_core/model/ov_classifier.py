@@ -1,0 +1,118 @@
+"""Open-vocabulary classification: cosine similarity to CLIP text embeddings, plus the FC-CLIP ensemble."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from omg_core.model.transformer_decoder import mlp
+
+
+def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """Average of features inside each (binarised) mask.
+
+    Arguments:
+      features: B x C x H x W.
+      mask_logits: B x Q x h x w; resized bilinearly to H x W, foreground where the logit is > 0.
+
+    Returns:
+      B x Q x C pooled features (zeros for empty masks).
+    """
+    if mask_logits.shape[-2:] != features.shape[-2:]:
+        mask_logits = F.interpolate(mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False)
+    masks = (mask_logits.detach() > 0).to(features.dtype)
+    area = masks.sum(dim=(-1, -2), keepdim=True) + 1e-8  # eps keeps empty masks finite
+    return torch.einsum("bchw,bqhw->bqc", features, masks / area)
+
+
+def geometric_ensemble(
+    in_vocab_logits: torch.Tensor,
+    out_vocab_logits: torch.Tensor,
+    seen_classes: torch.Tensor,
+    alpha: float = 0.4,
+    beta: float = 0.8,
+    valid_queries: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """FC-CLIP / OMG-Seg geometric ensemble of the trained and the frozen-CLIP classifiers.
+
+    p_c = p_in^(1 - a) * p_out^a with a = alpha for seen classes and a = beta for unseen ones, both
+    probabilities softmaxed over the K classes (no void). The void probability of the trained classifier
+    is kept: the result is log([p * (1 - p_void), p_void]).
+
+    Arguments:
+      in_vocab_logits: ... x (K + 1) trained classifier logits, last column void.
+      out_vocab_logits: ... x K (or K + 1, then the last column is ignored) CLIP mask-pooled logits.
+      seen_classes: K bool, True for classes the model was trained on.
+      alpha, beta: ensemble exponents for seen and unseen classes.
+      valid_queries: ... bool, False for queries whose mask is empty at the CLIP resolution; these use the
+        trained classifier only (exponent 0), as in OMG-Seg.
+
+    Returns:
+      ... x (K + 1) log-probabilities, last column void.
+    """
+    num_classes = in_vocab_logits.shape[-1] - 1
+    if seen_classes.shape != (num_classes,):
+        raise ValueError(f"seen_classes must have shape ({num_classes},) (one flag per class), "
+                         f"got {tuple(seen_classes.shape)}")
+    out_vocab_logits = out_vocab_logits[..., :num_classes]
+    p_in = in_vocab_logits[..., :-1].softmax(-1)
+    p_out = out_vocab_logits.softmax(-1)
+    exponent = torch.where(seen_classes.to(p_in.device), alpha, beta).to(p_in.dtype)  # K
+    exponent = exponent.expand_as(p_in)
+    if valid_queries is not None:
+        exponent = exponent * valid_queries[..., None].to(p_in.dtype)
+    log_ensemble = (1 - exponent) * torch.log(p_in) + exponent * torch.log(p_out)
+    ensemble = log_ensemble.softmax(-1)  # renormalise over the K classes
+    p_void = in_vocab_logits.softmax(-1)[..., -1:]
+    return torch.log(torch.cat([ensemble * (1 - p_void), p_void], dim=-1) + 1e-8)
+
+
+class OpenVocabularyClassifier(nn.Module):
+    """Class logits = exp(logit_scale) * cos(projected query, class text embedding), with a learned void class.
+
+    The projected query is query_proj(query + mask_pool_proj(mask-pooled pixel features)), as in OMG-Seg.
+    The void embedding is not normalised: it starts at zero (a constant logit of 0, OMG-Seg's void token)
+    and may learn a direction.
+    """
+
+    def __init__(self, embed_dim: int, clip_dim: int, initial_logit_scale: float = math.log(1 / 0.01)) -> None:
+        super().__init__()
+        self.query_proj = mlp(embed_dim, embed_dim, clip_dim)
+        self.mask_pool_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, embed_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(float(initial_logit_scale)))
+        self.void_embedding = nn.Parameter(torch.zeros(clip_dim))
+
+    def logits(self, embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """
+        Arguments:
+          embeddings: ... x D embeddings in CLIP space (normalised here).
+          text_embeddings: K x D normalised class embeddings.
+
+        Returns:
+          ... x (K + 1) logits, last column void.
+        """
+        classes = torch.cat([text_embeddings.to(embeddings.dtype), self.void_embedding[None].to(embeddings.dtype)])
+        return self.logit_scale.exp() * F.normalize(embeddings, dim=-1) @ classes.T
+
+    def forward(
+        self, query_embeddings: torch.Tensor, mask_features: torch.Tensor, mask_logits: torch.Tensor,
+        text_embeddings: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Arguments:
+          query_embeddings: B x Q x C normalised decoder queries.
+          mask_features: B x T x C x H x W per-pixel embeddings.
+          mask_logits: B x Q x T x H x W.
+          text_embeddings: K x D.
+
+        Returns:
+          B x Q x (K + 1) in-vocabulary class logits.
+        """
+        # Frames are stacked along the height axis so one query pools over its whole tube.
+        features = mask_features.transpose(1, 2).flatten(2, 3)  # B x C x T*H x W
+        pooled = mask_pool(features, mask_logits.flatten(2, 3))  # B x Q x C
+        projected = self.query_proj(self.mask_pool_proj(pooled) + query_embeddings)  # B x Q x D
+        return self.logits(projected, text_embeddings)
