@@ -1,0 +1,146 @@
+"""Video semantic segmentation metrics of VSPW (Miao et al., CVPR 2021): mIoU and video consistency VC_n.
+
+Equal to the VSPW evaluation code (sssdddwww2/CVPR2021_VSPW_Implement: ``utils.Evaluator`` for mIoU,
+``VC_perclip.py`` for VC):
+
+* mIoU pools one confusion matrix over every frame of every video and averages the IoU over the categories that
+  occur in the ground truth (a category that is only predicted is left out of the mean).
+* VC_n slides a clip of n frames over each video. Inside a clip, the pixels whose ground-truth label is the same in
+  all n frames form the "consistent" region; the clip's score is the fraction of that region where the prediction is
+  also the same in all n frames (it does not have to be correct). VC_n is the mean over all clips of all videos,
+  skipping clips whose consistent region is empty. Two details of the official script are kept on purpose, so that
+  figures agree: videos with at most n frames are skipped, and the clip starts run over 0 .. T-n-1 (the last
+  possible clip is not scored). Ground-truth VOID takes part in VC like any other label, as in the official script.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from omg_eval.kernels.confusion import confusion_matrix
+from omg_eval.metric import Metric
+
+
+def clip_consistency_scores(pred_labels: torch.Tensor, gt_labels: torch.Tensor, clip_length: int) -> torch.Tensor:
+    """VC scores of every scored clip of one video.
+
+    Arguments:
+      pred_labels: T x H x W integer predictions.
+      gt_labels: T x H x W integer ground truth.
+      clip_length: n >= 2.
+
+    Returns:
+      float64 (T - n,) scores (NaN where the clip's consistent ground-truth region is empty); empty when T <= n.
+    """
+    num_frames = gt_labels.shape[0]
+    if num_frames <= clip_length:
+        return torch.zeros(0, dtype=torch.float64)
+    # A label is constant over frames [i, i + n) iff no change happens between consecutive frames of the clip;
+    # running counts of changes turn every clip into one subtraction.
+    span = clip_length - 1
+    num_clips = num_frames - clip_length
+
+    def stable_over_clips(labels: torch.Tensor) -> torch.Tensor:
+        changes = (labels[1:] != labels[:-1]).to(torch.int32)  # (T - 1) x H x W
+        running = torch.cat([torch.zeros_like(changes[:1]), changes.cumsum(0, dtype=torch.int32)])  # T x H x W
+        return running[span : span + num_clips] == running[:num_clips]  # (T - n) x H x W
+
+    gt_stable = stable_over_clips(gt_labels)
+    both_stable = gt_stable & stable_over_clips(pred_labels)
+    consistent_area = gt_stable.flatten(1).sum(1).double()
+    agreeing_area = both_stable.flatten(1).sum(1).double()
+    return (agreeing_area / consistent_area).cpu()  # 0 / 0 -> NaN, dropped later like np.nanmean does
+
+
+class VideoSemanticMetric(Metric):
+    """VSPW mIoU and video consistency VC_n.
+
+    Arguments:
+      num_classes: K, predictions lie in [0, K).
+      ignore_index: ground-truth label of VOID pixels (255 in VSPW after shifting labels down by one).
+      clip_lengths: the n of VC_n; VSPW reports (8, 16).
+
+    Ground-truth labels outside [0, K) must be ``ignore_index`` or negative; both are VOID for mIoU (the official
+    evaluator keeps only 0 <= gt < K), while VC compares them as they are, so mapping VSPW's raw "others" (0) to -1 and
+    its void (255) to ``ignore_index`` keeps VC identical to the official script, which reads the raw masks.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, clip_lengths: Sequence[int] = (8, 16)) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"ignore_index {ignore_index} is a real class (num_classes={num_classes}); use 255")
+        bad = [n for n in clip_lengths if int(n) < 2]
+        if bad or not clip_lengths:
+            raise ValueError(f"clip_lengths must be integers >= 2 (VSPW uses 8 and 16), got {list(clip_lengths)}")
+        if len(set(clip_lengths)) != len(clip_lengths):
+            raise ValueError(f"clip_lengths {list(clip_lengths)} holds duplicates")
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.clip_lengths = tuple(int(n) for n in clip_lengths)
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.int64), "sum")
+        self.add_state("vc_sum", torch.zeros(len(self.clip_lengths), dtype=torch.float64), "sum")
+        self.add_state("vc_clips", torch.zeros(len(self.clip_lengths), dtype=torch.int64), "sum")
+        self.add_state("num_videos", torch.zeros((), dtype=torch.int64), "sum")
+
+    def update(self, pred_labels: torch.Tensor, gt_labels: torch.Tensor) -> None:
+        """Add one whole video.
+
+        Arguments:
+          pred_labels: T x H x W integer class predictions in [0, K).
+          gt_labels: T x H x W integer ground truth, frames in temporal order.
+        """
+        for name, labels in (("pred_labels", pred_labels), ("gt_labels", gt_labels)):
+            if not isinstance(labels, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(labels).__name__}")
+            if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+                raise TypeError(f"{name} must hold integer class labels, got dtype {labels.dtype}; take the argmax")
+            if labels.dim() != 3:
+                raise ValueError(f"{name} must be one whole video T x H x W, got shape {tuple(labels.shape)}")
+        if pred_labels.shape != gt_labels.shape:
+            raise ValueError(
+                f"pred_labels {tuple(pred_labels.shape)} and gt_labels {tuple(gt_labels.shape)} must have the same shape"
+            )
+        gt_labels, pred_labels = gt_labels.to(torch.int64), pred_labels.to(torch.int64)
+        if pred_labels.numel() and (int(pred_labels.min()) < 0 or int(pred_labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"pred_labels hold values outside [0, {self.num_classes}) (min {int(pred_labels.min())}, "
+                f"max {int(pred_labels.max())}); predictions must be class indices"
+            )
+        gt_for_iou = torch.where(gt_labels < 0, self.ignore_index, gt_labels)
+        self.confusion = self.confusion + confusion_matrix(
+            gt_for_iou, pred_labels, self.num_classes, ignore_index=self.ignore_index
+        ).cpu()
+        sums, clips = self.vc_sum.clone(), self.vc_clips.clone()
+        for index, clip_length in enumerate(self.clip_lengths):
+            scores = clip_consistency_scores(pred_labels, gt_labels, clip_length)
+            scored = scores[~torch.isnan(scores)]
+            sums[index] += scored.sum()
+            clips[index] += scored.numel()
+        self.vc_sum, self.vc_clips = sums, clips
+        self.num_videos = self.num_videos + 1
+
+    def compute(self) -> dict[str, Any]:
+        """Returns:
+        {"miou", "per_class_iou" (K,) float64 with NaN for classes absent from the ground truth, "vc<n>" per clip
+        length (NaN when no video is longer than n frames)}.
+        """
+        confusion = self.confusion.double()
+        intersections = confusion.diagonal()
+        gt_area = confusion.sum(1)
+        unions = gt_area + confusion.sum(0) - intersections
+        in_gt = gt_area > 0
+        per_class = torch.where(in_gt, intersections / unions.clamp(min=1), math.nan)
+        results: dict[str, Any] = {
+            "miou": float(per_class[in_gt].sum()) / int(in_gt.sum()) if bool(in_gt.any()) else math.nan,
+            "per_class_iou": per_class,
+        }
+        for index, clip_length in enumerate(self.clip_lengths):
+            clips = int(self.vc_clips[index])
+            results[f"vc{clip_length}"] = float(self.vc_sum[index]) / clips if clips else math.nan
+        return results
