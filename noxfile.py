@@ -59,9 +59,11 @@ def bench(session: nox.Session) -> None:
     results = results_dir / "latest.json"
     update = "--update-baseline" in session.posargs
     pytest_args = [a for a in session.posargs if a != "--update-baseline"]
+    targets = [] if any(a.startswith("benchmarks") for a in pytest_args) else ["benchmarks"]
     session.run(
-        python, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-enable",
-        f"--benchmark-json={results}", "-q", "-o", "addopts=", *pytest_args, external=True,
+        python, "-m", "pytest", *targets, "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-enable",
+        f"--benchmark-json={results}", "-q", "-o", "addopts=", "-o", "python_files=bench_*.py", *pytest_args,
+        external=True,
     )
     session.run(python, "benchmarks/ratios.py", str(results), *(["--update-baseline"] if update else []), external=True)
 
