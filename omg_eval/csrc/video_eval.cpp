@@ -1,0 +1,203 @@
+// Fused CPU kernels of the video metrics (YouTube-VIS track IoU, DAVIS boundary F), with CUDA dispatch when built
+// with -DWITH_CUDA. Both return exact integer counts, so they agree bit for bit with the PyTorch formulations in
+// omg_eval/kernels/video_overlap.py and omg_eval/kernels/boundary_f.py.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#ifdef WITH_CUDA
+torch::Tensor track_intersections_cuda(const torch::Tensor& pred, const torch::Tensor& gt);
+torch::Tensor boundary_match_counts_cuda(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius);
+#endif
+
+namespace {
+
+// Packs n bytes holding 0/1 into ceil(n / 64) words: bit i of word k is byte 64 * k + i. Popcounts over packed words
+// then count 64 pixels per instruction.
+void pack_bits(const uint8_t* bytes, int64_t n, uint64_t* words) {
+  const int64_t full_words = n / 64;
+  for (int64_t k = 0; k < full_words; ++k) {
+    const uint8_t* block = bytes + 64 * k;
+    uint64_t word = 0;
+    for (int i = 0; i < 64; ++i) word |= static_cast<uint64_t>(block[i] != 0) << i;
+    words[k] = word;
+  }
+  if (n % 64 != 0) {
+    uint64_t word = 0;
+    for (int64_t i = 64 * full_words; i < n; ++i) word |= static_cast<uint64_t>(bytes[i] != 0) << (i - 64 * full_words);
+    words[full_words] = word;
+  }
+}
+
+void check_masks(const torch::Tensor& masks, const char* name) {
+  TORCH_CHECK(masks.dim() == 2, name, " must be 2-D (tracks x pixels), got ", masks.dim(), " dimensions");
+  TORCH_CHECK(masks.scalar_type() == torch::kBool, name, " must be a bool tensor");
+}
+
+torch::Tensor track_intersections_cpu(const torch::Tensor& pred, const torch::Tensor& gt) {
+  const int64_t num_pred = pred.size(0), num_gt = gt.size(0), num_pixels = pred.size(1);
+  const int64_t num_words = (num_pixels + 63) / 64;
+  auto pred_bytes = pred.contiguous();
+  auto gt_bytes = gt.contiguous();
+  const uint8_t* pred_data = reinterpret_cast<const uint8_t*>(pred_bytes.data_ptr<bool>());
+  const uint8_t* gt_data = reinterpret_cast<const uint8_t*>(gt_bytes.data_ptr<bool>());
+  // (D + G) x words: every track packed once, then every pair costs num_words AND + popcount.
+  std::vector<uint64_t> packed(static_cast<size_t>((num_pred + num_gt) * num_words));
+  at::parallel_for(0, num_pred + num_gt, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const uint8_t* source = row < num_pred ? pred_data + row * num_pixels : gt_data + (row - num_pred) * num_pixels;
+      pack_bits(source, num_pixels, packed.data() + row * num_words);
+    }
+  });
+  auto intersections = torch::zeros({num_pred, num_gt}, torch::kInt64);
+  int64_t* out = intersections.data_ptr<int64_t>();
+  at::parallel_for(0, num_pred * num_gt, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const uint64_t* pred_words = packed.data() + (pair / num_gt) * num_words;
+      const uint64_t* gt_words = packed.data() + (num_pred + pair % num_gt) * num_words;
+      int64_t count = 0;
+      for (int64_t k = 0; k < num_words; ++k) count += __builtin_popcountll(pred_words[k] & gt_words[k]);
+      out[pair] = count;
+    }
+  });
+  return intersections;
+}
+
+// DAVIS's seg2bmap: a pixel is on the boundary when it differs from its east, south or south-east neighbour (pixels
+// past the border count as background), except that the last row only looks east, the last column only looks south
+// and the bottom-right pixel is never a boundary.
+void boundary_map(const uint8_t* seg, int64_t height, int64_t width, uint8_t* bmap) {
+  for (int64_t y = 0; y < height; ++y) {
+    for (int64_t x = 0; x < width; ++x) {
+      const uint8_t here = seg[y * width + x] != 0;
+      const uint8_t east = x + 1 < width ? seg[y * width + x + 1] != 0 : 0;
+      const uint8_t south = y + 1 < height ? seg[(y + 1) * width + x] != 0 : 0;
+      const uint8_t south_east = (x + 1 < width && y + 1 < height) ? seg[(y + 1) * width + x + 1] != 0 : 0;
+      uint8_t value;
+      if (y == height - 1 && x == width - 1) {
+        value = 0;
+      } else if (x == width - 1) {
+        value = here ^ south;
+      } else if (y == height - 1) {
+        value = here ^ east;
+      } else {
+        value = (here ^ east) | (here ^ south) | (here ^ south_east);
+      }
+      bmap[y * width + x] = value;
+    }
+  }
+}
+
+// Row-wise prefix sums (height x (width + 1)) so that "any boundary pixel in row y between x0 and x1" is O(1).
+void row_prefix_sums(const uint8_t* bmap, int64_t height, int64_t width, int32_t* prefix) {
+  for (int64_t y = 0; y < height; ++y) {
+    int32_t* row = prefix + y * (width + 1);
+    row[0] = 0;
+    for (int64_t x = 0; x < width; ++x) row[x + 1] = row[x] + bmap[y * width + x];
+  }
+}
+
+// Counts the pixels of `source` that have a pixel of `target` within the disk, i.e. sum(source & dilate(target)).
+int64_t count_matches(const uint8_t* source, const int32_t* target_prefix, int64_t height, int64_t width,
+                      const std::vector<int64_t>& half_widths) {
+  const int64_t radius = static_cast<int64_t>(half_widths.size()) - 1;
+  int64_t matches = 0;
+  for (int64_t y = 0; y < height; ++y) {
+    for (int64_t x = 0; x < width; ++x) {
+      if (!source[y * width + x]) continue;
+      for (int64_t dy = -radius; dy <= radius; ++dy) {
+        const int64_t yy = y + dy;
+        if (yy < 0 || yy >= height) continue;
+        const int64_t half = half_widths[dy < 0 ? -dy : dy];
+        const int64_t x0 = std::max<int64_t>(0, x - half), x1 = std::min<int64_t>(width - 1, x + half);
+        const int32_t* row = target_prefix + yy * (width + 1);
+        if (row[x1 + 1] - row[x0] > 0) {
+          ++matches;
+          break;
+        }
+      }
+    }
+  }
+  return matches;
+}
+
+torch::Tensor boundary_match_counts_cpu(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius) {
+  const int64_t batch = fg.size(0), height = fg.size(1), width = fg.size(2);
+  auto fg_bytes = fg.contiguous();
+  auto gt_bytes = gt.contiguous();
+  const uint8_t* fg_data = reinterpret_cast<const uint8_t*>(fg_bytes.data_ptr<bool>());
+  const uint8_t* gt_data = reinterpret_cast<const uint8_t*>(gt_bytes.data_ptr<bool>());
+  // Disk of skimage.morphology.disk(radius): offsets with dx^2 + dy^2 <= radius^2, as a half width per row.
+  std::vector<int64_t> half_widths(radius + 1);
+  for (int64_t dy = 0; dy <= radius; ++dy) {
+    int64_t half = 0;
+    while ((half + 1) * (half + 1) + dy * dy <= radius * radius) ++half;
+    half_widths[dy] = half;
+  }
+  auto counts = torch::zeros({batch, 4}, torch::kInt64);
+  int64_t* out = counts.data_ptr<int64_t>();
+  const int64_t pixels = height * width;
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> fg_bmap(pixels), gt_bmap(pixels);
+    std::vector<int32_t> fg_prefix(height * (width + 1)), gt_prefix(height * (width + 1));
+    for (int64_t item = begin; item < end; ++item) {
+      boundary_map(fg_data + item * pixels, height, width, fg_bmap.data());
+      boundary_map(gt_data + item * pixels, height, width, gt_bmap.data());
+      row_prefix_sums(fg_bmap.data(), height, width, fg_prefix.data());
+      row_prefix_sums(gt_bmap.data(), height, width, gt_prefix.data());
+      int64_t* row = out + item * 4;
+      row[0] = 0;
+      row[1] = 0;
+      for (int64_t y = 0; y < height; ++y) {
+        row[0] += fg_prefix[y * (width + 1) + width];
+        row[1] += gt_prefix[y * (width + 1) + width];
+      }
+      row[2] = count_matches(fg_bmap.data(), gt_prefix.data(), height, width, half_widths);
+      row[3] = count_matches(gt_bmap.data(), fg_prefix.data(), height, width, half_widths);
+    }
+  });
+  return counts;
+}
+
+}  // namespace
+
+torch::Tensor track_intersections(const torch::Tensor& pred, const torch::Tensor& gt) {
+  check_masks(pred, "pred");
+  check_masks(gt, "gt");
+  TORCH_CHECK(pred.size(1) == gt.size(1), "pred and gt must have the same number of pixels, got ", pred.size(1),
+              " and ", gt.size(1));
+  TORCH_CHECK(pred.device() == gt.device(), "pred and gt must be on the same device");
+  if (pred.is_cuda()) {
+#ifdef WITH_CUDA
+    return track_intersections_cuda(pred.contiguous(), gt.contiguous());
+#else
+    TORCH_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
+#endif
+  }
+  return track_intersections_cpu(pred, gt);
+}
+
+torch::Tensor boundary_match_counts(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius) {
+  TORCH_CHECK(fg.dim() == 3 && fg.sizes() == gt.sizes(), "fg and gt must both be (B, H, W)");
+  TORCH_CHECK(fg.scalar_type() == torch::kBool && gt.scalar_type() == torch::kBool, "fg and gt must be bool tensors");
+  TORCH_CHECK(radius >= 0, "radius must be non-negative");
+  TORCH_CHECK(fg.device() == gt.device(), "fg and gt must be on the same device");
+  if (fg.is_cuda()) {
+#ifdef WITH_CUDA
+    return boundary_match_counts_cuda(fg.contiguous(), gt.contiguous(), radius);
+#else
+    TORCH_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
+#endif
+  }
+  return boundary_match_counts_cpu(fg, gt, radius);
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("track_intersections", &track_intersections, "(D, N) x (G, N) bool -> (D, G) int64 pixel intersections");
+  m.def("boundary_match_counts", &boundary_match_counts,
+        "(B, H, W) x (B, H, W) bool, radius -> (B, 4) int64 [n_fg, n_gt, fg_match, gt_match]");
+}

@@ -1,0 +1,30 @@
+"""Lazy loader of the fused video-metric extension (track IoU counting and DAVIS boundary matching).
+
+One extension serves the whole video-metric family so that it compiles once (about a minute on two cores); every
+caller asks :func:`video_extension` and falls back to its PyTorch formulation when it returns ``None``.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from types import ModuleType
+
+from omg_core.ext_build import load_extension
+
+EXTENSION_NAME = "omg_video_eval_v1"
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"
+
+
+def video_extension() -> ModuleType | None:
+    """The compiled ``omg_video_eval`` module, or ``None`` for the PyTorch fallback (``OMG_EVAL_BACKEND=torch``, no
+    compiler, failed build; one warning). Raises when ``OMG_EVAL_BACKEND=fused`` and the build is impossible."""
+    # Hardware popcount is on every x86-64 CPU made since 2008; without the flag gcc emits a slow bit-twiddling loop.
+    extra_cflags = ("-mpopcnt",) if platform.machine() in ("x86_64", "AMD64") else ()
+    return load_extension(
+        EXTENSION_NAME,
+        [_CSRC / "video_eval.cpp"],
+        [_CSRC / "video_eval_cuda.cu"],
+        env_var="OMG_EVAL_BACKEND",
+        extra_cflags=extra_cflags,
+    )

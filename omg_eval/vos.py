@@ -1,0 +1,114 @@
+"""DAVIS-2017 semi-supervised video object segmentation: J (region IoU), F (boundary F-measure) and J&F, each as mean,
+recall and decay, equal to ``davis2017-evaluation``.
+
+Per sequence the objects are the ids present in the first ground-truth frame; the first and the last frames are not
+scored (the first is given to the method, the official also drops the last); J and F are computed per object and
+frame, summarised per object (mean, recall = fraction of frames above 0.5, decay = first-quarter minus last-quarter
+mean), and averaged over all objects of all sequences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from omg_eval.kernels.boundary_f import boundary_match_counts, boundary_radius
+from omg_eval.metric import Metric
+from omg_eval.vos_statistics import f_measure_from_counts, jaccard_from_counts, sequence_statistics
+
+VOID_ID = 255
+
+
+class DAVISMetric(Metric):
+    """J&F of DAVIS-2017 (semi-supervised protocol).
+
+    Arguments:
+      bound_th: boundary tolerance of F, as a fraction of the image diagonal (< 1) or in pixels (>= 1, whole number).
+      skip_first_and_last: do not score the first and last frame of each sequence (the official protocol).
+    """
+
+    def __init__(self, bound_th: float = 0.008, skip_first_and_last: bool = True) -> None:
+        super().__init__()
+        boundary_radius(1, 1, bound_th)  # validates the threshold now rather than at the first update
+        self.bound_th = bound_th
+        self.skip_first_and_last = skip_first_and_last
+        self.add_state("objects", [], dist_reduce_fx="cat")
+
+    def update(self, pred_ids: torch.Tensor, gt_ids: torch.Tensor, sequence: str) -> None:
+        """Add one sequence.
+
+        Arguments:
+          pred_ids: (T, H, W) integer object-id maps of the prediction (0 background, 1..K objects), including the
+            first and last frames (they are skipped when ``skip_first_and_last``).
+          gt_ids: (T, H, W) ground-truth id maps; 255 marks void pixels (treated as background, as officially).
+          sequence: the sequence name (object names are ``<sequence>_<id>``).
+        """
+        if pred_ids.dim() != 3 or pred_ids.shape != gt_ids.shape:
+            raise ValueError(
+                f"sequence {sequence!r}: pred_ids {tuple(pred_ids.shape)} and gt_ids {tuple(gt_ids.shape)} must both be "
+                "(T, H, W) id maps of the same frames and resolution"
+            )
+        if pred_ids.is_floating_point() or gt_ids.is_floating_point():
+            raise ValueError(f"sequence {sequence!r}: id maps must be integer tensors, not floating point")
+        gt_ids = gt_ids.to(torch.int64)
+        gt_ids = torch.where(gt_ids == VOID_ID, torch.zeros_like(gt_ids), gt_ids)
+        num_objects = int(gt_ids[0].max()) if gt_ids.numel() else 0
+        if num_objects == 0:
+            raise ValueError(
+                f"sequence {sequence!r}: the first ground-truth frame has no object; semi-supervised DAVIS tracks the "
+                "objects given in the first frame"
+            )
+        if self.skip_first_and_last:
+            if gt_ids.shape[0] < 3:
+                raise ValueError(
+                    f"sequence {sequence!r} has {gt_ids.shape[0]} frames; at least 3 are needed when the first and last "
+                    "are not scored (or pass skip_first_and_last=False)"
+                )
+            gt_ids, pred_ids = gt_ids[1:-1], pred_ids[1:-1]
+        pred_ids = pred_ids.to(torch.int64)
+        if pred_ids.numel() and int(pred_ids.min()) < 0:
+            raise ValueError(f"sequence {sequence!r}: pred_ids must be non-negative object ids")
+        max_pred = int(pred_ids.max()) if pred_ids.numel() else 0
+        if max_pred > num_objects:
+            raise ValueError(
+                f"sequence {sequence!r}: the prediction holds object id {max_pred} but the first ground-truth frame has "
+                f"only {num_objects} objects (ids 1..{num_objects}); the official evaluator rejects such results"
+            )
+        object_ids = torch.arange(1, num_objects + 1, device=gt_ids.device)[:, None, None, None]
+        gt_masks = gt_ids[None] == object_ids  # K x T x H x W
+        pred_masks = pred_ids[None] == object_ids  # K x T x H x W
+        intersections = (gt_masks & pred_masks).flatten(2).sum(2)  # K x T
+        unions = (gt_masks | pred_masks).flatten(2).sum(2)  # K x T
+        height, width = gt_ids.shape[-2:]
+        radius = boundary_radius(int(height), int(width), self.bound_th)
+        counts = boundary_match_counts(pred_masks.flatten(0, 1), gt_masks.flatten(0, 1), radius)  # K*T x 4
+        j_values = jaccard_from_counts(intersections, unions)  # K x T
+        f_values = f_measure_from_counts(counts.reshape(num_objects, -1, 4))  # K x T
+        for k in range(num_objects):
+            self.objects.append({"name": f"{sequence}_{k + 1}", "J": j_values[k], "F": f_values[k]})
+
+    def compute(self) -> dict[str, Any]:
+        """``J&F-Mean``, ``J-Mean``, ``J-Recall``, ``J-Decay``, ``F-Mean``, ``F-Recall``, ``F-Decay`` (fractions) and
+        ``per_object`` {name: {"J-Mean", "F-Mean"}}."""
+        if not self.objects:
+            raise ValueError("no sequence was added; call update() before compute()")
+        names = [o["name"] for o in self.objects]
+        if len(set(names)) != len(names):
+            raise ValueError("a sequence was added twice (same name); call update once per sequence, or reset()")
+        j_stats = np.array([sequence_statistics(np.asarray(o["J"])) for o in self.objects])  # objects x 3
+        f_stats = np.array([sequence_statistics(np.asarray(o["F"])) for o in self.objects])  # objects x 3
+        j_mean, f_mean = np.mean(j_stats[:, 0]), np.mean(f_stats[:, 0])
+        return {
+            "J&F-Mean": float((j_mean + f_mean) / 2.0),
+            "J-Mean": float(j_mean),
+            "J-Recall": float(np.mean(j_stats[:, 1])),
+            "J-Decay": float(np.mean(j_stats[:, 2])),
+            "F-Mean": float(f_mean),
+            "F-Recall": float(np.mean(f_stats[:, 1])),
+            "F-Decay": float(np.mean(f_stats[:, 2])),
+            "per_object": {
+                name: {"J-Mean": float(j[0]), "F-Mean": float(f[0])} for name, j, f in zip(names, j_stats, f_stats)
+            },
+        }

@@ -1,0 +1,69 @@
+"""File entry point of DAVIS-2017 evaluation: folders of indexed PNG masks -> J&F, as ``davis2017-evaluation``.
+
+Layout (as DAVIS's ``Annotations/480p``): ``gt_dir/<sequence>/<frame>.png`` single-channel (palette) PNGs holding object
+ids (0 background, 255 void); ``pred_dir/<sequence>/<frame>.png`` with the same frame names and ids 0..K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from omg_eval.vos import DAVISMetric
+
+
+def _read_id_map(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing; the prediction needs one PNG per annotated frame, named like the annotation"
+        )
+    ids = np.array(Image.open(path))
+    if ids.ndim != 2:
+        raise ValueError(f"{path} has shape {ids.shape}; save masks as single-channel (palette or grey) id PNGs")
+    return ids
+
+
+def evaluate_davis(
+    pred_dir: str | Path, gt_dir: str | Path, sequences: Sequence[str] | None = None, bound_th: float = 0.008
+) -> dict[str, Any]:
+    """Evaluate DAVIS-2017 semi-supervised results.
+
+    Arguments:
+      pred_dir: folder with one sub-folder of PNG masks per sequence.
+      gt_dir: the annotation folder (e.g. ``DAVIS/Annotations/480p``).
+      sequences: sequence names to evaluate (default: every sub-folder of ``gt_dir``, sorted).
+      bound_th: boundary tolerance of F.
+
+    Returns:
+      The figures of :meth:`DAVISMetric.compute`.
+    """
+    pred_root, gt_root = Path(pred_dir), Path(gt_dir)
+    for what, root in (("prediction folder", pred_root), ("annotation folder", gt_root)):
+        if not root.is_dir():
+            raise FileNotFoundError(f"{what} {str(root)!r} does not exist")
+    names = sorted(p.name for p in gt_root.iterdir() if p.is_dir()) if sequences is None else list(sequences)
+    if not names:
+        raise ValueError(f"{gt_root} holds no sequence folders")
+    metric = DAVISMetric(bound_th=bound_th)
+    for name in names:
+        gt_frames = sorted((gt_root / name).glob("*.png"))
+        if not gt_frames:
+            raise FileNotFoundError(f"no annotation PNGs in {gt_root / name}")
+        gt_ids = np.stack([_read_id_map(frame) for frame in gt_frames])  # T x H x W
+        # The first and last frames are not scored, so (as officially) their predictions need not exist.
+        pred_ids = np.zeros_like(gt_ids)
+        for t, frame in enumerate(gt_frames[1:-1], start=1):
+            prediction = _read_id_map(pred_root / name / frame.name)
+            if prediction.shape != gt_ids.shape[1:]:
+                raise ValueError(
+                    f"{pred_root / name / frame.name} is {prediction.shape[1]}x{prediction.shape[0]} but the annotation "
+                    f"is {gt_ids.shape[2]}x{gt_ids.shape[1]}; resize predictions to the annotation resolution"
+                )
+            pred_ids[t] = prediction
+        metric.update(torch.from_numpy(pred_ids.astype(np.int64)), torch.from_numpy(gt_ids.astype(np.int64)), name)
+    return metric.compute()

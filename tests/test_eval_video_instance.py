@@ -1,0 +1,174 @@
+"""YouTube-VIS AP/AR: parity with the official youtubevos/cocoapi ``ytvoseval`` (figures stored in the fixture, see its
+``provenance``), equality of the fused and PyTorch counting kernels, and the errors users can run into."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from omg_core.ext_build import compiler_available
+from omg_eval.kernels.video_overlap import track_intersections, track_intersections_torch
+from omg_eval.video_instance import YouTubeVISMetric
+from omg_eval.video_instance_io import _to_rle, evaluate_youtube_vis
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval" / "video_instance"
+SUMMARY_KEYS = [
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+]
+# Every figure is a ratio of exact integer counts computed in float64 the way the official does: 1e-9 is ample.
+TOLERANCE = 1e-9
+
+BACKENDS = [
+    "torch",
+    pytest.param("fused", marks=pytest.mark.skipif(not compiler_available(), reason="no C++ compiler to build it")),
+]
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((FIXTURES / "expected.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def gt() -> dict:
+    return json.loads((FIXTURES / "gt.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def results() -> list:
+    return json.loads((FIXTURES / "results.json").read_text())
+
+
+def assert_figures_equal(ours: dict, official: dict) -> None:
+    for key in SUMMARY_KEYS:
+        assert ours[key] == pytest.approx(official[key], abs=TOLERANCE), key
+    for category, value in official["AP_per_category"].items():
+        assert ours["AP_per_category"][int(category)] == pytest.approx(value, abs=TOLERANCE), category
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_file_entry_matches_official(backend: str, monkeypatch: pytest.MonkeyPatch, expected: dict) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    ours = evaluate_youtube_vis(FIXTURES / "results.json", FIXTURES / "gt.json")
+    assert_figures_equal(ours, expected["full"])
+    # The fixture exercises every bin: classes absent from gt (-1), maxDets 1 vs 10 and all three size ranges.
+    assert expected["full"]["AR1"] != expected["full"]["AR10"]
+    assert min(expected["full"][k] for k in ("AP_small", "AP_medium", "AP_large")) > 0
+
+
+def test_empty_predictions_match_official(expected: dict) -> None:
+    assert_figures_equal(evaluate_youtube_vis([], FIXTURES / "gt.json"), expected["empty_predictions"])
+
+
+def _track_masks(track: dict, video: dict) -> torch.Tensor:
+    height, width = video["height"], video["width"]
+    frames = []
+    for segmentation in track["segmentations"]:
+        rle = _to_rle(segmentation, height, width, "fixture")
+        frames.append(np.zeros((height, width), bool) if rle is None else mask_utils.decode(rle).astype(bool))
+    return torch.from_numpy(np.stack(frames))  # T x H x W
+
+
+def _update_video(metric: YouTubeVISMetric, video: dict, gt: dict, results: list) -> None:
+    preds = [r for r in results if r["video_id"] == video["id"]]
+    gts = [a for a in gt["annotations"] if a["video_id"] == video["id"]]
+    empty = torch.zeros(0, video["length"], video["height"], video["width"], dtype=torch.bool)
+    metric.update(
+        video_id=video["id"],
+        pred_scores=torch.tensor([p["score"] for p in preds], dtype=torch.float64),
+        pred_labels=torch.tensor([p["category_id"] for p in preds], dtype=torch.int64),
+        pred_masks=torch.stack([_track_masks(p, video) for p in preds]) if preds else empty,
+        gt_labels=torch.tensor([a["category_id"] for a in gts], dtype=torch.int64),
+        gt_masks=torch.stack([_track_masks(a, video) for a in gts]) if gts else empty,
+        gt_iscrowd=torch.tensor([bool(a["iscrowd"]) for a in gts], dtype=torch.bool),
+    )
+
+
+def test_tensor_update_and_state_merge_match_official(expected: dict, gt: dict, results: list) -> None:
+    """Videos fed as tensors to two metric instances (as two ranks would), merged, give the official figures."""
+    categories = [c["id"] for c in gt["categories"]]
+    first, second = YouTubeVISMetric(categories), YouTubeVISMetric(categories)
+    # Out of order on purpose: ties between equal scores must still be broken by video id, as officially.
+    for video in reversed(gt["videos"]):
+        _update_video(first if video["id"] % 2 else second, video, gt, results)
+    first.merge_state(second.state_dict())
+    assert_figures_equal(first.compute(), expected["full"])
+    first.reset()
+    with pytest.raises(ValueError, match="categor"):
+        first.update(
+            1,
+            torch.ones(1),
+            torch.tensor([99]),
+            torch.zeros(1, 2, 4, 4, dtype=torch.bool),
+            torch.tensor([1]),
+            torch.zeros(1, 2, 4, 4, dtype=torch.bool),
+        )
+
+
+def test_track_ious_match_official(expected: dict, gt: dict, results: list) -> None:
+    """The per-pair video IoUs themselves (sum of intersections / sum of unions over frames) equal ytvoseval's."""
+    metric = YouTubeVISMetric([c["id"] for c in gt["categories"]])
+    for video in gt["videos"]:
+        _update_video(metric, video, gt, results)
+    records = {v["video_id"]: v for v in metric.videos}
+    assert expected["full"]["ious"], "the fixture must hold IoU matrices"
+    for entry in expected["full"]["ious"]:
+        record = records[entry["video_id"]]
+        dt = record["pred_labels"] == entry["category_id"]
+        gt_mask = record["gt_labels"] == entry["category_id"]
+        # ytvoseval orders detections by decreasing score (stable) before computing IoUs.
+        order = torch.from_numpy(np.argsort(-record["pred_scores"][dt].numpy(), kind="mergesort"))
+        ours = record["ious"][dt][:, gt_mask][order]
+        np.testing.assert_allclose(ours.numpy(), np.array(entry["ious"]).reshape(ours.shape), atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("num_pred,num_gt,num_pixels", [(3, 2, 1000), (0, 2, 50), (5, 3, 64 * 7 + 13), (4, 1, 1)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_track_intersections_backends_agree(
+    backend: str, num_pred: int, num_gt: int, num_pixels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    generator = torch.Generator().manual_seed(num_pixels)
+    pred = torch.rand(num_pred, num_pixels, generator=generator) > 0.5
+    gt = torch.rand(num_gt, num_pixels, generator=generator) > 0.3
+    brute_force = (pred[:, None, :] & gt[None, :, :]).sum(-1)
+    assert torch.equal(track_intersections(pred, gt), brute_force)
+    assert torch.equal(track_intersections_torch(pred, gt), brute_force)
+
+
+def test_file_errors_name_the_problem(gt: dict, results: list) -> None:
+    bad = copy.deepcopy(results)
+    bad[0]["video_id"] = 999
+    with pytest.raises(ValueError, match="video 999"):
+        evaluate_youtube_vis(bad, gt)
+    bad = copy.deepcopy(results)
+    bad[0]["segmentations"] = bad[0]["segmentations"][:-1]
+    with pytest.raises(ValueError, match="one per frame"):
+        evaluate_youtube_vis(bad, gt)
+    bad = copy.deepcopy(results)
+    bad[0]["category_id"] = 42
+    with pytest.raises(ValueError, match="42"):
+        evaluate_youtube_vis(bad, gt)
+    bad = copy.deepcopy(results)
+    bad[0]["segmentations"][0] = mask_utils.encode(np.asfortranarray(np.ones((5, 5), np.uint8)))
+    with pytest.raises(ValueError, match="size"):
+        evaluate_youtube_vis(bad, gt)
+    with pytest.raises(FileNotFoundError):
+        evaluate_youtube_vis(FIXTURES / "missing.json", gt)

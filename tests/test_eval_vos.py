@@ -1,0 +1,163 @@
+"""DAVIS-2017 J&F: parity with the official davis2017-evaluation (figures stored in the fixture, see its
+``provenance``), equality of the fused and PyTorch boundary kernels, and the errors users can run into."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from omg_core.ext_build import compiler_available
+from omg_eval.kernels.boundary_f import (
+    boundary_maps,
+    boundary_match_counts,
+    boundary_match_counts_torch,
+    boundary_radius,
+    dilate_disk,
+)
+from omg_eval.vos import DAVISMetric
+from omg_eval.vos_io import _read_id_map, evaluate_davis
+from omg_eval.vos_statistics import sequence_statistics
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval" / "vos"
+# J and F are ratios of exact integer pixel counts computed in float64 as the official does: 1e-9 is ample.
+TOLERANCE = 1e-9
+BACKENDS = [
+    "torch",
+    pytest.param("fused", marks=pytest.mark.skipif(not compiler_available(), reason="no C++ compiler to build it")),
+]
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((FIXTURES / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_davis_matches_official(backend: str, monkeypatch: pytest.MonkeyPatch, expected: dict) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    ours = evaluate_davis(FIXTURES / "pred", FIXTURES / "gt")
+    for key, value in expected["global"].items():
+        assert ours[key] == pytest.approx(value, abs=TOLERANCE), key
+    assert set(ours["per_object"]) == set(expected["per_object"])
+    for name, values in expected["per_object"].items():
+        for key in ("J-Mean", "F-Mean"):
+            assert ours["per_object"][name][key] == pytest.approx(values[key], abs=TOLERANCE), (name, key)
+
+
+def _fixture_sequences() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, pred_ids (T, H, W), gt_ids (T, H, W)) of every fixture sequence."""
+    sequences = []
+    for sequence in sorted(p.name for p in (FIXTURES / "gt").iterdir()):
+        frames = sorted((FIXTURES / "gt" / sequence).glob("*.png"))
+        gt_ids = np.stack([_read_id_map(f) for f in frames]).astype(np.int64)
+        pred_ids = np.stack([_read_id_map(FIXTURES / "pred" / sequence / f.name) for f in frames]).astype(np.int64)
+        sequences.append((sequence, torch.from_numpy(pred_ids), torch.from_numpy(gt_ids)))
+    return sequences
+
+
+def test_per_object_recall_and_decay_match_official(expected: dict) -> None:
+    metric = DAVISMetric()
+    for sequence, pred_ids, gt_ids in _fixture_sequences():
+        metric.update(pred_ids, gt_ids, sequence)
+    assert len(metric.objects) == len(expected["per_object"])
+    for record in metric.objects:
+        official = expected["per_object"][record["name"]]
+        j_mean, j_recall, j_decay = sequence_statistics(record["J"])
+        f_mean, f_recall, f_decay = sequence_statistics(record["F"])
+        ours = {"J-Mean": j_mean, "J-Recall": j_recall, "J-Decay": j_decay}
+        ours.update({"F-Mean": f_mean, "F-Recall": f_recall, "F-Decay": f_decay})
+        for key, value in official.items():
+            assert ours[key] == pytest.approx(value, abs=TOLERANCE), (record["name"], key)
+
+
+def test_state_merge_equals_single_pass(expected: dict) -> None:
+    """Sequences split over two instances (as over two ranks) and merged give the official figures."""
+    first, second = DAVISMetric(), DAVISMetric()
+    for index, (sequence, pred_ids, gt_ids) in enumerate(_fixture_sequences()):
+        (first if index % 2 else second).update(pred_ids, gt_ids, sequence)
+    first.merge_state(second.state_dict())
+    ours = first.compute()
+    for key, value in expected["global"].items():
+        assert ours[key] == pytest.approx(value, abs=TOLERANCE), key
+
+
+def _brute_force_dilation(bmaps: torch.Tensor, radius: int) -> torch.Tensor:
+    """Dilation straight from the definition: a pixel is set if any set pixel lies within the disk around it."""
+    out = torch.zeros_like(bmaps)
+    _, height, width = bmaps.shape
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dx * dx + dy * dy > radius * radius:
+                continue
+            shifted = torch.zeros_like(bmaps)
+            shifted[:, max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)] = bmaps[
+                :, max(0, dy) : height - max(0, -dy), max(0, dx) : width - max(0, -dx)
+            ]
+            out |= shifted
+    return out
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 8])
+def test_disk_dilation_matches_definition(radius: int) -> None:
+    generator = torch.Generator().manual_seed(radius)
+    bmaps = torch.rand(2, 23, 31, generator=generator) > 0.95
+    assert torch.equal(dilate_disk(bmaps, radius), _brute_force_dilation(bmaps, radius))
+
+
+def test_boundary_map_rules() -> None:
+    """seg2bmap (outputs checked against the official ``_seg2bmap``): the image border is never a boundary, a mask's
+    left edge is marked on the background pixel before it, an isolated pixel marks itself and its north, west and
+    north-west neighbours."""
+    assert not boundary_maps(torch.ones(1, 4, 5, dtype=torch.bool)).any()
+    right_half = torch.zeros(1, 4, 5, dtype=torch.bool)
+    right_half[0, :, 3:] = True
+    assert boundary_maps(right_half)[0].nonzero().tolist() == [[0, 2], [1, 2], [2, 2], [3, 2]]
+    dot = torch.zeros(1, 5, 5, dtype=torch.bool)
+    dot[0, 2, 2] = True
+    assert boundary_maps(dot)[0].nonzero().tolist() == [[1, 1], [1, 2], [2, 1], [2, 2]]
+
+
+@pytest.mark.parametrize(
+    "shape,radius", [((5, 7, 9), 1), ((3, 30, 41), 3), ((2, 1, 10), 2), ((2, 10, 1), 2), ((2, 64, 64), 8)]
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_boundary_backends_agree(backend: str, shape: tuple, radius: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    generator = torch.Generator().manual_seed(radius)
+    fg = torch.rand(shape, generator=generator) > 0.6
+    gt = torch.rand(shape, generator=generator) > 0.5
+    fg[0] = False  # an empty prediction: precision/recall corner cases
+    assert torch.equal(boundary_match_counts(fg, gt, radius), boundary_match_counts_torch(fg, gt, radius))
+
+
+def test_boundary_radius_follows_the_diagonal() -> None:
+    assert boundary_radius(480, 854) == 8  # DAVIS 480p
+    assert boundary_radius(120, 160) == 2
+    assert boundary_radius(50, 70, bound_th=3) == 3
+    with pytest.raises(ValueError, match="whole number"):
+        boundary_radius(50, 70, bound_th=1.5)
+
+
+def test_user_errors_name_the_problem(tmp_path: Path) -> None:
+    metric = DAVISMetric()
+    gt_ids = torch.zeros(4, 8, 8, dtype=torch.int64)
+    gt_ids[:, 2:5, 2:5] = 1
+    with pytest.raises(ValueError, match="object id 2"):
+        metric.update(gt_ids * 2, gt_ids, "too_many_objects")
+    with pytest.raises(ValueError, match="same frames"):
+        metric.update(gt_ids[:3], gt_ids, "short_prediction")
+    with pytest.raises(ValueError, match="at least 3"):
+        metric.update(gt_ids[:2], gt_ids[:2], "two_frames")
+    with pytest.raises(ValueError, match="first ground-truth frame has no object"):
+        metric.update(gt_ids, torch.zeros_like(gt_ids), "no_objects")
+    with pytest.raises(ValueError, match="no sequence"):
+        metric.compute()
+    shutil.copytree(FIXTURES / "gt" / "border", tmp_path / "gt" / "border")
+    (tmp_path / "pred" / "border").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="00001.png"):
+        evaluate_davis(tmp_path / "pred", tmp_path / "gt")
