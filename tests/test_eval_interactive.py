@@ -1,0 +1,83 @@
+"""Click simulation and NoC / mIoU figures on masks whose answers are derived by hand."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+from omg_eval.interactive import InteractiveSegmentation, simulate_clicks
+from omg_eval.interactive_clicks import Click, next_click
+
+SQUARES = {"A": (2, 2, 10), "B": (16, 3, 6), "C": (20, 20, 3)}  # top, left, side
+
+
+def _square(name: str) -> torch.Tensor:
+    top, left, side = SQUARES[name]
+    mask = torch.zeros(30, 30, dtype=torch.bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def test_first_click_is_the_deepest_point_of_the_largest_region() -> None:
+    gt = torch.zeros(12, 12, dtype=torch.bool)
+    gt[3:8, 1:8] = True  # 5 x 7: depth 3 along row 5, columns 3..5; the first in row-major order wins
+    gt[10:12, 10:12] = True  # smaller region
+    assert next_click(gt, torch.zeros_like(gt)) == Click(y=5, x=3, positive=True)
+
+
+def test_negative_click_on_the_largest_false_positive() -> None:
+    gt = _square("C")
+    pred = gt | _square("A")  # the object plus a large wrong region
+    click = next_click(gt, pred)
+    assert click is not None and not click.positive and _square("A")[click.y, click.x]
+    assert next_click(gt, gt) is None
+
+
+def _region_predictor(clicks: Sequence[Click], previous: torch.Tensor) -> torch.Tensor:
+    """Adds every square holding a positive click, removes those holding a negative one."""
+    mask = torch.zeros_like(previous)
+    for click in clicks:
+        for name in SQUARES:
+            square = _square(name)
+            if square[click.y, click.x]:
+                mask = mask | square if click.positive else mask & ~square
+    return mask
+
+
+def test_noc_and_first_click_iou_by_hand() -> None:
+    gt = _square("A") | _square("B") | _square("C")  # areas 100, 36, 9
+    ious = simulate_clicks(_region_predictor, gt)
+    assert ious == pytest.approx([100 / 145, 136 / 145, 1.0], abs=1e-15)
+    metric = InteractiveSegmentation()
+    metric.update(click_ious=[ious], box_ious=[0.5, 0.7])
+    figures = metric.compute()
+    assert figures["NoC@85"] == 2 and figures["NoC@90"] == 2 and figures["NoF@90"] == 0
+    assert figures["mIoU@1click"] == pytest.approx(100 / 145, abs=1e-15)
+    assert figures["mIoU@box"] == pytest.approx(0.6, abs=1e-15)
+
+
+def test_objects_never_reaching_a_threshold_count_max_clicks() -> None:
+    metric = InteractiveSegmentation(max_clicks=20)
+    metric.update(click_ious=[[0.5, 0.86, 0.88], [0.95]])
+    other = InteractiveSegmentation(max_clicks=20)
+    other.update(click_ious=[[0.1] * 20])
+    metric.merge_state(other.state_dict())
+    figures = metric.compute()
+    assert figures["NoC@85"] == pytest.approx((2 + 1 + 20) / 3)
+    assert figures["NoC@90"] == pytest.approx((20 + 1 + 20) / 3)
+    assert figures["NoF@90"] == 2 and figures["NoF@85"] == 1
+    assert math.isnan(figures["mIoU@box"])
+
+
+def test_interactive_user_errors() -> None:
+    metric = InteractiveSegmentation(max_clicks=3)
+    with pytest.raises(ValueError, match="max_clicks is 3"):
+        metric.update(click_ious=[[0.1] * 4])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metric.update(click_ious=[[0.5], [1.5]])
+    with pytest.raises(ValueError, match="empty"):
+        simulate_clicks(_region_predictor, torch.zeros(30, 30, dtype=torch.bool))
+    assert int(metric.num_objects) == 0

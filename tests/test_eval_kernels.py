@@ -1,0 +1,111 @@
+"""Fused kernels equal their PyTorch twins (and pycocotools for RLE) on awkward inputs; backend selection works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as coco_mask
+
+from omg_eval.kernels._extension import fused_kernels
+from omg_eval.kernels.confusion import confusion_matrix
+from omg_eval.kernels.rle import encode_masks, rle_ious
+from omg_eval.kernels.segment_pairs import intersect_segment_ids, intersect_segment_ids_batch, rgb_to_id
+
+
+@pytest.fixture
+def both_backends(monkeypatch: pytest.MonkeyPatch):
+    def run(function, *args):
+        monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+        fused = function(*args)
+        monkeypatch.setenv("OMG_EVAL_BACKEND", "torch")
+        reference = function(*args)
+        return fused, reference
+
+    return run
+
+
+def _maps(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    gt = torch.randint(0, 6, (23, 31), generator=generator) * 70001  # large ids, several hash collisions likely
+    pred = torch.randint(0, 9, (23, 31), generator=generator)
+    gt[:5] = 0  # VOID rows: long runs
+    return gt, pred
+
+
+def test_segment_pairs_fused_equals_torch(both_backends) -> None:
+    generator = torch.Generator().manual_seed(0)
+    gt, pred = _maps(generator)
+    rgb = torch.randint(0, 256, (23, 31, 3), dtype=torch.uint8, generator=generator)
+    cases = [(gt, pred), (gt.to(torch.int32), pred.to(torch.int16)), (rgb, pred), (gt, rgb), (gt[:0], pred[:0])]
+    for gt_map, pred_map in cases:
+        fused, reference = both_backends(intersect_segment_ids, gt_map, pred_map)
+        for a, b in zip(fused, reference):
+            assert torch.equal(a, b)
+    assert int(fused[2].sum()) == 0  # the empty case
+    counts = intersect_segment_ids(gt, pred)[2]
+    assert int(counts.sum()) == gt.numel()
+    maps = [_maps(generator) for _ in range(4)]
+    fused, reference = both_backends(intersect_segment_ids_batch, [m[0] for m in maps], [m[1] for m in maps])
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
+    assert torch.equal(rgb_to_id(rgb), rgb[..., 0].long() + 256 * rgb[..., 1].long() + 65536 * rgb[..., 2].long())
+
+
+def test_segment_pairs_reject_bad_ids(both_backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    for backend in ("fused", "torch"):
+        monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+        with pytest.raises(ValueError, match=r"\[0, 2\^31\)"):
+            intersect_segment_ids(torch.tensor([[-1, 2]]), torch.tensor([[0, 1]]))
+        with pytest.raises(ValueError, match="same pixels"):
+            intersect_segment_ids(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.int64))
+        with pytest.raises(TypeError, match="integer segment ids"):
+            intersect_segment_ids(torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+def test_confusion_fused_equals_torch(both_backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = torch.Generator().manual_seed(1)
+    gt = torch.randint(0, 5, (70000,), generator=generator).to(torch.uint8)  # > one 65536-pixel chunk
+    pred = torch.randint(0, 5, (70000,), generator=generator)
+    gt[::7] = 255
+    for ignore in (255, None):
+        gt_case = gt if ignore is not None else gt.clamp(max=4)
+        fused, reference = both_backends(confusion_matrix, gt_case, pred, 5, ignore)
+        assert torch.equal(fused, reference) and fused.dtype == torch.int64
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+    with pytest.raises(ValueError, match="pred_labels holds values outside"):
+        confusion_matrix(gt, pred + 1, 5)
+
+
+def _random_masks(generator: torch.Generator, count: int) -> torch.Tensor:
+    masks = torch.rand(count, 17, 13, generator=generator) < 0.4
+    masks[0] = False  # empty mask
+    masks[1] = True  # full mask (the RLE starts with an empty run of zeros)
+    return masks
+
+
+def test_rle_encode_and_iou_equal_pycocotools(both_backends) -> None:
+    generator = torch.Generator().manual_seed(2)
+    dets, gts = _random_masks(generator, 6), _random_masks(generator, 5)
+    crowd = torch.tensor([False, True, False, True, False])
+    fused, reference = both_backends(encode_masks, dets)
+    coco = coco_mask.encode(np.asfortranarray(dets.permute(1, 2, 0).numpy().astype(np.uint8)))
+    for ours_fused, ours_torch, theirs in zip(fused, reference, coco):
+        assert torch.equal(ours_fused, ours_torch)
+        uncompressed = coco_mask.frPyObjects({"counts": ours_fused.tolist(), "size": [17, 13]}, 17, 13)
+        assert uncompressed["counts"] == theirs["counts"]
+    gt_rles = encode_masks(gts)
+    fused, reference = both_backends(rle_ious, encode_masks(dets), gt_rles, crowd)
+    coco_gt = coco_mask.encode(np.asfortranarray(gts.permute(1, 2, 0).numpy().astype(np.uint8)))
+    expected = np.asarray(coco_mask.iou(coco, coco_gt, crowd.int().tolist()))
+    assert torch.equal(fused, reference)
+    np.testing.assert_array_equal(fused.numpy(), expected)
+
+
+def test_backend_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "torch")
+    assert fused_kernels() is None
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+    assert fused_kernels() is not None  # this machine has a compiler: forcing fused must give the kernels
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fast")
+    with pytest.raises(ValueError, match="is not a backend"):
+        fused_kernels()
