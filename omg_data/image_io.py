@@ -1,0 +1,130 @@
+"""Image and label-PNG decoding with errors that name the file, plus panoptic colour <-> id encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from omg_data.errors import DataError
+
+
+def load_image(path: str | Path, record: str | None = None) -> torch.Tensor:
+    """Decodes an RGB image file.
+
+    Arguments:
+      path: the image file (any format PIL reads).
+      record: the annotation record that refers to it, for the error message.
+    Returns:
+      3 x H x W uint8 tensor.
+    """
+    array = np.asarray(_open(path, record).convert("RGB"))  # H x W x 3
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_label_png(path: str | Path, record: str | None = None) -> np.ndarray:
+    """Decodes a label PNG without any colour conversion.
+
+    Palette PNGs give their palette indices, 16-bit PNGs their raw values, RGB PNGs H x W x 3.
+
+    Arguments:
+      path: the PNG file.
+      record: the annotation record that refers to it, for the error message.
+    Returns:
+      H x W (uint8 / int32) or H x W x 3 (uint8) array.
+    """
+    image = _open(path, record)
+    if image.mode in ("P", "L", "1"):
+        return np.asarray(image.convert("L") if image.mode == "1" else image).copy()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image).astype(np.int32)
+    if image.mode in ("RGB", "RGBA"):
+        return np.asarray(image.convert("RGB")).copy()
+    raise DataError(
+        f"unsupported PNG mode {image.mode!r}; label PNGs must be palette, grey, 16-bit or RGB", path, record
+    )
+
+
+def _open(path: str | Path, record: str | None) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            "file not found; check the dataset root and that the download/extraction completed", path, record
+        )
+    try:
+        image = Image.open(path)
+        image.load()  # decode now so truncated files fail here, with the file named
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DataError(
+            f"cannot decode image ({error}); the file is corrupt or not an image, re-extract it", path, record
+        ) from error
+    return image
+
+
+def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
+    """COCO panoptic encoding: id = R + 256 * G + 256^2 * B.
+
+    Arguments:
+      rgb: H x W x 3 uint8.
+    Returns:
+      H x W int64 segment ids (0 is VOID).
+    """
+    rgb = rgb.astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+def id_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """Inverse of `rgb_to_id`: H x W ids (< 256^3) -> H x W x 3 uint8."""
+    ids = ids.astype(np.int64)
+    return np.stack([ids % 256, (ids // 256) % 256, ids // (256 * 256)], axis=-1).astype(np.uint8)
+
+
+def save_png(array: np.ndarray, path: str | Path, palette: np.ndarray | None = None) -> None:
+    """Writes a label array losslessly.
+
+    Arguments:
+      array: H x W uint8 (grey or palette indices), H x W uint16 (16-bit grey) or H x W x 3 uint8 (RGB).
+      path: output file; parent folders are created.
+      palette: 256 x 3 uint8 palette; makes a palette ("P" mode) PNG from an H x W uint8 array.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3:
+        image = Image.fromarray(array.astype(np.uint8), mode="RGB")
+    elif array.dtype == np.uint16 or array.max(initial=0) > 255:
+        if array.max(initial=0) > 65535:
+            raise ValueError(f"label values up to {array.max()} do not fit a 16-bit PNG ({path})")
+        image = Image.fromarray(array.astype(np.uint16))
+    else:
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
+        if palette is not None:
+            image = image.convert("P")
+            image.putpalette(palette.astype(np.uint8).reshape(-1).tolist())
+    image.save(path)
+
+
+def save_image(frame: torch.Tensor, path: str | Path) -> None:
+    """Writes a 3 x H x W uint8 frame (format from the suffix; JPEG at quality 95)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(frame.permute(1, 2, 0).numpy())
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.save(path, quality=95)
+    else:
+        image.save(path)
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS / PASCAL VOC colour map: 256 x 3 uint8, index 0 black, 1 red, 2 green, ..."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        value, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette

@@ -1,0 +1,86 @@
+"""Loading annotation JSON against a schema, with errors that name the file and the offending record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from omg_data.errors import DataError
+from omg_data.schemas import describe
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parses a JSON file; a missing or malformed file raises DataError with the position of the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("annotation file not found; check the path given for the annotation JSON", path)
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(f"not valid JSON at line {error.lineno} column {error.colno}: {error.msg}", path) from error
+
+
+def load_validated(path: str | Path, model: type[ModelT] | Any) -> ModelT | Any:
+    """Parses a JSON file and validates it against a pydantic model (or any type TypeAdapter accepts).
+
+    Arguments:
+      path: the annotation file.
+      model: the schema (see `omg_data.schemas`).
+    Returns:
+      the validated model instance.
+    Raises:
+      DataError naming the file, the first failing record (with its ids) and the field.
+    """
+    raw = read_json(path)
+    try:
+        return TypeAdapter(model).validate_python(raw)
+    except ValidationError as error:
+        raise _describe_validation_error(error, raw, Path(path)) from error
+
+
+def _describe_validation_error(error: ValidationError, raw: Any, path: Path) -> DataError:
+    first = error.errors()[0]
+    location = first["loc"]
+    # Walk down to the innermost list element: that is "the record" a user looks for in the file.
+    record_parts: list[str] = []
+    record_value: Any = None
+    node: Any = raw
+    field_parts: list[str] = []
+    for part in location:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            record_parts.append(f"[{part}]")
+            node = node[part]
+            record_value = node
+            field_parts = []
+        elif isinstance(part, str) and isinstance(node, dict):
+            record_parts.append(("." if record_parts else "") + part)
+            field_parts.append(part)
+            node = node.get(part)
+        else:  # union branch names and the like: not part of the file's structure
+            continue
+    record = "".join(record_parts) or "<top level>"
+    ids = describe(record_value) if isinstance(record_value, dict) else ""
+    if ids:
+        record = f"{record} ({ids})"
+    count = error.error_count()
+    more = f" (and {count - 1} more problems)" if count > 1 else ""
+    return DataError(
+        f"does not match the expected schema: {first['msg']}{more}; fix the record or check that this"
+        " file is the annotation format the reader expects",
+        path,
+        record,
+    )
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """Writes JSON compactly (annotation files get large), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, separators=(",", ":"))
