@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -38,8 +39,9 @@ CASES = {
     "single_level_one_point": Case(((4, 6),), batch=1, queries=5, heads=3, channels=8, points=1),
     # the pixel decoder's layout in miniature: three levels, 4 points, 32 channels (a full warp on CUDA)
     "decoder_like": Case(((8, 8), (4, 4), (2, 2)), queries=10, heads=2, channels=32, points=4, spread=0.05),
-    # one (batch, head) slice: the CPU backward splits queries across threads and sums their grad_value copies
-    "one_slice": Case(((5, 3), (2, 2)), batch=1, queries=13, heads=1, channels=3, points=2),
+    # one (batch, head) slice with enough work that the CPU backward splits the queries across threads (each split
+    # writes its own grad_value copy, summed at the end)
+    "one_slice": Case(((5, 3), (2, 2)), batch=1, queries=600, heads=1, channels=16, points=4),
 }
 
 
@@ -251,6 +253,16 @@ def test_env_rejects_unknown_backend(monkeypatch: pytest.MonkeyPatch) -> None:
         multi_scale_deformable_attention(**make_inputs(CASES["non_square"]))
 
 
+@pytest.fixture
+def fresh_dispatch() -> Iterator[None]:
+    """Forget the loaded extension before and after the test, as a fresh process would, so that a fallback
+    decided under a monkeypatched compiler never leaks into later tests."""
+    dispatcher.cached_fused_extension.cache_clear()
+    yield
+    dispatcher.cached_fused_extension.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_dispatch")
 def test_no_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMG_MSDA_BACKEND", raising=False)
     monkeypatch.setattr(ext_build, "compiler_available", lambda: False)
@@ -265,6 +277,7 @@ def test_no_compiler_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch
         multi_scale_deformable_attention(**inputs)
 
 
+@pytest.mark.usefixtures("fresh_dispatch")
 def test_no_compiler_with_fused_forced_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMG_MSDA_BACKEND", "fused")
     monkeypatch.setattr(ext_build, "compiler_available", lambda: False)

@@ -7,6 +7,7 @@ lazily on first use. Without a compiler (or when the build fails) the reference 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from types import ModuleType
 
@@ -24,6 +25,16 @@ from omg_core.ops.ms_deform_attn_reference import ms_deform_attn_reference
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 _warned_fallbacks: set[str] = set()
+
+
+@functools.cache
+def cached_fused_extension() -> ModuleType | None:
+    """The fused extension as first loaded in this process (``None``: fallback); call ``cache_clear()`` to retry.
+
+    Cached here because :func:`load_fused_extension` probes the compiler on every call, which would cost more than
+    the kernel itself on small inputs.
+    """
+    return load_fused_extension()
 
 
 def multi_scale_deformable_attention(
@@ -66,7 +77,12 @@ def multi_scale_deformable_attention(
 
 def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
     """The fused extension if it can serve ``value``'s device and dtype, else ``None`` (reference)."""
-    extension = load_fused_extension()
+    backend = requested_backend(BACKEND_ENV_VAR)
+    if backend == "reference":
+        return None
+    extension = cached_fused_extension()
+    if extension is None and backend == "fused":
+        extension = load_fused_extension()  # not cached: raises ExtensionBuildError naming why the build failed
     if extension is None:
         return None
     problem: str | None = None

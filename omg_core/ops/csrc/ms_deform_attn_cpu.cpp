@@ -14,6 +14,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace omg_msda {
 namespace {
@@ -48,26 +49,68 @@ void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
               "omg_msda: value, sampling_locations and attention_weights must share one dtype");
 }
 
-// out[c] += scale * row[c] over one head's channels.
+// Below this many multiply-adds a task is not worth waking another thread for (a few tens of microseconds).
+constexpr int64_t kMinWorkPerTask = 1 << 16;
+
+// at::parallel_for grain size giving every chunk at least kMinWorkPerTask of work; small calls then run inline.
+int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinWorkPerTask / std::max<int64_t>(1, work_per_item));
+}
+
+// The four corner rows of one sampling point with their scaled weights (attention * bilinear weight). Corners
+// outside the map point at a zero row with weight zero, so the channel loops below run branch-free over all four
+// without ever reading or writing another pixel.
 template <typename scalar_t>
-inline void scaled_add(scalar_t* __restrict__ out, const scalar_t* __restrict__ row, scalar_t scale, int64_t channels) {
+struct CornerRows {
+  const scalar_t* row[4];
+  scalar_t* grad_row[4];  // backward only: where each corner's gradient goes (a scratch row when outside)
+  scalar_t scale[4];
+};
+
+// out[c] += sum_k scale_k * row_k[c] over one head's channels.
+template <typename scalar_t>
+inline void gather_corners(scalar_t* __restrict__ out, const CornerRows<scalar_t>& corners, int64_t channels) {
+  const scalar_t* __restrict__ row0 = corners.row[0];
+  const scalar_t* __restrict__ row1 = corners.row[1];
+  const scalar_t* __restrict__ row2 = corners.row[2];
+  const scalar_t* __restrict__ row3 = corners.row[3];
+  const scalar_t s0 = corners.scale[0], s1 = corners.scale[1], s2 = corners.scale[2], s3 = corners.scale[3];
 #pragma omp simd
   for (int64_t c = 0; c < channels; ++c) {
-    out[c] += scale * row[c];
+    out[c] += s0 * row0[c] + s1 * row1[c] + s2 * row2[c] + s3 * row3[c];
   }
 }
 
-// Returns sum_c grad_out[c] * row[c] and, in the same pass, adds scale * grad_out into grad_row.
+// In one pass over the channels: dot[k] = sum_c grad_out[c] * row_k[c], and grad_row_k[c] += scale_k * grad_out[c].
 template <typename scalar_t>
-inline scalar_t dot_and_scatter(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ row,
-                                scalar_t* __restrict__ grad_row, scalar_t scale, int64_t channels) {
-  scalar_t dot = 0;
-#pragma omp simd reduction(+ : dot)
+inline void scatter_corners(const scalar_t* __restrict__ grad_out, const CornerRows<scalar_t>& corners,
+                            int64_t channels, scalar_t dot[4]) {
+  const scalar_t* __restrict__ row0 = corners.row[0];
+  const scalar_t* __restrict__ row1 = corners.row[1];
+  const scalar_t* __restrict__ row2 = corners.row[2];
+  const scalar_t* __restrict__ row3 = corners.row[3];
+  scalar_t* __restrict__ grad0 = corners.grad_row[0];
+  scalar_t* __restrict__ grad1 = corners.grad_row[1];
+  scalar_t* __restrict__ grad2 = corners.grad_row[2];
+  scalar_t* __restrict__ grad3 = corners.grad_row[3];
+  const scalar_t s0 = corners.scale[0], s1 = corners.scale[1], s2 = corners.scale[2], s3 = corners.scale[3];
+  scalar_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
   for (int64_t c = 0; c < channels; ++c) {
-    dot += grad_out[c] * row[c];
-    grad_row[c] += scale * grad_out[c];
+    const scalar_t g = grad_out[c];
+    d0 += g * row0[c];
+    d1 += g * row1[c];
+    d2 += g * row2[c];
+    d3 += g * row3[c];
+    grad0[c] += s0 * g;
+    grad1[c] += s1 * g;
+    grad2[c] += s2 * g;
+    grad3[c] += s3 * g;
   }
-  return dot;
+  dot[0] = d0;
+  dot[1] = d1;
+  dot[2] = d2;
+  dot[3] = d3;
 }
 
 template <typename scalar_t>
@@ -75,8 +118,11 @@ void forward_kernel(const Geometry& g, const scalar_t* value, const int64_t* sha
                     const scalar_t* locations, const scalar_t* weights, scalar_t* output) {
   const int64_t row_stride = g.heads * g.channels;  // distance between two spatial positions in value
   const int64_t points_per_head = g.levels * g.points;
+  const std::vector<scalar_t> zero_row(g.channels, scalar_t(0));  // stands in for corners outside the map
+  const int64_t work_per_item = g.heads * points_per_head * 4 * g.channels;
   // One task = one (batch, query); it writes heads * C outputs nobody else touches.
-  at::parallel_for(0, g.batch * g.queries, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.batch * g.queries, grain_for(work_per_item), [&](int64_t begin, int64_t end) {
+    CornerRows<scalar_t> rows;
     for (int64_t batch_query = begin; batch_query < end; ++batch_query) {
       const int64_t b = batch_query / g.queries;
       for (int64_t h = 0; h < g.heads; ++h) {
@@ -97,11 +143,11 @@ void forward_kernel(const Geometry& g, const scalar_t* value, const int64_t* sha
             }
             const scalar_t attention = head_weights[point];
             for (int k = 0; k < 4; ++k) {
-              if (corners.index[k] >= 0) {
-                scaled_add(out, level_value + corners.index[k] * row_stride, attention * corners.weight[k],
-                           g.channels);
-              }
+              const bool in_map = corners.index[k] >= 0;
+              rows.row[k] = in_map ? level_value + corners.index[k] * row_stride : zero_row.data();
+              rows.scale[k] = in_map ? attention * corners.weight[k] : scalar_t(0);
             }
+            gather_corners(out, rows, g.channels);
           }
         }
       }
@@ -113,7 +159,8 @@ void forward_kernel(const Geometry& g, const scalar_t* value, const int64_t* sha
 int64_t query_splits(const Geometry& g) {
   const int64_t slices = g.batch * g.heads;
   const int64_t threads = at::get_num_threads();
-  if (slices >= threads || g.queries < 2) {
+  const int64_t total_work = g.batch * g.queries * g.heads * g.levels * g.points * 4 * g.channels;
+  if (slices >= threads || g.queries < 2 || total_work < 2 * kMinWorkPerTask) {
     return 1;
   }
   return std::min<int64_t>((threads + slices - 1) / slices, g.queries);
@@ -128,8 +175,12 @@ void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, c
   const int64_t points_per_head = g.levels * g.points;
   const int64_t slices = g.batch * g.heads;
   const int64_t value_numel = g.batch * g.spatial * row_stride;
+  const std::vector<scalar_t> zero_row(g.channels, scalar_t(0));  // stands in for corners outside the map
+  const int64_t work_per_task = (g.queries / splits) * points_per_head * 4 * g.channels;
   // One task = one (query range, batch, head): it owns that head's slice of its grad_value copy, so no atomics.
-  at::parallel_for(0, splits * slices, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, splits * slices, grain_for(work_per_task), [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> scratch_row(g.channels);  // receives the (zero-weighted) gradient of outside corners
+    CornerRows<scalar_t> rows;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t split = task / slices;
       const int64_t b = (task % slices) / g.heads;
@@ -158,14 +209,15 @@ void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, c
               continue;  // gradients stay zero: the point reads only padding
             }
             const scalar_t attention = head_weights[point];
-            scalar_t corner_dot[4] = {0, 0, 0, 0};  // grad_out . value at each corner
             for (int k = 0; k < 4; ++k) {
-              if (corners.index[k] >= 0) {
-                const int64_t row = corners.index[k] * row_stride;
-                corner_dot[k] = dot_and_scatter(grad_out, level_value + row, level_grad_value + row,
-                                                attention * corners.weight[k], g.channels);
-              }
+              const bool in_map = corners.index[k] >= 0;
+              const int64_t row = corners.index[k] * row_stride;
+              rows.row[k] = in_map ? level_value + row : zero_row.data();
+              rows.grad_row[k] = in_map ? level_grad_value + row : scratch_row.data();
+              rows.scale[k] = in_map ? attention * corners.weight[k] : scalar_t(0);
             }
+            scalar_t corner_dot[4];  // grad_out . value at each corner (zero for outside corners)
+            scatter_corners(grad_out, rows, g.channels, corner_dot);
             scalar_t sampled_dot = 0;  // grad_out . bilinear sample
             for (int k = 0; k < 4; ++k) {
               sampled_dot += corners.weight[k] * corner_dot[k];
