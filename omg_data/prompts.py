@@ -12,7 +12,8 @@ from omg_data.sample import Prompts
 def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generator, frame_index: int = 0) -> Prompts:
     """Samples `num_points` positive clicks uniformly inside each mask, plus each mask's tight box.
 
-    Clicks land on pixel centres ((x + 0.5, y + 0.5)), so every click lies inside its mask.
+    Clicks are pixel indices (x = column, y = row), torchvision's KeyPoints convention, so flips and
+    crops in `omg_data.augment` map them exactly; every click lies inside its mask.
 
     Arguments:
       masks: S x H x W bool, none empty.
@@ -29,8 +30,8 @@ def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generato
         if len(ys) == 0:
             raise ValueError(f"mask {index} is empty: a prompt needs at least one pixel")
         chosen = rng.choice(len(ys), size=num_points, replace=len(ys) < num_points)
-        points[index, :, 0] = torch.from_numpy(xs[chosen] + 0.5)
-        points[index, :, 1] = torch.from_numpy(ys[chosen] + 0.5)
+        points[index, :, 0] = torch.from_numpy(xs[chosen].astype(np.float32))
+        points[index, :, 1] = torch.from_numpy(ys[chosen].astype(np.float32))
     return Prompts(
         points=points,
         point_labels=torch.ones(count, num_points, dtype=torch.int64),

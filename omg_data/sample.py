@@ -100,8 +100,8 @@ class Prompts:
     """Visual prompts, one row per segment (interactive segmentation and video object segmentation).
 
     Arguments:
-      points: S x P x 2 float32, (x, y) pixel coordinates sampled inside each mask.
-      point_labels: S x P int64, 1 for a positive (foreground) click.
+      points: S x P x 2 float32, (x, y) = (column, row) pixel indices of clicks inside each mask.
+      point_labels: S x P int64, 1 for a positive (foreground) click, -1 for padding (no click).
       boxes: S x 4 float32, (x0, y0, x1, y1) tight box of each mask, x1/y1 exclusive.
       masks: S x H x W bool first-frame masks (DAVIS semi-supervised VOS), or None.
       frame_index: the frame the prompts refer to.
