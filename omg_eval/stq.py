@@ -19,16 +19,18 @@ from typing import Any
 
 import torch
 
-from omg_eval.kernels.confusion import confusion_matrix
 from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.metric import Metric
-from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_video_pair
+from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_categories, check_video_pair
 
 
-def video_association_sum(
+def video_stq_stats(
     pred_ids: torch.Tensor, gt_ids: torch.Tensor, space: PanopticLabelSpace
-) -> tuple[float, int]:
-    """AQ numerator and number of ground-truth tracks of one video.
+) -> tuple[float, int, torch.Tensor]:
+    """AQ numerator, number of ground-truth tracks and semantic confusion of one video.
+
+    Everything is derived from one table of (gt id, pred id, pixel count) over the whole video, so the per-pixel
+    work is a single pass of the shared pair-counting kernel.
 
     Arguments:
       pred_ids: T x H x W int64 predicted panoptic ids (already checked).
@@ -36,44 +38,38 @@ def video_association_sum(
       space: the label space.
 
     Returns:
-      (sum over tracks g of (1 / |g|) * sum_p TPA * IoU, number of ground-truth tracks).
+      (sum over tracks g of (1 / |g|) * sum_p TPA * IoU, number of ground-truth tracks,
+       (C + 1) x (C + 1) int64 confusion of categories with VOID at index C and its row left at zero).
     """
-    divisor = space.label_divisor
-    is_thing = space.is_thing_table(gt_ids.device)
-    gt_category = (gt_ids // divisor).clamp(max=space.num_classes)  # VOID -> C, which is_thing maps to False
-    pred_category = (pred_ids // divisor).clamp(max=space.num_classes)
-    gt_crowd = is_thing[gt_category] & (gt_ids % divisor == 0)
-    gt_tracked = is_thing[gt_category] & ~gt_crowd  # T x H x W
-    pred_tracked = is_thing[pred_category] & ~gt_crowd  # T x H x W
-    # Pixels outside the tracked regions get the sentinel id 0 (never a tracked id: tracked gt ids have instance
-    # > 0, and a tracked prediction of category 0 with instance 0 is shifted by one below).
-    gt_keys = torch.where(gt_tracked, gt_ids + 1, 0)
-    pred_keys = torch.where(pred_tracked, pred_ids + 1, 0)
-    gt_pair, pred_pair, counts = intersect_segment_ids(gt_keys, pred_keys)
-    gt_rows, pred_rows = gt_pair > 0, pred_pair > 0
+    num_classes, divisor = space.num_classes, space.label_divisor
+    gt_pair, pred_pair, counts = intersect_segment_ids(gt_ids, pred_ids)  # M each
+    gt_category = check_categories(gt_pair, space, "gt_ids").clamp(max=num_classes)  # VOID -> C
+    pred_category = check_categories(pred_pair, space, "pred_ids").clamp(max=num_classes)
 
-    gt_tracks, gt_index = torch.unique(gt_pair[gt_rows], return_inverse=True)
+    confusion = torch.zeros(num_classes + 1, num_classes + 1, dtype=torch.int64, device=counts.device)
+    confusion.index_put_((gt_category, pred_category), counts, accumulate=True)
+    confusion[num_classes] = 0  # ground-truth VOID pixels do not count; predicted VOID does (a miss)
+
+    is_thing = space.is_thing_table(counts.device)  # entry C (VOID) is False
+    gt_crowd = is_thing[gt_category] & (gt_pair % divisor == 0)
+    gt_tracked = is_thing[gt_category] & ~gt_crowd  # M
+    # Predictions on crowd regions are not judged for association.
+    pred_tracked = is_thing[pred_category] & ~gt_crowd  # M
+
+    gt_tracks, gt_index = torch.unique(gt_pair[gt_tracked], return_inverse=True)
     gt_size = torch.zeros(gt_tracks.numel(), dtype=torch.float64, device=counts.device)
-    gt_size.index_add_(0, gt_index, counts[gt_rows].double())
-    pred_tracks, pred_index = torch.unique(pred_pair[pred_rows], return_inverse=True)
+    gt_size.index_add_(0, gt_index, counts[gt_tracked].double())
+    pred_tracks, pred_index = torch.unique(pred_pair[pred_tracked], return_inverse=True)
     pred_size = torch.zeros(pred_tracks.numel(), dtype=torch.float64, device=counts.device)
-    pred_size.index_add_(0, pred_index, counts[pred_rows].double())
+    pred_size.index_add_(0, pred_index, counts[pred_tracked].double())
 
-    both = gt_rows & pred_rows
+    both = gt_tracked & pred_tracked
     tpa = counts[both].double()  # K
     pair_gt = torch.searchsorted(gt_tracks, gt_pair[both])
     pair_pred = torch.searchsorted(pred_tracks, pred_pair[both])
     union = gt_size[pair_gt] + pred_size[pair_pred] - tpa  # tpa + fpa + fna
     weighted = torch.zeros_like(gt_size).index_add_(0, pair_gt, tpa * (tpa / union))
-    return float((weighted / gt_size).sum()), int(gt_tracks.numel())
-
-
-def semantic_confusion(pred_ids: torch.Tensor, gt_ids: torch.Tensor, space: PanopticLabelSpace) -> torch.Tensor:
-    """(C + 1) x (C + 1) pixel counts of (gt category, predicted category); index C is VOID, its row stays 0."""
-    divisor, num_classes = space.label_divisor, space.num_classes
-    gt_category = (gt_ids // divisor).clamp(max=num_classes)
-    pred_category = (pred_ids // divisor).clamp(max=num_classes)
-    return confusion_matrix(gt_category, pred_category, num_classes + 1, ignore_index=num_classes)
+    return float((weighted / gt_size).sum()), int(gt_tracks.numel()), confusion.cpu()
 
 
 def mean_iou_with_void_column(confusion: torch.Tensor) -> float:
@@ -120,10 +116,10 @@ class SegmentationTrackingQuality(Metric):
           gt_ids: T x H x W ground-truth panoptic ids.
         """
         pred_ids, gt_ids = check_video_pair(pred_ids, gt_ids, self.space)
-        association, tracks = video_association_sum(pred_ids, gt_ids, self.space)
+        association, tracks, confusion = video_stq_stats(pred_ids, gt_ids, self.space)
         self.association_sum = self.association_sum + association
         self.num_tracks = self.num_tracks + tracks
-        self.confusion = self.confusion + semantic_confusion(pred_ids, gt_ids, self.space).cpu()
+        self.confusion = self.confusion + confusion
         self.num_videos = self.num_videos + 1
 
     def compute(self) -> dict[str, Any]:

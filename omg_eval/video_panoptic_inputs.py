@@ -94,15 +94,31 @@ def check_video_pair(
         raise ValueError(f"pred_ids is on {pred_ids.device} but gt_ids on {gt_ids.device}; move them to one device")
     pred_ids, gt_ids = pred_ids.to(torch.int64), gt_ids.to(torch.int64)
     for name, ids in (("pred_ids", pred_ids), ("gt_ids", gt_ids)):
-        if ids.numel() == 0:
-            continue
-        if int(ids.min()) < 0:
+        if ids.numel() and int(ids.min()) < 0:
             raise ValueError(f"{name} holds negative ids; encode VOID as void_label * label_divisor")
-        categories = torch.unique(ids // space.label_divisor)
-        bad = categories[(categories >= space.num_classes) & (categories != space.void_label)]
-        if bad.numel():
-            raise ValueError(
-                f"{name} holds categories {bad.tolist()[:10]} outside [0, {space.num_classes}) that are not "
-                f"void_label={space.void_label}; check label_divisor={space.label_divisor} and num_classes"
-            )
     return pred_ids, gt_ids
+
+
+def check_categories(segment_ids: torch.Tensor, space: PanopticLabelSpace, name: str) -> torch.Tensor:
+    """Categories of a (small) tensor of distinct segment ids; raises when one is neither a class nor VOID.
+
+    The metrics count (gt id, pred id) pairs first and check the few distinct ids afterwards, which costs nothing
+    next to an elementwise pass over every pixel.
+
+    Arguments:
+      segment_ids: (N,) int64 ids as found in a video.
+      space: the label space.
+      name: "pred_ids" or "gt_ids", for the message.
+
+    Returns:
+      (N,) int64 categories (void_label for VOID).
+    """
+    categories = segment_ids // space.label_divisor
+    invalid = (categories >= space.num_classes) & (categories != space.void_label)
+    if bool(invalid.any()):
+        bad = torch.unique(categories[invalid])
+        raise ValueError(
+            f"{name} holds categories {bad.tolist()[:10]} outside [0, {space.num_classes}) that are not "
+            f"void_label={space.void_label}; check label_divisor={space.label_divisor} and num_classes"
+        )
+    return categories

@@ -20,7 +20,7 @@ import torch
 
 from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.metric import Metric
-from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_video_pair
+from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_categories, check_video_pair
 
 # Key arithmetic stays below this bound so that products of ids never overflow int64.
 _INT64_SAFE = 2**62
@@ -103,8 +103,8 @@ def video_pq_stats(
 
     frame, gt_pair, pred_pair, counts = _keyed_pair_counts(pred_ids, gt_ids)
     divisor = space.label_divisor
-    gt_is_void = gt_pair // divisor == space.void_label  # M
-    pred_is_void = pred_pair // divisor == space.void_label  # M
+    gt_is_void = check_categories(gt_pair, space, "gt_ids") == space.void_label  # M
+    pred_is_void = check_categories(pred_pair, space, "pred_ids") == space.void_label  # M
 
     # Dense numbering of the video's real segments: G ground-truth tubes, P predicted tubes.
     gt_segments = torch.unique(gt_pair[~gt_is_void])  # G
