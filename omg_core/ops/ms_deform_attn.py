@@ -21,7 +21,8 @@ from omg_core.ops.ms_deform_attn_function import (
 )
 from omg_core.ops.ms_deform_attn_reference import ms_deform_attn_reference
 
-# Dtypes the fused kernels are compiled for; others (half, bfloat16) go to the reference.
+# Dtypes the fused kernels are compiled for; other floating inputs (float16, bfloat16, e.g. under autocast) are
+# computed in float32 and the result cast back, which is also more accurate than sampling in half precision.
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 _warned_fallbacks: set[str] = set()
@@ -70,13 +71,23 @@ def multi_scale_deformable_attention(
     extension = _fused_extension_for(value)
     if extension is None:
         return ms_deform_attn_reference(value, spatial_shapes, sampling_locations, attention_weights)
-    return MultiScaleDeformableAttentionFunction.apply(
-        extension, value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    if value.dtype in FUSED_DTYPES:
+        return MultiScaleDeformableAttentionFunction.apply(
+            extension, value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+        )
+    output = MultiScaleDeformableAttentionFunction.apply(
+        extension,
+        value.float(),
+        spatial_shapes,
+        level_start_index,
+        sampling_locations.float(),
+        attention_weights.float(),
     )
+    return output.to(value.dtype)
 
 
 def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
-    """The fused extension if it can serve ``value``'s device and dtype, else ``None`` (reference)."""
+    """The fused extension if it can serve ``value``'s device, else ``None`` (reference)."""
     backend = requested_backend(BACKEND_ENV_VAR)
     if backend == "reference":
         return None
@@ -86,9 +97,7 @@ def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
     if extension is None:
         return None
     problem: str | None = None
-    if value.dtype not in FUSED_DTYPES:
-        problem = f"the fused kernel supports float32 and float64, not {value.dtype}"
-    elif value.device.type == "cuda" and not extension.built_with_cuda():
+    if value.device.type == "cuda" and not extension.built_with_cuda():
         problem = "the fused kernel was built without CUDA (no usable nvcc/GPU when it was compiled)"
     elif value.device.type not in ("cpu", "cuda"):
         problem = f"the fused kernel has no {value.device.type} implementation"
@@ -99,7 +108,10 @@ def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
     if problem not in _warned_fallbacks:
         _warned_fallbacks.add(problem)
         warnings.warn(
-            f"{problem}; using the pure-PyTorch reference (slower, same results)", RuntimeWarning, stacklevel=3
+            f"{problem}; using the pure-PyTorch reference (slower, same results). "
+            f"Set {BACKEND_ENV_VAR}=reference to silence this warning.",
+            RuntimeWarning,
+            stacklevel=3,
         )
     return None
 
