@@ -144,33 +144,47 @@ def video_pq_stats(
     )
     pair_category = gt_category[pair_gt]  # K
 
+    # Every window of every length at once: row r covers frames [window_start[r], window_end[r]) and belongs to
+    # window length number window_of_row[r]. Videos shorter than a window give it no rows, as the official loop over
+    # starts 0 .. T-n is then empty.
+    starts, ends, owners = [], [], []
     for window, length in enumerate(frame_counts):
-        num_starts = num_frames - length + 1
-        if num_starts <= 0:
-            continue  # the official loop over starts 0 .. T-n is empty for videos shorter than the window
+        num_starts = max(num_frames - length + 1, 0)
+        starts.append(torch.arange(num_starts))
+        ends.append(torch.arange(num_starts) + length)
+        owners.append(torch.full((num_starts,), window))
+    device = counts.device
+    window_start, window_end = torch.cat(starts).to(device), torch.cat(ends).to(device)  # R, R
+    window_of_row = torch.cat(owners).to(device)  # R
 
-        def over_windows(running: torch.Tensor, length: int = length, num_starts: int = num_starts) -> torch.Tensor:
-            return running[length:] - running[:num_starts]  # S x N
+    def over_windows(running: torch.Tensor) -> torch.Tensor:
+        return running[window_end] - running[window_start]  # R x N
 
-        window_gt_area, window_pred_area = over_windows(gt_area), over_windows(pred_area)
-        window_pred_void = over_windows(pred_on_void)
-        window_inter = over_windows(intersection)  # S x K
-        union = window_pred_area[:, pair_pred] + window_gt_area[:, pair_gt] - window_inter - window_pred_void[:, pair_pred]
-        # IoU > 0.5 tested on integers (2 * I > U) so that no rounding can flip a borderline match.
-        matched = (window_inter > 0) & (2 * window_inter > union)  # S x K
-        pair_iou = torch.where(matched, window_inter.double() / union.clamp(min=1).double(), 0.0)
-        tp[window].index_add_(0, pair_category.cpu(), matched.sum(0).cpu())
-        iou_sum[window].index_add_(0, pair_category.cpu(), pair_iou.sum(0).cpu())
+    window_gt_area, window_pred_area = over_windows(gt_area), over_windows(pred_area)  # R x G, R x P
+    window_pred_void = over_windows(pred_on_void)  # R x P
+    window_inter = over_windows(intersection)  # R x K
+    union = window_pred_area[:, pair_pred] + window_gt_area[:, pair_gt] - window_inter - window_pred_void[:, pair_pred]
+    # IoU > 0.5 tested on integers (2 * I > U) so that no rounding can flip a borderline match.
+    matched = (window_inter > 0) & (2 * window_inter > union)  # R x K
+    pair_iou = torch.where(matched, window_inter.double() / union.clamp(min=1).double(), 0.0)  # R x K
 
-        gt_matched = torch.zeros_like(window_gt_area).index_add_(1, pair_gt, matched.to(torch.int64)) > 0
-        missed = (window_gt_area > 0) & ~gt_matched & ~gt_is_crowd  # S x G
-        fn[window].index_add_(0, gt_category.cpu(), missed.sum(0).cpu())
+    gt_matched = torch.zeros_like(window_gt_area).index_add_(1, pair_gt, matched.to(torch.int64)) > 0
+    missed = (window_gt_area > 0) & ~gt_matched & ~gt_is_crowd  # R x G
+    pred_matched = torch.zeros_like(window_pred_area).index_add_(1, pair_pred, matched.to(torch.int64)) > 0
+    # An unmatched prediction lying more than half on VOID or same-category crowd is not a false positive.
+    forgiven = 2 * (window_pred_void + over_windows(pred_on_crowd)) > window_pred_area
+    false_pos = (window_pred_area > 0) & ~pred_matched & ~forgiven  # R x P
 
-        pred_matched = torch.zeros_like(window_pred_area).index_add_(1, pair_pred, matched.to(torch.int64)) > 0
-        # An unmatched prediction lying more than half on VOID or same-category crowd is not a false positive.
-        forgiven = 2 * (window_pred_void + over_windows(pred_on_crowd)) > window_pred_area
-        false_pos = (window_pred_area > 0) & ~pred_matched & ~forgiven  # S x P
-        fp[window].index_add_(0, pred_category.cpu(), false_pos.sum(0).cpu())
+    def per_window_category(per_row: torch.Tensor, category: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Sum an R x N table into W x C: rows by window length, columns by their category."""
+        per_window = torch.zeros(num_windows, per_row.shape[1], dtype=per_row.dtype, device=device)
+        per_window.index_add_(0, window_of_row, per_row)
+        return out.index_add_(1, category.cpu(), per_window.cpu())
+
+    per_window_category(matched.to(torch.int64), pair_category, tp)
+    per_window_category(pair_iou, pair_category, iou_sum)
+    per_window_category(missed.to(torch.int64), gt_category, fn)
+    per_window_category(false_pos.to(torch.int64), pred_category, fp)
     return tp, fp, fn, iou_sum
 
 

@@ -198,3 +198,15 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
     (tmp_path / "pred" / "video1" / "00002.png").unlink()
     with pytest.raises(FileNotFoundError, match="no prediction"):
         evaluate_vipseg(tmp_path / "pred", tmp_path / "gt", num_classes=7, thing_classes=things)
+
+
+def test_vpq_huge_label_divisor_renumbers_ids_exactly(fixture_data) -> None:
+    # With label_divisor = 2**40 the frame-keyed pair product would overflow int64, so ids are renumbered densely
+    # before counting; the statistics must not change.
+    expected, videos = fixture_data
+    old, new = expected["label_divisor"], 2**40
+    reencoded = [((p.long() // old) * new + p % old, (g.long() // old) * new + g % old) for p, g in videos]
+    huge = _vpq_over(reencoded, expected, label_divisor=new)
+    whole = _vpq_over(videos, expected)
+    for name in ("tp", "fp", "fn"):
+        assert torch.equal(getattr(huge, name), getattr(whole, name))
