@@ -93,8 +93,16 @@ def evaluate_vspw(
             raise FileNotFoundError(
                 f"video {video!r}: {len(missing)} frames have no prediction in {pred_root / video} (first: {missing[0]})"
             )
-        gt = torch.stack([raw_vspw_to_labels(_read_labels(mask_dir / f)) for f in frames])  # T x H x W
-        pred = torch.stack([_read_labels(pred_root / video / f) for f in frames])  # T x H x W
+        gt_frames = [raw_vspw_to_labels(_read_labels(mask_dir / f)) for f in frames]
+        pred_frames = [_read_labels(pred_root / video / f) for f in frames]
+        for name, gt_frame, pred_frame in zip(frames, gt_frames, pred_frames, strict=True):
+            if gt_frame.shape != gt_frames[0].shape or pred_frame.shape != gt_frame.shape:
+                raise ValueError(
+                    f"video {video!r} frame {name}: prediction {tuple(pred_frame.shape)} / ground truth "
+                    f"{tuple(gt_frame.shape)} differ from the video's {tuple(gt_frames[0].shape)}; predict every "
+                    f"frame at the resolution of its mask"
+                )
+        gt, pred = torch.stack(gt_frames), torch.stack(pred_frames)  # T x H x W each
         metric.update(pred.to(device), gt.to(device))
     results = metric.compute()
     results["num_videos"] = int(metric.num_videos)

@@ -126,3 +126,12 @@ def test_evaluate_vspw_reads_the_vspw_layout(tmp_path: Path, fixture_data) -> No
     (tmp_path / "pred" / "v3" / "00000004.png").unlink()
     with pytest.raises(FileNotFoundError, match="no prediction"):
         evaluate_vspw(tmp_path / "pred", tmp_path / "data", num_classes=expected["num_classes"])
+
+
+def test_evaluate_vspw_names_a_prediction_of_the_wrong_size(tmp_path: Path) -> None:
+    (tmp_path / "data" / "v" / "mask").mkdir(parents=True)
+    (tmp_path / "pred" / "v").mkdir(parents=True)
+    Image.fromarray(np.ones((4, 6), np.uint8)).save(tmp_path / "data" / "v" / "mask" / "0.png")
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "pred" / "v" / "0.png")
+    with pytest.raises(ValueError, match="resolution"):
+        evaluate_vspw(tmp_path / "pred", tmp_path / "data", num_classes=3)
