@@ -210,3 +210,15 @@ def test_vpq_huge_label_divisor_renumbers_ids_exactly(fixture_data) -> None:
     whole = _vpq_over(videos, expected)
     for name in ("tp", "fp", "fn"):
         assert torch.equal(getattr(huge, name), getattr(whole, name))
+
+
+def test_vpq_matches_the_printed_output_of_the_official_program(fixture_data) -> None:
+    # The official script run end to end (PNG + JSON in its submission layout) prints 100 x VPQ with 4 decimals,
+    # averaged over n = 1, 2, 4, 6, 8 annotated frames; the 5e-5 tolerance is that rounding.
+    expected, videos = fixture_data
+    printed = expected["vpq_official_cli"]
+    sizes = tuple(NFRAMES_TO_K[n] for n in printed["nframes"])
+    result = _vpq_over(videos, expected, window_sizes=sizes, annotation_stride=5).compute()
+    for key in ("vpq_all", "vpq_thing", "vpq_stuff"):
+        ours = result["vpq" if key == "vpq_all" else key]
+        assert abs(100 * ours - printed[key]) <= 5e-5, key
