@@ -73,6 +73,10 @@ class MultiScaleDeformableAttention(nn.Module):
         # Offsets are in pixels of each level; dividing by (W_l, H_l) makes them normalised coordinates.
         normalizer = torch.stack([spatial_shapes[:, 1], spatial_shapes[:, 0]], dim=-1).to(query.dtype)  # L x 2
         locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        # Sample in the precision of the locations (fp32 under bf16 autocast too): bf16 coordinates would be off
+        # by up to half a pixel on a 128-wide map.
+        value = value.to(locations.dtype)
+        weights = weights.to(locations.dtype)
         attended = multi_scale_deformable_attention(value, spatial_shapes, level_start_index, locations, weights)
         return self.output_proj(attended)
 

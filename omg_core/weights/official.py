@@ -1,0 +1,212 @@
+"""Convert an official OMG-Seg checkpoint (mmdet module names) into this package's safetensors layout.
+
+The key map below is the whole contract: each rule pairs an official name template with ours. `{i}` matches
+an integer, `{rest}` the remaining dotted tail. Every official key must match exactly one rule or be listed in
+OFFICIAL_KEYS_NOT_PORTED; anything else is an error that names the keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from omg_core.weights.io import MISSING_BY_DESIGN, save_weights
+
+# (official template, our template)
+KEY_MAP: list[tuple[str, str]] = [
+    # Frozen CLIP ConvNeXt (OpenCLIPBackbone): stem, four stages named layer1..layer4, and the CLIP head
+    # (head.0 = trunk.head with its LayerNorm2d, head.1 = visual.head projection MLP).
+    ("backbone.stem.{rest}", "backbone.stem.{rest}"),
+    *[(f"backbone.layer{n}.{{rest}}", f"backbone.stages.{n - 1}.{{rest}}") for n in range(1, 5)],
+    ("backbone.head.0.norm.{rest}", "backbone.clip_pooled_norm.{rest}"),
+    ("backbone.head.1.{rest}", "backbone.clip_pooled_proj.{rest}"),
+    # MSDeformAttnPixelDecoder: ConvModule(conv, gn) -> Sequential(0 conv, 1 GroupNorm).
+    ("panoptic_head.pixel_decoder.input_convs.{i}.conv.{rest}", "pixel_decoder.input_projs.{i}.0.{rest}"),
+    ("panoptic_head.pixel_decoder.input_convs.{i}.gn.{rest}", "pixel_decoder.input_projs.{i}.1.{rest}"),
+    ("panoptic_head.pixel_decoder.level_encoding.weight", "pixel_decoder.level_embed.weight"),
+    ("panoptic_head.pixel_decoder.encoder.layers.{i}.self_attn.{rest}",
+     "pixel_decoder.encoder.layers.{i}.self_attn.{rest}"),
+    ("panoptic_head.pixel_decoder.encoder.layers.{i}.ffn.layers.0.0.{rest}",
+     "pixel_decoder.encoder.layers.{i}.linear1.{rest}"),
+    ("panoptic_head.pixel_decoder.encoder.layers.{i}.ffn.layers.1.{rest}",
+     "pixel_decoder.encoder.layers.{i}.linear2.{rest}"),
+    ("panoptic_head.pixel_decoder.encoder.layers.{i}.norms.0.{rest}", "pixel_decoder.encoder.layers.{i}.norm1.{rest}"),
+    ("panoptic_head.pixel_decoder.encoder.layers.{i}.norms.1.{rest}", "pixel_decoder.encoder.layers.{i}.norm2.{rest}"),
+    ("panoptic_head.pixel_decoder.lateral_convs.{i}.conv.{rest}", "pixel_decoder.lateral_convs.{i}.0.{rest}"),
+    ("panoptic_head.pixel_decoder.lateral_convs.{i}.gn.{rest}", "pixel_decoder.lateral_convs.{i}.1.{rest}"),
+    ("panoptic_head.pixel_decoder.output_convs.{i}.conv.{rest}", "pixel_decoder.output_convs.{i}.0.{rest}"),
+    ("panoptic_head.pixel_decoder.output_convs.{i}.gn.{rest}", "pixel_decoder.output_convs.{i}.1.{rest}"),
+    ("panoptic_head.pixel_decoder.mask_feature.{rest}", "pixel_decoder.mask_features.{rest}"),
+    # Mask2FormerTransformerDecoder: mmcv MultiheadAttention wraps nn.MultiheadAttention as `.attn`;
+    # norms 0/1/2 follow cross-attention, self-attention and the FFN.
+    ("panoptic_head.transformer_decoder.layers.{i}.cross_attn.attn.{rest}",
+     "transformer_decoder.layers.{i}.cross_attn.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.self_attn.attn.{rest}",
+     "transformer_decoder.layers.{i}.self_attn.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.ffn.layers.0.0.{rest}", "transformer_decoder.layers.{i}.linear1.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.ffn.layers.1.{rest}", "transformer_decoder.layers.{i}.linear2.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.norms.0.{rest}", "transformer_decoder.layers.{i}.norm_cross.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.norms.1.{rest}", "transformer_decoder.layers.{i}.norm_self.{rest}"),
+    ("panoptic_head.transformer_decoder.layers.{i}.norms.2.{rest}", "transformer_decoder.layers.{i}.norm_ffn.{rest}"),
+    ("panoptic_head.transformer_decoder.post_norm.{rest}", "transformer_decoder.decoder_norm.{rest}"),
+    ("panoptic_head.query_feat.weight", "transformer_decoder.query_feat.weight"),
+    ("panoptic_head.query_embed.weight", "transformer_decoder.query_embed.weight"),
+    ("panoptic_head.level_embed.weight", "transformer_decoder.level_embed.weight"),
+    ("panoptic_head.mask_embed.{i}.{rest}", "transformer_decoder.mask_embed.{i}.{rest}"),
+    ("panoptic_head.iou_embed.{i}.{rest}", "transformer_decoder.iou_embed.{i}.{rest}"),
+    # sphere_cls=True classifier: cls_proj MLP into CLIP space and the mask-pooling projection.
+    ("panoptic_head.cls_proj.{i}.{rest}", "ov_classifier.query_proj.{i}.{rest}"),
+    ("panoptic_head.mask_pooling_proj.{i}.{rest}", "ov_classifier.mask_pool_proj.{i}.{rest}"),
+]
+
+# Official parameters with no counterpart here: OMG-Seg's interactive queries are box queries (a sine encoding
+# of the box through `pos_linear`, a point/box embedding and a mask token); this package encodes prompts SAM
+# style instead, so these are dropped only when the caller says so (drop_not_ported=True).
+OFFICIAL_KEYS_NOT_PORTED: tuple[str, ...] = (
+    "panoptic_head.mask_tokens.weight",
+    "panoptic_head.pb_embedding.weight",
+    "panoptic_head.pos_linear.weight",
+    "panoptic_head.pos_linear.bias",
+)
+
+# Our parameters that the official checkpoint stores as fixed values rather than tensors.
+FIXED_OFFICIAL_VALUES: dict[str, torch.Tensor] = {
+    # Official logit scale: a constant buffer log(1 / 0.01) = 4.6052, not saved in the checkpoint.
+    "ov_classifier.logit_scale": torch.tensor(math.log(1 / 0.01)),
+}
+# The official void class embedding is an all-zero vector (logit 0); its width is the CLIP width.
+VOID_EMBEDDING_KEY = "ov_classifier.void_embedding"
+CLIP_PROJ_LAST_LINEAR = "ov_classifier.query_proj.4.weight"  # D x C: gives the CLIP width D
+
+# Our key prefixes the official checkpoint lacks by design: the CLIP text tower (taken from open_clip's
+# pretrained weights) and the SAM-style prompt encoder.
+PREFIXES_MISSING_BY_DESIGN: tuple[str, ...] = ("backbone.text.", "prompt_encoder.")
+
+
+class UnmappedKeysError(KeyError):
+    """Official keys that no rule of KEY_MAP maps; the message lists them."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{rest\}", r"(?P<rest>.+)")
+    return re.compile(f"^{pattern}$")
+
+
+_RULES = [(_template_regex(official), official, ours, _template_regex(ours)) for official, ours in KEY_MAP]
+
+
+def official_to_ours(key: str) -> str | None:
+    """Our name for an official key, or None when no rule matches."""
+    for official_regex, _, ours, _ in _RULES:
+        match = official_regex.match(key)
+        if match:
+            return ours.format(**match.groupdict())
+    return None
+
+
+def ours_to_official(key: str) -> str | None:
+    """The official name of one of our keys, or None (keys the official checkpoint does not have)."""
+    for _, official, _, ours_regex in _RULES:
+        match = ours_regex.match(key)
+        if match:
+            return official.format(**match.groupdict())
+    return None
+
+
+def to_official_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename our state dict into the official layout (keys without an official counterpart are left out).
+
+    Used to check the converter on models whose official checkpoint cannot be downloaded here.
+    """
+    renamed = {}
+    for key, value in state.items():
+        official = ours_to_official(key)
+        if official is not None:
+            renamed[official] = value
+    return renamed
+
+
+def _unwrap(checkpoint: object) -> dict[str, torch.Tensor]:
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], dict):
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise ValueError("the checkpoint is neither a state dict nor a dict with a 'state_dict' entry of tensors")
+    return {key.removeprefix("module."): value for key, value in checkpoint.items()}
+
+
+def convert_official_state_dict(
+    official_state: dict[str, torch.Tensor], drop_not_ported: bool = False
+) -> dict[str, torch.Tensor]:
+    """Rename an official state dict into ours.
+
+    Arguments:
+      official_state: the official tensors by official name.
+      drop_not_ported: drop the official box-query prompt parameters (OFFICIAL_KEYS_NOT_PORTED) instead of
+        failing on them.
+
+    Returns:
+      Our state dict (plus the fixed official logit scale and zero void embedding).
+
+    Raises:
+      UnmappedKeysError listing every official key that no rule maps.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    unmapped, not_ported = [], []
+    for key, value in official_state.items():
+        ours = official_to_ours(key)
+        if ours is not None:
+            converted[ours] = value
+        elif key in OFFICIAL_KEYS_NOT_PORTED:
+            not_ported.append(key)
+        else:
+            unmapped.append(key)
+    if unmapped:
+        raise UnmappedKeysError(f"{len(unmapped)} official key(s) have no mapping in KEY_MAP "
+                                f"(omg_core/weights/official.py):\n" + "\n".join(f"  {k}" for k in sorted(unmapped)))
+    if not_ported and not drop_not_ported:
+        raise UnmappedKeysError(
+            "the checkpoint holds OMG-Seg's box-query prompt parameters, which this package does not port "
+            "(its prompt encoder is SAM style):\n" + "\n".join(f"  {k}" for k in not_ported)
+            + "\npass drop_not_ported=True (CLI: --drop-not-ported) to convert without them"
+        )
+    if CLIP_PROJ_LAST_LINEAR in converted:
+        clip_dim = converted[CLIP_PROJ_LAST_LINEAR].shape[0]
+        converted.setdefault(VOID_EMBEDDING_KEY, torch.zeros(clip_dim))
+    for key, value in FIXED_OFFICIAL_VALUES.items():
+        converted.setdefault(key, value.clone())
+    return converted
+
+
+def convert_official_checkpoint(
+    pth_path: str | Path, out_path: str | Path, drop_not_ported: bool = False, model_name: str = "omg-convnext-large"
+) -> Path:
+    """Read an official OMG-Seg `.pth` (with torch.load(weights_only=True) only) and write our safetensors.
+
+    Arguments:
+      pth_path: the official checkpoint, e.g. omg_seg_convl.pth from https://huggingface.co/LXT/OMG_Seg.
+      out_path: destination .safetensors file.
+      drop_not_ported: see convert_official_state_dict.
+      model_name: the named config the weights belong to (stored in the metadata).
+
+    Returns:
+      out_path.
+    """
+    pth_path = Path(pth_path)
+    if not pth_path.is_file():
+        raise FileNotFoundError(f"official checkpoint {pth_path} does not exist")
+    try:
+        checkpoint = torch.load(pth_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised with the reason we refuse to go further
+        raise ValueError(
+            f"{pth_path} cannot be read with torch.load(weights_only=True) ({error}); only plain tensor "
+            "checkpoints are accepted (pickled code is never executed)"
+        ) from error
+    converted = convert_official_state_dict(_unwrap(checkpoint), drop_not_ported=drop_not_ported)
+    metadata = {"source": pth_path.name, "model": model_name, MISSING_BY_DESIGN: ",".join(PREFIXES_MISSING_BY_DESIGN)}
+    return save_weights(converted, out_path, metadata=metadata)

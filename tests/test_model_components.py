@@ -1,0 +1,177 @@
+"""Backbone freezing, decoder stages, masked-attention rule, OV ensemble, mask pooling, text cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from omg_core.model import OMGInputs, OMGModel, create_model
+from omg_core.model.ov_classifier import geometric_ensemble, mask_pool
+from omg_core.model.position_encoding import SinePositionEncoding
+from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name
+from omg_core.model.transformer_decoder import attention_mask_from_masks, prompt_self_attention_mask
+
+CLASSES = ["cat", "dog"]
+
+
+@pytest.fixture(scope="module")
+def model() -> OMGModel:
+    torch.manual_seed(0)
+    return create_model("omg-tiny")
+
+
+def test_backbone_is_frozen_and_stays_eval(model: OMGModel) -> None:
+    model.train()
+    try:
+        assert model.training and model.pixel_decoder.training
+        assert not model.backbone.training
+        assert not any(module.training for module in model.backbone.modules())
+        assert not any(parameter.requires_grad for parameter in model.backbone.parameters())
+        outputs = model(OMGInputs(images=torch.rand(1, 3, 64, 64) * 255, class_names=CLASSES))
+        loss = outputs.mask_logits.sigmoid().mean() + outputs.class_logits.logsumexp(-1).mean()
+        loss = loss + sum(aux.mask_logits.mean() for aux in outputs.auxiliary)
+        loss.backward()
+        assert all(parameter.grad is None for parameter in model.backbone.parameters())
+        assert model.pixel_decoder.mask_features.weight.grad is not None
+        assert model.transformer_decoder.layers[0].cross_attn.in_proj_weight.grad is not None
+        assert model.ov_classifier.logit_scale.grad is not None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+
+def test_backbone_feature_strides(model: OMGModel) -> None:
+    features = model.backbone(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape) for f in features.values()] == [
+        (1, 40, 16, 24), (1, 80, 8, 12), (1, 160, 4, 6), (1, 320, 2, 3)
+    ]
+    assert not features["res5"].requires_grad
+
+
+@torch.no_grad()
+def test_one_prediction_per_decoder_stage() -> None:
+    for num_layers in (1, 4):
+        model = create_model("omg-tiny", transformer_decoder={"num_layers": num_layers})
+        assert model.transformer_decoder.num_layers == num_layers
+        outputs = model(OMGInputs(images=torch.rand(1, 3, 64, 64) * 255, class_names=CLASSES))
+        # The initial prediction plus one per layer; the last one is the main output.
+        assert len(outputs.auxiliary) == num_layers
+        shapes = {tuple(aux.mask_logits.shape) for aux in outputs.auxiliary}
+        assert shapes == {tuple(outputs.mask_logits.shape)}
+        assert not torch.allclose(outputs.auxiliary[0].mask_logits, outputs.mask_logits)
+
+
+def test_masked_attention_unmasks_rows_that_would_block_everything() -> None:
+    logits = torch.tensor([
+        [[-1.0, -2.0], [-3.0, -0.5]],  # query 0: empty mask -> row fully blocked -> unblocked instead
+        [[-1.0, 4.0], [-2.0, -1.0]],  # query 1: only pixel (0, 1) is foreground
+        [[0.0, 1.0], [2.0, 3.0]],  # query 2: logit 0 is sigmoid 0.5, which is not < 0.5 -> attend
+    ])[None, :, None]  # B=1 x Q=3 x T=1 x 2 x 2
+    blocked = attention_mask_from_masks(logits, (2, 2), num_heads=2)
+    assert blocked.shape == (2, 3, 4)
+    expected = torch.tensor([
+        [False, False, False, False],
+        [True, False, True, True],
+        [False, False, False, False],
+    ])
+    assert torch.equal(blocked[0], expected) and torch.equal(blocked[1], expected)
+
+
+def test_masked_attention_over_frames_uses_the_whole_tube() -> None:
+    logits = torch.full((1, 1, 2, 2, 2), -5.0)
+    logits[0, 0, 1, 0, 0] = 5.0  # foreground only in frame 2
+    blocked = attention_mask_from_masks(logits, (2, 2), num_heads=1)
+    assert blocked.shape == (1, 1, 8)
+    assert blocked[0, 0].tolist() == [True] * 4 + [False, True, True, True]
+
+
+def test_prompt_self_attention_mask() -> None:
+    blocked = prompt_self_attention_mask(2, 2, torch.device("cpu"))
+    assert blocked.tolist() == [
+        [False, False, True, True],
+        [False, False, True, True],
+        [True, True, False, True],
+        [True, True, True, False],
+    ]
+
+
+def test_geometric_ensemble_on_hand_numbers() -> None:
+    # Trained classifier: p(cat, dog, void) = 0.6, 0.2, 0.2 -> over classes 0.75 / 0.25, void 0.2.
+    in_vocab = torch.log(torch.tensor([[0.6, 0.2, 0.2]]))
+    out_vocab = torch.log(torch.tensor([[0.5, 0.5]]))  # CLIP: 0.5 / 0.5
+    seen = torch.tensor([True, False])  # cat seen (a = 0.4), dog unseen (b = 0.8)
+    result = geometric_ensemble(in_vocab, out_vocab, seen, alpha=0.4, beta=0.8).exp()[0]
+    cat = 0.75 ** 0.6 * 0.5 ** 0.4
+    dog = 0.25 ** 0.2 * 0.5 ** 0.8
+    expected = [cat / (cat + dog) * 0.8, dog / (cat + dog) * 0.8, 0.2]
+    assert result.tolist() == pytest.approx(expected, abs=1e-6)
+
+    # A query whose mask is empty at CLIP resolution keeps the trained classifier only.
+    invalid = geometric_ensemble(in_vocab, out_vocab, seen, valid_queries=torch.tensor([False])).exp()[0]
+    assert invalid.tolist() == pytest.approx([0.6, 0.2, 0.2], abs=1e-6)
+
+    with pytest.raises(ValueError, match="one flag per class"):
+        geometric_ensemble(in_vocab, out_vocab, torch.tensor([True]))
+
+
+def test_mask_pool_averages_inside_masks_and_empty_masks_give_zero() -> None:
+    features = torch.arange(8.0).view(1, 2, 2, 2)  # channel 0: 0..3, channel 1: 4..7
+    masks = torch.tensor([[[1.0, -1.0], [1.0, -1.0]], [[-1.0, -1.0], [-1.0, -1.0]]])[None]
+    pooled = mask_pool(features, masks)
+    assert pooled[0, 0].tolist() == pytest.approx([1.0, 5.0])  # mean of pixels (0,0) and (1,0)
+    assert pooled[0, 1].tolist() == [0.0, 0.0]
+
+
+def test_void_embedding_starts_as_constant_zero_logit(model: OMGModel) -> None:
+    logits = model.ov_classifier.logits(torch.randn(3, model.clip_dim), F.normalize(torch.randn(2, model.clip_dim)))
+    assert logits.shape == (3, 3)
+    assert torch.equal(logits[:, -1], torch.zeros(3))
+    assert model.ov_classifier.logit_scale.item() == pytest.approx(math.log(100.0))
+
+
+def test_position_encoding_matches_detr_formula() -> None:
+    encoding = SinePositionEncoding(4, normalize=True)(1, 2, 3)  # 1 x 8 x 2 x 3
+    y_positions = torch.tensor([1.0, 2.0]) / (2 + 1e-6) * 2 * math.pi
+    x_positions = torch.tensor([1.0, 2.0, 3.0]) / (3 + 1e-6) * 2 * math.pi
+    frequencies = torch.tensor([1.0, 1.0, 100.0, 100.0])  # 10000 ** (2 * (i // 2) / 4)
+    for row in range(2):
+        for col in range(3):
+            y = y_positions[row] / frequencies
+            x = x_positions[col] / frequencies
+            expected = torch.stack([y[0].sin(), y[1].cos(), y[2].sin(), y[3].cos(),
+                                    x[0].sin(), x[1].cos(), x[2].sin(), x[3].cos()])
+            torch.testing.assert_close(encoding[0, :, row, col], expected)
+
+
+def test_text_embeddings_average_templates_and_are_cached(model: OMGModel) -> None:
+    backbone = model.backbone
+    backbone.clear_vocabulary_cache()
+    calls = []
+    original = backbone.encode_texts
+
+    def counting(texts: list[str]) -> torch.Tensor:
+        calls.append(len(texts))
+        return original(texts)
+
+    backbone.encode_texts = counting
+    try:
+        first = model.encode_vocabulary(["cat", "dog"])
+        second = model.encode_vocabulary(["cat", "dog"])
+        assert second is first
+        assert calls == [len(VILD_TEMPLATES)] * 2  # one batch of templates per class, only once
+        other = model.encode_vocabulary(["dog", "cat"])
+        assert torch.allclose(other, first.flip(0), atol=1e-6)
+    finally:
+        del backbone.encode_texts
+    assert first.shape == (2, model.clip_dim)
+    torch.testing.assert_close(first.norm(dim=-1), torch.ones(2))
+    expected = F.normalize(original(expand_class_name("cat")).mean(0), dim=-1)
+    torch.testing.assert_close(first[0], expected)
+    assert expand_class_name("person, man")[len(VILD_TEMPLATES)] == VILD_TEMPLATES[0].format("man")
+    with pytest.raises(ValueError, match="empty"):
+        model.encode_vocabulary([])
+    with pytest.raises(ValueError, match="empty"):
+        expand_class_name(" , ")

@@ -1,0 +1,160 @@
+"""safetensors round trip, official-layout conversion, strict loading errors, CLI, from_pretrained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from omg_core.model import OMGInputs, OMGModel, create_model
+from omg_core.weights import (
+    UnmappedKeysError,
+    WeightsMismatchError,
+    convert_official_checkpoint,
+    hub,
+    load_weights,
+    save_weights,
+)
+from omg_core.weights.cli import convert_command
+from omg_core.weights.official import OFFICIAL_KEYS_NOT_PORTED, official_to_ours, to_official_state_dict
+
+CLASSES = ["cat", "dog"]
+
+
+def _forward(model: OMGModel, **prompt: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(3)
+    with torch.no_grad():
+        outputs = model(OMGInputs(images=torch.rand(1, 3, 64, 64) * 255, class_names=CLASSES, **prompt))
+    return torch.cat([outputs.class_logits.flatten(), outputs.mask_logits.flatten()])
+
+
+def _fresh(seed: int, **overrides: object) -> OMGModel:
+    torch.manual_seed(seed)
+    return create_model("omg-tiny", **overrides)
+
+
+def test_safetensors_round_trip(tmp_path: Path) -> None:
+    source, target = _fresh(0), _fresh(1)
+    boxes = torch.tensor([[[4.0, 4.0, 40.0, 50.0]]])
+    assert not torch.allclose(_forward(source, boxes=boxes), _forward(target, boxes=boxes))
+    path = save_weights(source, tmp_path / "tiny.safetensors")
+    report = load_weights(target, path)
+    assert report.ok and not report.missing_by_design
+    torch.testing.assert_close(_forward(target, boxes=boxes), _forward(source, boxes=boxes))
+
+
+def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path: Path) -> None:
+    state = _fresh(0).state_dict()
+    del state["transformer_decoder.query_feat.weight"]
+    state["transformer_decoder.extra.weight"] = torch.zeros(2)
+    state["pixel_decoder.mask_features.bias"] = torch.zeros(5)
+    path = save_weights(state, tmp_path / "broken.safetensors")
+    model = _fresh(1)
+    with pytest.raises(WeightsMismatchError) as error:
+        load_weights(model, path)
+    message = str(error.value)
+    assert "transformer_decoder.query_feat.weight" in message
+    assert "transformer_decoder.extra.weight" in message
+    assert "pixel_decoder.mask_features.bias: file (5,) vs model (32,)" in message
+    report = load_weights(model, path, strict=False)
+    assert report.missing == ["transformer_decoder.query_feat.weight"]
+    assert report.unexpected == ["transformer_decoder.extra.weight"]
+    assert torch.equal(model.transformer_decoder.level_embed.weight, state["transformer_decoder.level_embed.weight"])
+
+
+def test_official_layout_round_trip(tmp_path: Path) -> None:
+    # A tiny model written under the official mmdet names, as the released .pth stores them.
+    source = _fresh(0, enable_prompts=False)
+    official = to_official_state_dict(source.state_dict())
+    assert "panoptic_head.transformer_decoder.layers.0.cross_attn.attn.in_proj_weight" in official
+    assert "panoptic_head.pixel_decoder.input_convs.0.conv.weight" in official
+    assert "panoptic_head.pixel_decoder.level_encoding.weight" in official
+    assert "backbone.layer4.blocks.0.conv_dw.weight" in official
+    assert "backbone.head.0.norm.weight" in official and "backbone.head.1.mlp.fc1.weight" in official
+    assert not any(key.startswith("backbone.text") for key in official)
+    for key in OFFICIAL_KEYS_NOT_PORTED:
+        official[key] = torch.zeros(1)
+    official = {key: value for key, value in official.items()}
+    torch.save({"meta": {"epoch": 12}, "state_dict": official}, tmp_path / "official.pth")
+
+    with pytest.raises(UnmappedKeysError, match="panoptic_head.pos_linear.weight"):
+        convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "converted.safetensors")
+    converted = convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "converted.safetensors",
+                                            drop_not_ported=True, model_name="omg-tiny")
+
+    target = _fresh(1, enable_prompts=False)
+    # The text tower is not in official checkpoints (OMG-Seg takes it from open_clip): give the target the same
+    # text weights, as loading the open_clip pretrained weights would.
+    text_state = {k: v for k, v in source.state_dict().items() if k.startswith("backbone.text.")}
+    target.load_state_dict(text_state, strict=False)
+    report = load_weights(target, converted, strict=True)
+    assert report.ok
+    assert report.missing_by_design and all(k.startswith("backbone.text.") for k in report.missing_by_design)
+    torch.testing.assert_close(_forward(target), _forward(source))
+
+
+def test_unmapped_official_keys_are_listed(tmp_path: Path) -> None:
+    official = to_official_state_dict(_fresh(0, enable_prompts=False).state_dict())
+    official["panoptic_head.some_new_head.weight"] = torch.zeros(1)
+    official["neck.conv.weight"] = torch.zeros(1)
+    torch.save(official, tmp_path / "official.pth")
+    with pytest.raises(UnmappedKeysError) as error:
+        convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "out.safetensors", drop_not_ported=True)
+    assert "panoptic_head.some_new_head.weight" in str(error.value) and "neck.conv.weight" in str(error.value)
+    assert official_to_ours("panoptic_head.transformer_decoder.layers.8.norms.2.bias") == \
+        "transformer_decoder.layers.8.norm_ffn.bias"
+    assert official_to_ours("backbone.layer1.downsample.0.weight") == "backbone.stages.0.downsample.0.weight"
+
+
+def test_converter_refuses_pickled_code(tmp_path: Path) -> None:
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "object": _Pickled()}, tmp_path / "unsafe.pth")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        convert_official_checkpoint(tmp_path / "unsafe.pth", tmp_path / "out.safetensors")
+
+
+class _Pickled:
+    """Not a tensor: torch.load(weights_only=True) must refuse it."""
+
+
+def test_convert_command(tmp_path: Path) -> None:
+    official = to_official_state_dict(_fresh(0, enable_prompts=False).state_dict())
+    torch.save(official, tmp_path / "official.pth")
+    runner = CliRunner()
+    result = runner.invoke(convert_command, [str(tmp_path / "official.pth"), str(tmp_path / "out.safetensors"),
+                                             "--model", "omg-tiny"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.safetensors").is_file()
+    official["unknown.key"] = torch.zeros(1)
+    torch.save(official, tmp_path / "bad.pth")
+    result = runner.invoke(convert_command, [str(tmp_path / "bad.pth"), str(tmp_path / "bad.safetensors")])
+    assert result.exit_code != 0 and "unknown.key" in result.output
+
+
+def test_from_pretrained_local_file_and_folder(tmp_path: Path) -> None:
+    source = _fresh(0)
+    save_weights(source, tmp_path / "folder" / "model.safetensors")
+    for location in (tmp_path / "folder", tmp_path / "folder" / "model.safetensors"):
+        loaded = hub.from_pretrained(location)
+        assert loaded.config == source.config
+        torch.testing.assert_close(_forward(loaded), _forward(source))
+    loaded = create_model("omg-tiny", pretrained=str(tmp_path / "folder"))
+    torch.testing.assert_close(_forward(loaded), _forward(source))
+
+
+def test_from_pretrained_offline_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    def offline(*args: object, **kwargs: object) -> str:
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    monkeypatch.setenv("OMG_CACHE_DIR", str(tmp_path))
+    with pytest.raises(hub.WeightsNotAvailableError) as error:
+        hub.from_pretrained("omg-convnext-large")
+    message = str(error.value)
+    assert "omg_seg_convl.pth" in message and "LXT/OMG_Seg" in message
+    assert str(tmp_path / "omg-convnext-large" / "model.safetensors") in message
+    with pytest.raises(hub.WeightsNotAvailableError, match="released weights"):
+        hub.from_pretrained("omg-tiny")
