@@ -222,3 +222,41 @@ def test_vpq_matches_the_printed_output_of_the_official_program(fixture_data) ->
     for key in ("vpq_all", "vpq_thing", "vpq_stuff"):
         ours = result["vpq" if key == "vpq_all" else key]
         assert abs(100 * ours - printed[key]) <= 5e-5, key
+
+
+def _sync_worker(rank: int, world_size: int, store_path: str, videos, expected, out_path: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world_size)
+    try:
+        vpq = _vpq_over(videos[rank::world_size], expected)
+        stq = SegmentationTrackingQuality(
+            expected["num_classes"], expected["thing_classes"], expected["label_divisor"], expected["void_label"]
+        )
+        for pred, gt in videos[rank::world_size]:
+            stq.update(pred, gt)
+        vpq.sync()
+        stq.sync()
+        if rank == 0:
+            torch.save({"vpq": vpq.compute()["vpq"], "stq": stq.compute()["stq"], "tp": vpq.tp}, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_vpq_and_stq_states_sync_across_processes(tmp_path: Path, fixture_data) -> None:
+    expected, videos = fixture_data
+    out = tmp_path / "rank0.pt"
+    torch.multiprocessing.spawn(
+        _sync_worker, args=(2, str(tmp_path / "store"), videos, expected, str(out)), nprocs=2, join=True
+    )
+    synced = torch.load(out)
+    whole = _vpq_over(videos, expected)
+    stq = SegmentationTrackingQuality(
+        expected["num_classes"], expected["thing_classes"], expected["label_divisor"], expected["void_label"]
+    )
+    for pred, gt in videos:
+        stq.update(pred, gt)
+    assert torch.equal(synced["tp"], whole.tp)
+    assert synced["vpq"] == pytest.approx(whole.compute()["vpq"], abs=1e-12)
+    assert synced["stq"] == pytest.approx(stq.compute()["stq"], abs=1e-12)
