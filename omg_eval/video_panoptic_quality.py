@@ -8,6 +8,10 @@ Every window start 0 .. T-n of every video contributes its TP / FP / FN / IoU to
 over the whole data set before PQ is averaged over the categories that occur. The window size is reported as
 ``k = (n - 1) * annotation_stride`` frames (VIPSeg and Cityscapes-VPS annotate every 5th frame). VPQ is the mean of the
 window sizes' PQ. Figures are fractions in [0, 1] (the official script prints them times 100).
+
+Which windows: VIPSeg's ``eval_vpq.py`` (and VPSNet's Cityscapes-VPS evaluator) average n = 1, 2, 3, 4, i.e.
+k = 0, 5, 10, 15, the default here; VIPSeg's ``eval_vpq_vspw.py`` averages n = 1, 2, 4, 6, 8, i.e. pass
+``window_sizes=(0, 5, 15, 25, 35)``. The per-window matching is the same code in both scripts.
 """
 
 from __future__ import annotations
