@@ -107,6 +107,8 @@ class SegmentationTrackingQuality(Metric):
         self.add_state("association_sum", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("num_tracks", torch.zeros((), dtype=torch.int64), "sum")
         self.add_state("num_videos", torch.zeros((), dtype=torch.int64), "sum")
+        # One (AQ, SQ) float64 pair per video, for deeplab2's per-sequence figures.
+        self.add_state("per_video", [], "cat")
 
     def update(self, pred_ids: torch.Tensor, gt_ids: torch.Tensor) -> None:
         """Add one whole video (one deeplab2 sequence).
@@ -121,11 +123,23 @@ class SegmentationTrackingQuality(Metric):
         self.num_tracks = self.num_tracks + tracks
         self.confusion = self.confusion + confusion
         self.num_videos = self.num_videos + 1
+        video_aq = association / max(tracks, 1e-15)
+        self.per_video.append(torch.tensor([video_aq, mean_iou_with_void_column(confusion)], dtype=torch.float64))
 
     def compute(self) -> dict[str, Any]:
         """Returns:
         {"stq", "aq", "sq"}; aq is 0 when there is no ground-truth track (deeplab2 divides by max(tracks, 1e-15)).
+        Also "stq_per_video", "aq_per_video", "sq_per_video": (V,) float64 in update order (after ``sync``, rank
+        by rank).
         """
         aq = float(self.association_sum) / max(int(self.num_tracks), 1e-15)
         sq = mean_iou_with_void_column(self.confusion)
-        return {"stq": math.sqrt(aq * sq) if not math.isnan(sq) else math.nan, "aq": aq, "sq": sq}
+        per_video = torch.stack(self.per_video) if self.per_video else torch.zeros(0, 2, dtype=torch.float64)
+        return {
+            "stq": math.sqrt(aq * sq) if not math.isnan(sq) else math.nan,
+            "aq": aq,
+            "sq": sq,
+            "stq_per_video": (per_video[:, 0] * per_video[:, 1]).sqrt(),
+            "aq_per_video": per_video[:, 0],
+            "sq_per_video": per_video[:, 1],
+        }

@@ -53,11 +53,17 @@ def test_stq_matches_deeplab2(fixture_data) -> None:
     assert 0.1 < result["aq"] < 0.9 and 0.1 < result["sq"] < 0.9  # neither trivially perfect nor empty
 
 
-def test_stq_per_video_aq_matches_deeplab2_per_sequence(fixture_data) -> None:
+def test_stq_per_video_figures_match_deeplab2_per_sequence(fixture_data) -> None:
     expected, videos = fixture_data
-    for (pred, gt), official_aq in zip(videos, expected["stq"]["AQ_per_seq"], strict=True):
-        metric = _stq_over_fixture(expected, [(pred, gt)])
-        assert abs(metric.compute()["aq"] - official_aq) <= FLOAT32_TOLERANCE
+    result = _stq_over_fixture(expected, videos).compute()
+    official_aq, official_stq = expected["stq"]["AQ_per_seq"], expected["stq"]["STQ_per_seq"]
+    assert result["aq_per_video"].shape == (len(videos),)
+    assert torch.allclose(result["aq_per_video"], torch.tensor(official_aq, dtype=torch.float64), rtol=0,
+                          atol=FLOAT32_TOLERANCE)
+    assert torch.allclose(result["stq_per_video"], torch.tensor(official_stq, dtype=torch.float64), rtol=0,
+                          atol=FLOAT32_TOLERANCE)
+    for (pred, gt), aq in zip(videos, official_aq, strict=True):
+        assert abs(_stq_over_fixture(expected, [(pred, gt)]).compute()["aq"] - aq) <= FLOAT32_TOLERANCE
 
 
 def test_stq_merge_equals_one_pass(fixture_data) -> None:
