@@ -76,7 +76,9 @@ def _keyed_pair_counts(
     return frame, gt_pair, pred_pair, counts
 
 
-def _per_frame_table(frame: torch.Tensor, column: torch.Tensor, counts: torch.Tensor, shape: tuple[int, int]):
+def _per_frame_table(
+    frame: torch.Tensor, column: torch.Tensor, counts: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
     """Sum ``counts`` into a (T, N) table at (frame, column) and return its running sum with a zero first row."""
     table = torch.zeros(shape, dtype=torch.int64, device=counts.device)
     table.index_put_((frame, column), counts, accumulate=True)
