@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from omg_core.model import OMGInputs, OMGModel, create_model
 from omg_core.model.ov_classifier import geometric_ensemble, mask_pool
 from omg_core.model.position_encoding import SinePositionEncoding
-from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name
+from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name, split_synonyms
 from omg_core.model.transformer_decoder import attention_mask_from_masks, prompt_self_attention_mask
 
 CLASSES = ["cat", "dog"]
@@ -158,20 +158,42 @@ def test_text_embeddings_average_templates_and_are_cached(model: OMGModel) -> No
 
     backbone.encode_texts = counting
     try:
-        first = model.encode_vocabulary(["cat", "dog"])
-        second = model.encode_vocabulary(["cat", "dog"])
-        assert second is first
-        assert calls == [len(VILD_TEMPLATES)] * 2  # one batch of templates per class, only once
-        other = model.encode_vocabulary(["dog", "cat"])
-        assert torch.allclose(other, first.flip(0), atol=1e-6)
+        first = model.encode_vocabulary_prototypes(["cat", "Dog/Puppy"])
+        again = model.encode_vocabulary_prototypes(["cat", "Dog/Puppy"])
+        assert again is first
+        assert calls == [len(VILD_TEMPLATES)] * 3  # one batch of templates per synonym, computed once
+        other = model.encode_vocabulary(["cat", "Dog/Puppy"])
+        assert calls == [len(VILD_TEMPLATES)] * 3  # the K x D form reuses the cached prototypes
     finally:
         del backbone.encode_texts
-    assert first.shape == (2, model.clip_dim)
-    torch.testing.assert_close(first.norm(dim=-1), torch.ones(2))
-    expected = F.normalize(original(expand_class_name("cat")).mean(0), dim=-1)
-    torch.testing.assert_close(first[0], expected)
-    assert expand_class_name("person, man")[len(VILD_TEMPLATES)] == VILD_TEMPLATES[0].format("man")
+
+    def template_mean(name: str) -> torch.Tensor:
+        return F.normalize(original([t.format(name) for t in VILD_TEMPLATES]).mean(0), dim=-1)
+
+    assert first.shape == (2, 2, model.clip_dim)
+    torch.testing.assert_close(first.norm(dim=-1), torch.ones(2, 2))
+    torch.testing.assert_close(first[0, 0], template_mean("cat"))
+    torch.testing.assert_close(first[0, 1], first[0, 0])  # padding repeats the first synonym
+    torch.testing.assert_close(first[1, 0], template_mean("dog"))
+    torch.testing.assert_close(first[1, 1], template_mean("puppy"))
+    torch.testing.assert_close(other[1], F.normalize(template_mean("dog") + template_mean("puppy"), dim=-1))
+    torch.testing.assert_close(other[0], template_mean("cat"))
+
+
+def test_class_name_synonyms() -> None:
+    assert split_synonyms("Person, man") == ["person", "man"]
+    assert split_synonyms("wall_or_fence/door_stuff") == ["wall", "fence", "door stuff"]
+    assert expand_class_name("a, b")[1][0] == VILD_TEMPLATES[0].format("b")
+    with pytest.raises(ValueError, match="empty"):
+        split_synonyms(" , ")
+
+
+def test_prototype_logits_take_the_best_synonym(model: OMGModel) -> None:
+    text = F.normalize(torch.randn(2, 3, model.clip_dim), dim=-1)
+    query = torch.randn(4, model.clip_dim)
+    logits = model.ov_classifier.logits(query, text)
+    scale = model.ov_classifier.logit_scale.exp()
+    expected = (F.normalize(query, dim=-1) @ text.flatten(0, 1).T).view(4, 2, 3).amax(-1) * scale
+    torch.testing.assert_close(logits[:, :2], expected)
     with pytest.raises(ValueError, match="empty"):
         model.encode_vocabulary([])
-    with pytest.raises(ValueError, match="empty"):
-        expand_class_name(" , ")

@@ -48,8 +48,14 @@ def test_odd_sizes_are_padded_to_32(model: OMGModel) -> None:
 @torch.no_grad()
 def test_precomputed_text_embeddings_match_class_names(model: OMGModel, images: torch.Tensor) -> None:
     by_name = model(OMGInputs(images=images, class_names=CLASSES))
-    by_embedding = model(OMGInputs(images=images, text_embeddings=model.encode_vocabulary(CLASSES)))
+    prototypes = model.encode_vocabulary_prototypes(CLASSES)
+    assert prototypes.shape == (3, 2, model.clip_dim)  # "person, man" has two synonyms
+    by_embedding = model(OMGInputs(images=images, text_embeddings=prototypes))
     torch.testing.assert_close(by_name.class_logits, by_embedding.class_logits)
+    # Without synonyms, one embedding per class is the same vocabulary.
+    single = model(OMGInputs(images=images, class_names=CLASSES[:2]))
+    flat = model(OMGInputs(images=images, text_embeddings=model.encode_vocabulary(CLASSES[:2])))
+    torch.testing.assert_close(single.class_logits, flat.class_logits)
 
 
 @torch.no_grad()
@@ -149,6 +155,7 @@ def test_open_vocabulary_ensemble_output(model: OMGModel, images: torch.Tensor) 
          "one box per prompt"),
         ({"seen_classes": torch.tensor([True])}, "one flag per class"),
         ({"class_names": None, "text_embeddings": torch.zeros(3, 7)}, "K x 64"),
+        ({"class_names": None, "text_embeddings": torch.zeros(3)}, "K x P x 64"),
     ],
 )
 def test_bad_inputs_are_named(model: OMGModel, fields: dict, message: str) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name
+from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name, split_synonyms
 
 # Folder of extra open_clip model configs shipped with omg_core (the tiny test model lives there).
 OPEN_CLIP_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "open_clip"
@@ -142,10 +142,44 @@ class ClipConvNeXtBackbone(nn.Module):
         return F.normalize(self.text.encode_text(tokens).float(), dim=-1)
 
     @torch.no_grad()
-    def encode_vocabulary(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
-        """Text embedding of each class, averaged over the prompt templates (and over ","-separated synonyms).
+    def encode_vocabulary_prototypes(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """One text embedding per synonym of each class (OMG-Seg's classifier layout).
 
-        Results are cached per vocabulary (the tuple of names), since the text tower is frozen.
+        Each synonym's embedding is the normalised mean of its normalised template embeddings; classes with
+        fewer synonyms repeat their first one (harmless, since the classifier takes the max over prototypes).
+        Cached per vocabulary (the tuple of names): the text tower is frozen.
+
+        Arguments:
+          class_names: K class names; synonyms separated by "," (see prompt_templates.split_synonyms).
+
+        Returns:
+          K x P x D L2-normalised embeddings, P the largest number of synonyms.
+        """
+        if isinstance(class_names, str):
+            raise TypeError("class_names must be a list of names, not one string; wrap it: [name]")
+        key = tuple(class_names)
+        if not key:
+            raise ValueError("the vocabulary is empty; give at least one class name")
+        device = self.text.token_embedding.weight.device
+        cached = self._vocabulary_cache.get(key)
+        if cached is not None and cached.device == device:
+            return cached
+        per_class = []
+        for name in key:
+            synonyms = [F.normalize(self.encode_texts(sentences).mean(dim=0), dim=-1)
+                        for sentences in expand_class_name(name, self.templates)]
+            per_class.append(torch.stack(synonyms))  # P_k x D
+        most = max(len(prototypes) for prototypes in per_class)
+        embeddings = torch.stack([
+            torch.cat([p, p[:1].expand(most - len(p), -1)]) for p in per_class
+        ])  # K x P x D
+        self._vocabulary_cache[key] = embeddings
+        return embeddings
+
+    @torch.no_grad()
+    def encode_vocabulary(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """One text embedding per class: the normalised mean of its synonym prototypes (which are themselves
+        averages over the prompt templates). Cached through `encode_vocabulary_prototypes`.
 
         Arguments:
           class_names: K class names.
@@ -153,23 +187,10 @@ class ClipConvNeXtBackbone(nn.Module):
         Returns:
           K x D L2-normalised class embeddings.
         """
-        if isinstance(class_names, str):
-            raise TypeError("class_names must be a list of names, not one string; wrap it: [name]")
-        key = tuple(class_names)
-        if not key:
-            raise ValueError("the vocabulary is empty; give at least one class name")
-        cached = self._vocabulary_cache.get(key)
-        device = self.text.token_embedding.weight.device
-        if cached is not None and cached.device == device:
-            return cached
-        class_embeddings = []
-        for name in key:
-            sentences = expand_class_name(name, self.templates)
-            mean_embedding = self.encode_texts(sentences).mean(dim=0)  # D
-            class_embeddings.append(F.normalize(mean_embedding, dim=-1))
-        embeddings = torch.stack(class_embeddings)  # K x D
-        self._vocabulary_cache[key] = embeddings
-        return embeddings
+        prototypes = self.encode_vocabulary_prototypes(class_names)
+        synonyms = [len(split_synonyms(name)) for name in class_names]
+        # Average only the real synonyms, not the padding repeats.
+        return torch.stack([F.normalize(p[:count].mean(dim=0), dim=-1) for p, count in zip(prototypes, synonyms)])
 
     def clear_vocabulary_cache(self) -> None:
         """Forget cached vocabulary embeddings (needed after loading new text-tower weights)."""

@@ -18,9 +18,10 @@ class OMGInputs:
     point_labels: B x N x P, 1 positive click, 0 negative click, -1 padding; required with points.
     boxes: B x N x 4 boxes (x1, y1, x2, y2) in pixels, or None. With points too, N must agree (box i and the
       clicks of prompt i describe the same object).
-    class_names: the vocabulary as K class names (text embeddings computed with the CLIP text tower and cached),
-      or None when text_embeddings is given.
-    text_embeddings: K x D precomputed normalised class embeddings, or None.
+    class_names: the vocabulary as K class names, synonyms separated by "," (one text prototype per synonym,
+      computed with the CLIP text tower over the ViLD templates and cached), or None when text_embeddings is given.
+    text_embeddings: K x D precomputed normalised class embeddings, or K x P x D with P prototypes (synonyms)
+      per class, scored by the best prototype; or None.
     seen_classes: K bool flags (True = seen in training). When given, class scores use the FC-CLIP geometric
       ensemble with the mask-pooled CLIP classifier; when None, the trained classifier alone.
     """
@@ -84,9 +85,11 @@ class OMGInputs:
             raise ValueError("class_names must be a list of names, not one string")
         num_classes = len(self.class_names) if self.class_names is not None else None
         if self.text_embeddings is not None:
-            if self.text_embeddings.dim() != 2 or (clip_dim is not None and self.text_embeddings.shape[1] != clip_dim):
-                raise ValueError(f"text_embeddings must be K x {clip_dim} (the CLIP embedding width), "
-                                 f"got {tuple(self.text_embeddings.shape)}")
+            if self.text_embeddings.dim() not in (2, 3) or (
+                clip_dim is not None and self.text_embeddings.shape[-1] != clip_dim
+            ):
+                raise ValueError(f"text_embeddings must be K x {clip_dim} or K x P x {clip_dim} (the CLIP embedding "
+                                 f"width), got {tuple(self.text_embeddings.shape)}")
             num_classes = self.text_embeddings.shape[0]
         if self.seen_classes is not None and tuple(self.seen_classes.shape) != (num_classes,):
             raise ValueError(f"seen_classes must hold one flag per class ({num_classes},), "

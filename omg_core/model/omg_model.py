@@ -57,6 +57,10 @@ class OMGModel(nn.Module):
         """K x D normalised text embeddings of the class names (cached per vocabulary)."""
         return self.backbone.encode_vocabulary(class_names)
 
+    def encode_vocabulary_prototypes(self, class_names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """K x P x D normalised text embeddings, one per synonym (what forward uses for class_names)."""
+        return self.backbone.encode_vocabulary_prototypes(class_names)
+
     def preprocess(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Normalise [0, 255] images and zero-pad (after normalising) to a multiple of size_divisibility.
 
@@ -94,8 +98,9 @@ class OMGModel(nn.Module):
         frames = images.flatten(0, 1) if is_video else images  # (B*T) x 3 x H x W
         normalized, padded_size = self.preprocess(frames.to(self.pixel_mean.dtype))
 
+        # Class names give one prototype per synonym (K x P x D), scored by the best one, as in OMG-Seg.
         text_embeddings = (inputs.text_embeddings if inputs.text_embeddings is not None
-                           else self.encode_vocabulary(inputs.class_names))
+                           else self.backbone.encode_vocabulary_prototypes(inputs.class_names))
         text_embeddings = text_embeddings.to(normalized.device)
 
         features = self.backbone(normalized)

@@ -89,13 +89,20 @@ class OpenVocabularyClassifier(nn.Module):
         """
         Arguments:
           embeddings: ... x D embeddings in CLIP space (normalised here).
-          text_embeddings: K x D normalised class embeddings.
+          text_embeddings: K x D normalised class embeddings, or K x P x D with P prototypes per class
+            (synonyms; the class score is the best prototype's, as in OMG-Seg).
 
         Returns:
           ... x (K + 1) logits, last column void.
         """
-        classes = torch.cat([text_embeddings.to(embeddings.dtype), self.void_embedding[None].to(embeddings.dtype)])
-        return self.logit_scale.exp() * F.normalize(embeddings, dim=-1) @ classes.T
+        normalized = F.normalize(embeddings, dim=-1)
+        text = text_embeddings.to(embeddings.dtype)
+        if text.dim() == 2:
+            class_cosines = normalized @ text.T  # ... x K
+        else:
+            class_cosines = torch.einsum("...d,kpd->...kp", normalized, text).amax(dim=-1)  # ... x K
+        void_cosine = normalized @ self.void_embedding.to(embeddings.dtype)[:, None]  # ... x 1
+        return self.logit_scale.exp() * torch.cat([class_cosines, void_cosine], dim=-1)
 
     def forward(
         self, query_embeddings: torch.Tensor, mask_features: torch.Tensor, mask_logits: torch.Tensor,
@@ -106,7 +113,7 @@ class OpenVocabularyClassifier(nn.Module):
           query_embeddings: B x Q x C normalised decoder queries.
           mask_features: B x T x C x H x W per-pixel embeddings.
           mask_logits: B x Q x T x H x W.
-          text_embeddings: K x D.
+          text_embeddings: K x D or K x P x D.
 
         Returns:
           B x Q x (K + 1) in-vocabulary class logits.

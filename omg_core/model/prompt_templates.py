@@ -22,18 +22,27 @@ VILD_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def expand_class_name(class_name: str, templates: tuple[str, ...] = VILD_TEMPLATES) -> list[str]:
-    """Fill every template with one class name.
+def split_synonyms(class_name: str) -> list[str]:
+    """The synonyms of a class name, normalised as OMG-Seg does for its dataset names.
+
+    "," "/" and "_or_" separate synonyms, "_" becomes a space, names are lower-cased
+    (e.g. "Person, man" -> ["person", "man"], "wall_or_fence" -> ["wall", "fence"]).
+    """
+    text = class_name.replace("_or_", ",").replace("/", ",").replace("_", " ").lower()
+    synonyms = [name.strip() for name in text.split(",") if name.strip()]
+    if not synonyms:
+        raise ValueError(f"class name {class_name!r} is empty; give a non-empty name for every class")
+    return synonyms
+
+
+def expand_class_name(class_name: str, templates: tuple[str, ...] = VILD_TEMPLATES) -> list[list[str]]:
+    """Fill every template with each synonym of a class name.
 
     Arguments:
-      class_name: a class name; synonyms may be given separated by "," (e.g. "person, man") and each synonym
-        is expanded, so the class embedding averages over synonyms and templates together.
+      class_name: a class name, synonyms separated as in `split_synonyms`.
       templates: strings with exactly one "{}".
 
     Returns:
-      The list of filled-in sentences, len(synonyms) * len(templates) long.
+      One list of len(templates) sentences per synonym.
     """
-    synonyms = [name.strip() for name in class_name.split(",") if name.strip()]
-    if not synonyms:
-        raise ValueError(f"class name {class_name!r} is empty; give a non-empty name for every class")
-    return [template.format(synonym) for synonym in synonyms for template in templates]
+    return [[template.format(synonym) for template in templates] for synonym in split_synonyms(class_name)]
