@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from omg_data.geometry import mask_boxes_xyxy
+from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.sample import Prompts, Sample
 
 
@@ -49,6 +50,7 @@ class LargeScaleJitter:
                     fill={tv_tensors.Video: pad_value, tv_tensors.Mask: 0, "others": 0},
                 ),
                 v2.RandomHorizontalFlip(p=flip_probability),
+                v2.ClampBoundingBoxes(),  # box prompts of partly cropped objects end at the canvas edge
             ]
         )
 
@@ -56,9 +58,12 @@ class LargeScaleJitter:
         """Returns the augmented sample (frames T x 3 x h x w with (h, w) = output_size)."""
         t, _, h, w = sample.frames.shape
         s = sample.num_segments
+        # Non-overlapping segments (panoptic, semantic, VOS) travel as one uint8 label map: S times less
+        # resampling than per-segment masks, and the same nearest-neighbour result.
+        label_map = _as_label_map(sample.masks)
         inputs = {
             "frames": tv_tensors.Video(sample.frames),  # T x 3 x H x W
-            "masks": tv_tensors.Mask(sample.masks.reshape(s * t, h, w)),  # (S*T) x H x W
+            "masks": tv_tensors.Mask(label_map if label_map is not None else sample.masks.reshape(s * t, h, w)),
             "valid": tv_tensors.Mask(~sample.ignore),  # T x H x W, pads to 0 = not valid
         }
         prompts = sample.prompts
@@ -70,16 +75,21 @@ class LargeScaleJitter:
                 inputs["prompt_masks"] = tv_tensors.Mask(prompts.masks)
         out = self.transform(inputs)
         oh, ow = self.output_size
-        masks = out["masks"].as_subclass(torch.Tensor).reshape(s, t, oh, ow).bool()
-        keep = masks.flatten(1).any(dim=1)
+        if label_map is not None:
+            labels = out["masks"].as_subclass(torch.Tensor).numpy()  # T x h x w, 0 = no segment
+            keep = torch.from_numpy(np.bincount(labels.ravel(), minlength=s + 1)[1:] > 0)
+            masks = masks_from_id_maps(labels, np.arange(1, s + 1)[keep.numpy()])  # S' x T x h x w
+        else:
+            masks = out["masks"].as_subclass(torch.Tensor).reshape(s, t, oh, ow).bool()
+            keep = masks.flatten(1).any(dim=1)
+            masks = masks[keep]
         new_prompts = None
         if prompts is not None:
-            # boxes follow the masks exactly; recomputing them keeps them tight after a crop
             points = out["points"].as_subclass(torch.Tensor).reshape(prompts.points.shape)
             new_prompts = Prompts(
                 points=points[keep],
                 point_labels=prompts.point_labels[keep],
-                boxes=mask_boxes_xyxy(masks[keep][:, prompts.frame_index]),
+                boxes=out["boxes"].as_subclass(torch.Tensor)[keep],
                 masks=(
                     out["prompt_masks"].as_subclass(torch.Tensor).bool()[keep] if prompts.masks is not None else None
                 ),
@@ -96,7 +106,7 @@ class LargeScaleJitter:
         return replace(
             sample,
             frames=out["frames"].as_subclass(torch.Tensor),
-            masks=masks[keep],
+            masks=masks,
             class_ids=sample.class_ids[keep],
             is_thing=sample.is_thing[keep],
             instance_ids=sample.instance_ids[keep],
@@ -105,3 +115,16 @@ class LargeScaleJitter:
             prompts=new_prompts,
             scores=sample.scores[keep] if sample.scores is not None else None,
         )
+
+
+def _as_label_map(masks: torch.Tensor) -> torch.Tensor | None:
+    """T x H x W uint8 map (k + 1 where segment k is, 0 elsewhere) if the S x T x H x W masks do not overlap."""
+    count = masks.shape[0]
+    if count == 0 or count >= 255:
+        return None
+    array = masks.numpy()
+    if array.sum(axis=0, dtype=np.uint8).max() > 1:
+        return None
+    labels = (array.argmax(axis=0) + 1).astype(np.uint8)
+    labels[~array.any(axis=0)] = 0
+    return torch.from_numpy(labels)

@@ -17,6 +17,7 @@ import torch
 from omg_data.coco_panoptic import check_size
 from omg_data.errors import DataError
 from omg_data.image_io import davis_palette, load_image, load_label_png, save_image, save_png
+from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.prompts import sample_prompts
 from omg_data.sample import Category, CategoryList, Sample
 
@@ -89,10 +90,11 @@ def read_davis_sequence(
         check_size(labels.shape, tuple(frame.shape[-2:]), annotation, record)
         label_maps.append(labels.astype(np.int64))
         annotated.append(True)
-    maps = torch.from_numpy(np.stack(label_maps))  # T x H x W
-    object_ids = [int(v) for v in torch.unique(maps).tolist() if v not in (0, VOID_VALUE)]
+    label_array = np.stack(label_maps)  # T x H x W
+    maps = torch.from_numpy(label_array)
+    object_ids = [int(v) for v in np.unique(label_array) if v not in (0, VOID_VALUE)]
     ids = torch.as_tensor(object_ids, dtype=torch.int64)
-    masks = maps[None] == ids[:, None, None, None]  # S x T x H x W
+    masks = masks_from_id_maps(label_array, object_ids)  # S x T x H x W
     first = masks[:, 0]
     missing = [object_ids[i] for i in range(len(object_ids)) if not first[i].any()]
     if missing:

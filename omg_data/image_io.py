@@ -71,8 +71,10 @@ def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     Returns:
       H x W int64 segment ids (0 is VOID).
     """
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    # little-endian view of (R, G, B, 0) bytes as one uint32: a single copy instead of three multiplies
+    padded = np.zeros(rgb.shape[:-1] + (4,), dtype=np.uint8)
+    padded[..., :3] = rgb
+    return padded.view("<u4")[..., 0].astype(np.int64)
 
 
 def id_to_rgb(ids: np.ndarray) -> np.ndarray:

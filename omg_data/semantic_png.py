@@ -15,6 +15,7 @@ import torch
 from omg_data.coco_panoptic import check_size
 from omg_data.errors import DataError
 from omg_data.image_io import load_image, load_label_png, save_png
+from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.sample import CategoryList, Sample
 
 IGNORE_VALUE = 255
@@ -50,16 +51,15 @@ def decode_semantic(
 
 def segments_from_class_maps(class_maps: np.ndarray, categories: CategoryList) -> dict[str, torch.Tensor]:
     """T x H x W category-id maps -> one segment per class present (instance id = class id + 1)."""
-    maps = torch.from_numpy(class_maps)
-    present = [int(v) for v in torch.unique(maps).tolist() if v != IGNORE_VALUE]
+    present = [int(v) for v in np.unique(class_maps) if v != IGNORE_VALUE]
     classes = torch.as_tensor(present, dtype=torch.int64)
     return {
-        "masks": maps[None] == classes[:, None, None, None],  # S x T x H x W
+        "masks": masks_from_id_maps(class_maps, present),  # S x T x H x W
         "class_ids": classes,
         "is_thing": torch.as_tensor([categories.by_id(c).is_thing for c in present], dtype=torch.bool),
         "instance_ids": classes + 1,
         "is_crowd": torch.zeros(len(present), dtype=torch.bool),
-        "ignore": maps == IGNORE_VALUE,
+        "ignore": torch.from_numpy(class_maps == IGNORE_VALUE),
     }
 
 

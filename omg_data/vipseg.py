@@ -27,6 +27,7 @@ from omg_data.panoptic_common import (
     categories_from_json,
     categories_json,
     id_map_from_sample,
+    masks_from_id_maps,
     segments_from_id_maps,
     segments_info,
 )
@@ -206,15 +207,14 @@ def _sample_from_raw(
             )
         class_ids.append(category_id)
     ids = torch.as_tensor(values, dtype=torch.int64)
-    maps = torch.from_numpy(raw_maps)
     return Sample(
         frames=frames,
-        masks=maps[None] == ids[:, None, None, None],
+        masks=masks_from_id_maps(raw_maps, values),
         class_ids=torch.as_tensor(class_ids, dtype=torch.int64),
         is_thing=torch.as_tensor([categories.by_id(c).is_thing for c in class_ids], dtype=torch.bool),
         instance_ids=ids,
         is_crowd=torch.zeros(len(values), dtype=torch.bool),
-        ignore=maps == 0,
+        ignore=torch.from_numpy(raw_maps == 0),
         categories=categories,
         sample_id=video,
         frame_names=[f.with_suffix(".jpg").name for f in mask_files],

@@ -12,6 +12,7 @@ import torch
 
 from omg_data.augment import LargeScaleJitter
 from omg_data.errors import DataError
+from omg_data.geometry import mask_boxes_xyxy
 from omg_data.image_io import save_image
 from omg_data.prompts import sample_prompts
 from omg_data.synthetic import ShapesWorld
@@ -127,7 +128,8 @@ def test_lsj_masks_follow_pixels_and_prompts() -> None:
             pixels = out.frames[0][:, inner].float().T
             assert (pixels - colour).abs().mean() < 25
         prompts = out.prompts
-        assert prompts.points.shape[0] == out.num_segments
+        assert prompts.points.shape[0] == prompts.boxes.shape[0] == out.num_segments
+        assert (prompts.boxes >= 0).all() and (prompts.boxes <= 64).all()  # clamped to the canvas
         inside = kept = 0
         for mask, points, labels in zip(out.masks[:, 0], prompts.points, prompts.point_labels, strict=True):
             for (x, y), label in zip(points.tolist(), labels.tolist(), strict=True):
@@ -144,5 +146,7 @@ def test_lsj_flip_maps_clicks_exactly() -> None:
     out = LargeScaleJitter(output_size=(64, 64), scale_range=(1.0, 1.0), flip_probability=1.0)(sample)
     assert torch.equal(out.masks, sample.masks.flip(-1))
     assert torch.equal(out.prompts.points[..., 0], 63 - sample.prompts.points[..., 0])
+    # box prompts travel as tv_tensors.BoundingBoxes: flipped, they are still the masks' tight boxes
+    assert torch.equal(out.prompts.boxes, mask_boxes_xyxy(out.masks[:, 0]))
     for mask, points in zip(out.masks[:, 0], out.prompts.points.long(), strict=True):
         assert mask[points[:, 1], points[:, 0]].all()

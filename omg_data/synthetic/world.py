@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.sample import CategoryList, Sample
 from omg_data.synthetic.captions import caption
 from omg_data.synthetic.classes import COLOURS, HELD_OUT, SHAPES, STUFF, shapes_world_categories, thing_name
@@ -283,8 +284,7 @@ class ShapesWorld:
             segments.append((crowd_id, scene.crowd[0].class_id, True, True))
         segments += [(stuff_instance[c], c, False, False) for c in stuff_ids]
         label_tensor = torch.from_numpy(labels)
-        ids = torch.as_tensor([s[0] for s in segments], dtype=torch.int64)
-        masks = label_tensor[None] == ids[:, None, None, None]  # S x T x H x W
+        masks = masks_from_id_maps(labels, [s[0] for s in segments])  # S x T x H x W
         keep = masks.flatten(1).any(dim=1)  # a segment never visible is not part of the sample
         if not is_video and scene.crowd:
             crowd_row = len(scene.things)
