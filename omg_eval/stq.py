@@ -19,9 +19,13 @@ from typing import Any
 
 import torch
 
-from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.metric import Metric
-from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_categories, check_video_pair
+from omg_eval.video_panoptic_inputs import (
+    PanopticLabelSpace,
+    check_categories,
+    check_video_pair,
+    count_video_pairs,
+)
 
 
 def video_stq_stats(
@@ -42,7 +46,7 @@ def video_stq_stats(
        (C + 1) x (C + 1) int64 confusion of categories with VOID at index C and its row left at zero).
     """
     num_classes, divisor = space.num_classes, space.label_divisor
-    gt_pair, pred_pair, counts = intersect_segment_ids(gt_ids, pred_ids)  # M each
+    _, gt_pair, pred_pair, counts = count_video_pairs(pred_ids, gt_ids, per_frame=False)  # M each
     gt_category = check_categories(gt_pair, space, "gt_ids").clamp(max=num_classes)  # VOID -> C
     pred_category = check_categories(pred_pair, space, "pred_ids").clamp(max=num_classes)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from omg_eval.kernels.segment_pairs import intersect_segment_ids, intersect_segment_ids_batch
+
 
 @dataclass(frozen=True)
 class PanopticLabelSpace:
@@ -92,11 +94,8 @@ def check_video_pair(
         raise ValueError(f"pred_ids {tuple(pred_ids.shape)} and gt_ids {tuple(gt_ids.shape)} must have the same shape")
     if pred_ids.device != gt_ids.device:
         raise ValueError(f"pred_ids is on {pred_ids.device} but gt_ids on {gt_ids.device}; move them to one device")
-    pred_ids, gt_ids = pred_ids.to(torch.int64), gt_ids.to(torch.int64)
-    for name, ids in (("pred_ids", pred_ids), ("gt_ids", gt_ids)):
-        if ids.numel() and int(ids.min()) < 0:
-            raise ValueError(f"{name} holds negative ids; encode VOID as void_label * label_divisor")
-    return pred_ids, gt_ids
+    # Negative ids are caught by count_video_pairs, which reads every id's range in the same pass.
+    return pred_ids.to(torch.int64), gt_ids.to(torch.int64)
 
 
 def check_categories(segment_ids: torch.Tensor, space: PanopticLabelSpace, name: str) -> torch.Tensor:
@@ -122,3 +121,52 @@ def check_categories(segment_ids: torch.Tensor, space: PanopticLabelSpace, name:
             f"void_label={space.void_label}; check label_divisor={space.label_divisor} and num_classes"
         )
     return categories
+
+
+# The shared pair-counting kernel takes ids in [0, 2^31).
+_KERNEL_ID_LIMIT = 2**31
+
+
+def _kernel_ready_ids(ids: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ids as they are when they fit the kernel, else a dense renumbering and the lookup back to the real ids."""
+    if ids.numel() == 0:
+        return ids, None
+    low, high = torch.aminmax(ids)  # one pass for both bounds
+    if int(low) < 0:
+        raise ValueError(f"{name} holds negative ids; encode VOID as void_label * label_divisor")
+    if int(high) < _KERNEL_ID_LIMIT:
+        return ids, None
+    lookup, dense = torch.unique(ids, return_inverse=True)
+    return dense, lookup
+
+
+def count_video_pairs(
+    pred_ids: torch.Tensor, gt_ids: torch.Tensor, per_frame: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel counts of every (gt id, pred id) pair of a video, over the whole video or frame by frame.
+
+    Ids too large for the shared kernel (a large label_divisor) are renumbered densely and mapped back, so any valid
+    label space works.
+
+    Arguments:
+      pred_ids: T x H x W int64 predicted ids.
+      gt_ids: T x H x W int64 ground-truth ids.
+      per_frame: count each frame apart (VPQ's windows) or the whole video at once (STQ).
+
+    Returns:
+      (frame (M,) or None, gt_pair_ids (M,), pred_pair_ids (M,), pixel_counts (M,)), int64.
+    """
+    gt_kernel_ids, gt_lookup = _kernel_ready_ids(gt_ids, "gt_ids")
+    pred_kernel_ids, pred_lookup = _kernel_ready_ids(pred_ids, "pred_ids")
+    frame = None
+    if per_frame:
+        frame, gt_pair, pred_pair, counts = intersect_segment_ids_batch(
+            list(gt_kernel_ids.unbind(0)), list(pred_kernel_ids.unbind(0))
+        )
+    else:
+        gt_pair, pred_pair, counts = intersect_segment_ids(gt_kernel_ids, pred_kernel_ids)
+    if gt_lookup is not None:
+        gt_pair = gt_lookup[gt_pair]
+    if pred_lookup is not None:
+        pred_pair = pred_lookup[pred_pair]
+    return frame, gt_pair, pred_pair, counts

@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 
-from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.metric import Metric
-from omg_eval.video_panoptic_inputs import PanopticLabelSpace, check_categories, check_video_pair
-
-# Key arithmetic stays below this bound so that products of ids never overflow int64.
-_INT64_SAFE = 2**62
+from omg_eval.video_panoptic_inputs import (
+    PanopticLabelSpace,
+    check_categories,
+    check_video_pair,
+    count_video_pairs,
+)
 
 
 def window_frame_counts(window_sizes: Sequence[int], annotation_stride: int) -> tuple[int, ...]:
@@ -47,33 +48,6 @@ def window_frame_counts(window_sizes: Sequence[int], annotation_stride: int) -> 
     if len(set(counts)) != len(counts):
         raise ValueError(f"window_sizes {list(window_sizes)} holds duplicates")
     return tuple(counts)
-
-
-def _keyed_pair_counts(
-    pred_ids: torch.Tensor, gt_ids: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pixel counts of every (frame, gt id, pred id) triple of a video with one call of the shared pair kernel.
-
-    Returns:
-      (frame (M,), gt_id (M,), pred_id (M,), count (M,)).
-    """
-    num_frames = gt_ids.shape[0]
-    gt_span = int(gt_ids.max()) + 1
-    pred_span = int(pred_ids.max()) + 1
-    gt_lookup = pred_lookup = None
-    if num_frames * gt_span * pred_span >= _INT64_SAFE:
-        # Huge ids (a large label_divisor): renumber densely first so that the frame-keyed product stays exact.
-        gt_lookup, gt_dense = torch.unique(gt_ids, return_inverse=True)
-        pred_lookup, pred_dense = torch.unique(pred_ids, return_inverse=True)
-        gt_ids, pred_ids = gt_dense, pred_dense
-        gt_span = gt_lookup.numel()
-    frame_of_pixel = torch.arange(num_frames, device=gt_ids.device).view(num_frames, 1, 1)
-    frame_gt_keys = frame_of_pixel * gt_span + gt_ids  # T x H x W
-    frame_gt, pred_pair, counts = intersect_segment_ids(frame_gt_keys, pred_ids)
-    frame, gt_pair = frame_gt // gt_span, frame_gt % gt_span
-    if gt_lookup is not None and pred_lookup is not None:
-        gt_pair, pred_pair = gt_lookup[gt_pair], pred_lookup[pred_pair]
-    return frame, gt_pair, pred_pair, counts
 
 
 def _per_frame_table(
@@ -107,7 +81,8 @@ def video_pq_stats(
     if gt_ids.numel() == 0:
         return tp, fp, fn, iou_sum
 
-    frame, gt_pair, pred_pair, counts = _keyed_pair_counts(pred_ids, gt_ids)
+    frame, gt_pair, pred_pair, counts = count_video_pairs(pred_ids, gt_ids, per_frame=True)
+    assert frame is not None
     divisor = space.label_divisor
     gt_is_void = check_categories(gt_pair, space, "gt_ids") == space.void_label  # M
     pred_is_void = check_categories(pred_pair, space, "pred_ids") == space.void_label  # M

@@ -112,3 +112,16 @@ def test_stq_rejects_bad_inputs() -> None:
         metric.update(video[:, :2], video)
     with pytest.raises(ValueError, match="label_divisor"):
         SegmentationTrackingQuality(2, [0], 1, 9)
+
+
+def test_stq_ids_beyond_the_kernel_range_are_renumbered(fixture_data) -> None:
+    # label_divisor 2**24 puts VOID ids at 255 * 2**24 > 2**31, outside the pair kernel's range.
+    expected, videos = fixture_data
+    old, new = expected["label_divisor"], 2**24
+    reencoded = [((p.long() // old) * new + p % old, (g.long() // old) * new + g % old) for p, g in videos]
+    metric = SegmentationTrackingQuality(expected["num_classes"], expected["thing_classes"], new, expected["void_label"])
+    for pred, gt in reencoded:
+        metric.update(pred, gt)
+    whole = _stq_over_fixture(expected, videos)
+    assert torch.equal(metric.confusion, whole.confusion)
+    assert metric.compute()["aq"] == pytest.approx(whole.compute()["aq"], abs=1e-12)

@@ -201,7 +201,7 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
 
 
 def test_vpq_huge_label_divisor_renumbers_ids_exactly(fixture_data) -> None:
-    # With label_divisor = 2**40 the frame-keyed pair product would overflow int64, so ids are renumbered densely
+    # With label_divisor = 2**40 the ids exceed the shared kernel's [0, 2^31) range, so they are renumbered densely
     # before counting; the statistics must not change.
     expected, videos = fixture_data
     old, new = expected["label_divisor"], 2**40
