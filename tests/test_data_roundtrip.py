@@ -108,7 +108,7 @@ def test_coco_panoptic(root: Path, images: list[Sample]) -> None:
     for got, want in zip(read, images, strict=True):
         got.validate()
         assert_same_segments(got, want)
-        assert got.categories.names == want.categories.names
+        assert got.categories == want.categories  # names, thing flags, colours and held-out flags survive
         # JPEG is lossy: pixels close, not equal
         assert (got.frames.float() - want.frames.float()).abs().mean() < 8
 
@@ -276,3 +276,46 @@ def test_davis(root: Path, videos: list[Sample], tmp_path: Path) -> None:
             written = load_label_png(tmp_path / str(got.sample_id) / f"{frame:05d}.png")
             expected = (got.masks[:, frame].long() * got.instance_ids[:, None, None]).sum(0).numpy()
             assert np.array_equal(written, expected)
+
+
+def test_youtube_vis_uncompressed_rle_and_polygons(root: Path, videos: list[Sample], tmp_path: Path) -> None:
+    # YouTube-VIS 2019 train ships uncompressed RLE (counts as a list); polygons are legal COCO too
+    import json
+    import shutil
+
+    from pycocotools import mask as mask_utils
+
+    base = tmp_path / "ytvis"
+    shutil.copytree(root / "youtube-vis", base)
+    data = json.loads((base / "instances.json").read_text())
+    annotation = data["annotations"][0]
+    frame = next(i for i, s in enumerate(annotation["segmentations"]) if s is not None)
+    mask = mask_utils.decode(
+        {
+            "size": annotation["segmentations"][frame]["size"],
+            "counts": annotation["segmentations"][frame]["counts"].encode(),
+        }
+    )
+    flat = mask.T.reshape(-1)
+    runs = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+    annotation["segmentations"][frame] = {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+    height, width = mask.shape
+    second = next(i for i in range(len(annotation["segmentations"])) if i != frame)
+    annotation["segmentations"][second] = [[1.0, 1.0, 9.0, 1.0, 9.0, 7.0, 1.0, 7.0]]  # a rectangle polygon
+    (base / "instances.json").write_text(json.dumps(data))
+    got = next(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
+    row = int((got.instance_ids == annotation["id"]).nonzero()[0, 0])
+    assert np.array_equal(got.masks[row, frame].numpy(), mask.astype(bool))
+    expected = mask_utils.decode(
+        mask_utils.merge(mask_utils.frPyObjects(annotation["segmentations"][second], height, width))
+    ).astype(bool)
+    assert expected.sum() > 0 and np.array_equal(got.masks[row, second].numpy(), expected)
+
+
+def test_public_api_resolves() -> None:
+    import omg_data
+
+    for name in omg_data.__all__:
+        assert getattr(omg_data, name) is not None
+    with pytest.raises(AttributeError):
+        omg_data.read_nothing  # noqa: B018
