@@ -8,7 +8,7 @@ from pathlib import Path
 from omg_core.model.build import get_model_config, list_models
 from omg_core.model.config import ModelConfig
 from omg_core.model.omg_model import OMGModel
-from omg_core.weights.io import load_weights, read_metadata
+from omg_core.weights.io import MISSING_BY_DESIGN, load_weights, read_metadata
 from omg_core.weights.official import convert_official_checkpoint
 
 HF_REPO_ID = "LXT/OMG_Seg"
@@ -43,9 +43,26 @@ def _load_local(path: Path, config: ModelConfig | None, strict: bool) -> OMGMode
     config = config or _config_from_file(path)
     if config is None:
         raise ValueError(f"{path} does not say which model it belongs to; pass config=get_model_config(name)")
-    model = OMGModel(config)
+    # A converted official checkpoint has no CLIP text tower: take it from open_clip's pretrained weights
+    # rather than leaving it random.
+    needs_clip = "backbone.text." in read_metadata(path).get(MISSING_BY_DESIGN, "").split(",")
+    model = _build(config, load_clip_weights=needs_clip)
     load_weights(model, path, strict=strict)
     return model.eval()
+
+
+def _build(config: ModelConfig, load_clip_weights: bool) -> OMGModel:
+    if not load_clip_weights:
+        return OMGModel(config)
+    try:
+        return OMGModel(config, load_clip_weights=True)
+    except Exception as error:  # noqa: BLE001 - open_clip download failures surface with the file to fetch
+        raise WeightsNotAvailableError(
+            f"could not load the open_clip weights {config.backbone.clip_model_name}/{config.backbone.pretrained_tag} "
+            f"({type(error).__name__}: {error}); open_clip fetches them from Hugging Face "
+            "(laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup, open_clip_pytorch_model.bin) "
+            "into the Hugging Face cache"
+        ) from error
 
 
 def _download_official(name: str) -> Path:
@@ -93,14 +110,6 @@ def from_pretrained(name_or_path: str | os.PathLike[str], config: ModelConfig | 
         )
     weights = _download_official(name)
     config = config or get_model_config(name)
-    try:
-        model = OMGModel(config, load_clip_weights=True)
-    except Exception as error:  # noqa: BLE001 - open_clip download failures surface with the file to fetch
-        raise WeightsNotAvailableError(
-            f"could not load the open_clip weights {config.backbone.clip_model_name}/{config.backbone.pretrained_tag} "
-            f"({type(error).__name__}: {error}); they are fetched by open_clip from Hugging Face "
-            "(laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup, open_clip_pytorch_model.bin) "
-            "into the Hugging Face cache"
-        ) from error
+    model = _build(config, load_clip_weights=True)
     load_weights(model, weights, strict=strict)
     return model.eval()

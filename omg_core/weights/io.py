@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,14 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     ]
     if strict and not report.ok:
         raise WeightsMismatchError(f"cannot load {path} strictly:\n{report.describe()}")
+    if report.missing_by_design:
+        prefixes = sorted({p for p in allowed_prefixes if any(k.startswith(p) for k in report.missing_by_design)})
+        warnings.warn(
+            f"{path.name} has no weights for {len(report.missing_by_design)} key(s) under {', '.join(prefixes)} "
+            "(by design: they come from elsewhere, e.g. open_clip's pretrained text tower); those keep the "
+            "model's current values",
+            stacklevel=2,
+        )
     loadable = {key: value for key, value in state.items()
                 if key in expected and value.shape == expected[key].shape}
     model.load_state_dict(loadable, strict=False)
