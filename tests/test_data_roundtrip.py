@@ -319,3 +319,49 @@ def test_public_api_resolves() -> None:
         assert getattr(omg_data, name) is not None
     with pytest.raises(AttributeError):
         omg_data.read_nothing  # noqa: B018
+
+
+def test_coco_results_scored_by_cocoeval(root: Path, tmp_path: Path) -> None:
+    # the official evaluator accepts our results file: ground truth submitted as predictions scores AP 1,
+    # and dropping one prediction lowers it (crowd regions are ignored by COCOeval, so they are not submitted)
+    from pycocotools.cocoeval import COCOeval
+
+    base = root / "coco-instances"
+    gt = COCO(str(base / "instances.json"))
+    predictions = []
+    for sample in read_coco_instances(base / "instances.json", base / "images"):
+        keep = ~sample.is_crowd
+        predictions.append(
+            replace(
+                sample,
+                masks=sample.masks[keep],
+                class_ids=sample.class_ids[keep],
+                is_thing=sample.is_thing[keep],
+                instance_ids=sample.instance_ids[keep],
+                is_crowd=sample.is_crowd[keep],
+                scores=torch.ones(int(keep.sum())),
+            )
+        )
+
+    def average_precision(samples: list[Sample], name: str) -> float:
+        write_coco_results(samples, tmp_path / name)
+        evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / name)), iouType="segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+        return float(evaluator.stats[0])
+
+    assert average_precision(predictions, "perfect.json") == pytest.approx(1.0)
+    first = predictions[0]
+    fewer = [
+        replace(
+            first,
+            masks=first.masks[1:],
+            class_ids=first.class_ids[1:],
+            is_thing=first.is_thing[1:],
+            instance_ids=first.instance_ids[1:],
+            is_crowd=first.is_crowd[1:],
+            scores=first.scores[1:],
+        )
+    ]
+    assert average_precision(fewer + predictions[1:], "fewer.json") < 1.0

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from omg_data.ade20k import read_ade20k_panoptic  # noqa: F401  (documented reader)
 from omg_data.cityscapes import write_cityscapes_panoptic
 from omg_data.coco_instances import write_coco_instances
 from omg_data.coco_panoptic import write_coco_panoptic
