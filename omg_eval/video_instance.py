@@ -37,11 +37,15 @@ def mean_present_area(frame_areas: torch.Tensor) -> torch.Tensor:
     Returns:
       (N,) float64, the official ``avg_area`` (YouTube-VIS bins tracks by it).
     """
-    areas = np.nan_to_num(frame_areas.to(torch.float64).cpu().numpy(), nan=0.0)
-    # np.mean over exactly the present entries, as the official does, so the float64 sums agree bit for bit.
-    return torch.tensor(
-        [float(np.array(row[row != 0]).mean()) if np.any(row != 0) else 0.0 for row in areas], dtype=torch.float64
-    )
+    areas = np.nan_to_num(frame_areas.to(torch.float64).cpu().numpy(), nan=0.0)  # N x T
+    present = areas != 0
+    counts = present.sum(1)
+    if np.array_equal(areas, np.round(areas)):
+        # Whole-number areas sum exactly in float64 in any order, so one vectorised sum equals the official np.mean.
+        means = np.where(counts > 0, areas.sum(1) / np.maximum(counts, 1), 0.0)
+    else:  # fractional areas (polygon files): np.mean row by row, summed in the official's order
+        means = np.array([row[row != 0].mean() if row.any() else 0.0 for row in areas], dtype=np.float64)
+    return torch.from_numpy(means.astype(np.float64))
 
 
 class YouTubeVISMetric(Metric):
@@ -181,27 +185,29 @@ class YouTubeVISMetric(Metric):
         area_names = list(AREA_RANGES)
         precision = -np.ones((num_t, num_r, num_k, len(area_names), len(MAX_DETECTIONS)))
         recall = -np.ones((num_t, num_k, len(area_names), len(MAX_DETECTIONS)))
+        arrays = [{key: value.numpy() for key, value in video.items() if key != "video_id"} for video in videos]
         for k, category in enumerate(self.category_ids):
-            per_video = []
-            for video in videos:
-                dt = (video["pred_labels"] == category).numpy()
-                gt = (video["gt_labels"] == category).numpy()
+            # The (video, category) subsets, taken once and shared by the four area ranges.
+            subsets = []
+            for video in arrays:
+                dt = video["pred_labels"] == category
+                gt = video["gt_labels"] == category
                 if dt.any() or gt.any():
-                    per_video.append((video, dt, gt))
-            if not per_video:
+                    subsets.append(
+                        {
+                            "ious": video["ious"][dt][:, gt],
+                            "dt_scores": video["pred_scores"][dt],
+                            "dt_avg_areas": video["pred_avg_areas"][dt],
+                            "gt_avg_areas": video["gt_avg_areas"][gt],
+                            "gt_crowd": video["gt_iscrowd"][gt],
+                        }
+                    )
+            if not subsets:
                 continue
             for a, area_name in enumerate(area_names):
                 matches: list[VideoCategoryMatches] = [
-                    match_video_category(
-                        ious=video["ious"].numpy()[dt][:, gt],
-                        dt_scores=video["pred_scores"].numpy()[dt],
-                        dt_avg_areas=video["pred_avg_areas"].numpy()[dt],
-                        gt_avg_areas=video["gt_avg_areas"].numpy()[gt],
-                        gt_crowd=video["gt_iscrowd"].numpy()[gt],
-                        area_range=AREA_RANGES[area_name],
-                        max_detections=MAX_DETECTIONS[-1],
-                    )
-                    for video, dt, gt in per_video
+                    match_video_category(**subset, area_range=AREA_RANGES[area_name], max_detections=MAX_DETECTIONS[-1])
+                    for subset in subsets
                 ]
                 for m, max_detections in enumerate(MAX_DETECTIONS):
                     curves = precision_recall(matches, max_detections)

@@ -19,11 +19,8 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from omg_eval.kernels.video_overlap import track_intersections
+from omg_eval.kernels.video_overlap import rle_pair_intersections
 from omg_eval.video_instance import YouTubeVISMetric
-
-# Decode at most this many mask bytes at once; longer or larger videos are counted in chunks of frames.
-_DECODE_BUDGET_BYTES = 256 << 20
 
 
 def _load_json(source: str | Path | dict | list, what: str) -> Any:
@@ -76,39 +73,38 @@ def _check_track(track: dict, num_frames: int, where: str) -> list:
     return segmentations
 
 
-def _decode_frames(rles: list[list[dict | None]], start: int, stop: int, height: int, width: int) -> torch.Tensor:
-    """(N, stop - start, H, W) bool masks of N tracks over frames [start, stop)."""
-    masks = np.zeros((len(rles), stop - start, height, width), dtype=bool)
-    for n, track in enumerate(rles):
-        for t in range(start, stop):
-            if track[t] is not None:
-                masks[n, t - start] = mask_utils.decode(track[t]).astype(bool)
-    return torch.from_numpy(masks)
+def _frame_areas(rles: list[list[dict | None]], num_frames: int) -> torch.Tensor:
+    """(N, T) int64 per-frame areas straight from the RLEs (0 where a track is absent), in one pycocotools call."""
+    areas = torch.zeros(len(rles) * num_frames, dtype=torch.int64)
+    present = [n * num_frames + t for n, track in enumerate(rles) for t, rle in enumerate(track) if rle is not None]
+    if present:
+        flat = [rle for track in rles for rle in track if rle is not None]
+        areas[present] = torch.from_numpy(mask_utils.area(flat).astype(np.int64))
+    return areas.reshape(len(rles), num_frames)
 
 
 def _video_counts(
-    pred_rles: list[list[dict | None]], gt_rles: list[list[dict | None]], num_frames: int, height: int, width: int
+    pred_rles: list[list[dict | None]],
+    pred_labels: list[int],
+    gt_rles: list[list[dict | None]],
+    gt_labels: list[int],
+    num_frames: int,
+    height: int,
+    width: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Intersections (D, G) and per-frame areas (D, T), (G, T) of a video, decoding a bounded chunk of frames at once."""
-    num_pred, num_gt = len(pred_rles), len(gt_rles)
-    intersections = torch.zeros(num_pred, num_gt, dtype=torch.int64)
-    pred_frame_areas = torch.zeros(num_pred, num_frames, dtype=torch.int64)
-    gt_frame_areas = torch.zeros(num_gt, num_frames, dtype=torch.int64)
-    if num_pred == 0 or num_gt == 0:  # only the areas are needed, straight from the RLEs
-        for rles, areas in ((pred_rles, pred_frame_areas), (gt_rles, gt_frame_areas)):
-            for n, track in enumerate(rles):
-                for t, rle in enumerate(track):
-                    if rle is not None:
-                        areas[n, t] = int(mask_utils.area(rle))
-        return intersections, pred_frame_areas, gt_frame_areas
-    frames_per_chunk = max(1, _DECODE_BUDGET_BYTES // max(1, (num_pred + num_gt) * height * width))
-    for start in range(0, num_frames, frames_per_chunk):
-        stop = min(num_frames, start + frames_per_chunk)
-        pred_masks = _decode_frames(pred_rles, start, stop, height, width)  # D x t x H x W
-        gt_masks = _decode_frames(gt_rles, start, stop, height, width)  # G x t x H x W
-        intersections += track_intersections(pred_masks.flatten(1), gt_masks.flatten(1))
-        pred_frame_areas[:, start:stop] = pred_masks.flatten(2).sum(2)
-        gt_frame_areas[:, start:stop] = gt_masks.flatten(2).sum(2)
+    """Intersections (D, G) and per-frame areas (D, T), (G, T) of one video.
+
+    Only pairs of the same category are ever compared, so only those are counted; the intersections of the other
+    pairs are -1 (their IoU is NaN and never read).
+    """
+    pred_frame_areas = _frame_areas(pred_rles, num_frames)
+    gt_frame_areas = _frame_areas(gt_rles, num_frames)
+    intersections = torch.full((len(pred_rles), len(gt_rles)), -1, dtype=torch.int64)
+    pairs = torch.tensor(
+        [(i, j) for i, p in enumerate(pred_labels) for j, g in enumerate(gt_labels) if p == g], dtype=torch.int64
+    ).reshape(-1, 2)
+    if len(pairs):
+        intersections[pairs[:, 0], pairs[:, 1]] = rle_pair_intersections(pred_rles, gt_rles, pairs, height, width)
     return intersections, pred_frame_areas, gt_frame_areas
 
 
@@ -174,13 +170,17 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             if not isinstance(areas, list) or len(areas) != num_frames:
                 raise ValueError(f"{where}: 'areas' must list one area (or null) per frame")
             gt_areas.append([float("nan") if a is None else float(a) for a in areas])
-        intersections, pred_frame_areas, gt_mask_areas = _video_counts(pred_rles, gt_rles, num_frames, height, width)
+        pred_labels = [int(p["category_id"]) for p in preds]
+        gt_labels = [int(a["category_id"]) for a in gts]
+        intersections, pred_frame_areas, gt_mask_areas = _video_counts(
+            pred_rles, pred_labels, gt_rles, gt_labels, num_frames, height, width
+        )
         metric.add_video_statistics(
             video_id=video_id,
             pred_scores=torch.tensor([float(p["score"]) for p in preds], dtype=torch.float64),
-            pred_labels=torch.tensor([int(p["category_id"]) for p in preds], dtype=torch.int64),
+            pred_labels=torch.tensor(pred_labels, dtype=torch.int64),
             pred_frame_areas=pred_frame_areas,
-            gt_labels=torch.tensor([int(a["category_id"]) for a in gts], dtype=torch.int64),
+            gt_labels=torch.tensor(gt_labels, dtype=torch.int64),
             gt_iscrowd=torch.tensor([bool(a.get("iscrowd", 0)) for a in gts], dtype=torch.bool),
             gt_frame_areas=torch.tensor(gt_areas, dtype=torch.float64).reshape(len(gts), num_frames),
             intersections=intersections,

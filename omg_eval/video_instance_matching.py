@@ -4,7 +4,7 @@ Per (video, category) the detections, best score first, greedily take the best-I
 at each IoU threshold; crowd tracks (and tracks outside the area range) are "ignore" tracks that absorb detections
 without counting. Per (category, area range, max detections) the matches of all videos are pooled, sorted by score and
 turned into a precision-recall curve sampled at 101 recall points. Reimplemented from the official evaluator's
-behaviour (youtubevos/cocoapi ``PythonAPI/pycocotools/ytvoseval.py``), vectorised over IoU thresholds.
+behaviour (youtubevos/cocoapi ``PythonAPI/pycocotools/ytvoseval.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import numpy as np
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10, endpoint=True)  # T
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, 101, endpoint=True)  # R
 MAX_DETECTIONS = (1, 10, 100)  # M
+# A detection needs at least this IoU; the official caps the 0.95 threshold just below 1 so that IoU 1 still matches.
+_MIN_IOUS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10).tolist()
 # YouTube-VIS measures a track by its mean area over the frames where it is present; its size bins are 128^2/256^2.
 AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -67,32 +69,52 @@ def match_video_category(
       The :class:`VideoCategoryMatches`.
     """
     low, high = area_range
-    gt_ignored = gt_crowd | (gt_avg_areas < low) | (gt_avg_areas > high)  # G
+    if len(gt_crowd) == 0:  # detections without ground truth: all unmatched, ignored only outside the area range
+        dt_order = np.argsort(-dt_scores, kind="mergesort")[:max_detections]
+        dt_areas = dt_avg_areas[dt_order]
+        out_of_range = np.broadcast_to((dt_areas < low) | (dt_areas > high), (len(IOU_THRESHOLDS), len(dt_order)))
+        matched = np.zeros(out_of_range.shape, dtype=bool)
+        return VideoCategoryMatches(dt_scores[dt_order], matched, out_of_range.copy(), np.zeros(0, dtype=bool))
+    # Per (video, category) there are a handful of tracks, so plain Python lists beat numpy's per-call overhead here.
+    crowd = gt_crowd.tolist()
+    gt_ign = [c or a < low or a > high for c, a in zip(crowd, gt_avg_areas.tolist())]
     # Stable sorts as the official mergesort: regular tracks first, detections by decreasing score.
-    gt_order = np.argsort(gt_ignored, kind="mergesort")
-    dt_order = np.argsort(-dt_scores, kind="mergesort")[:max_detections]
-    gt_ignored, gt_crowd = gt_ignored[gt_order], gt_crowd[gt_order]
-    ious = ious[dt_order][:, gt_order]  # D x G
-    num_thresholds, num_dt = len(IOU_THRESHOLDS), len(dt_order)
-    gt_taken = np.zeros((num_thresholds, len(gt_order)), dtype=bool)  # T x G
-    matched = np.zeros((num_thresholds, num_dt), dtype=bool)  # T x D
-    ignored = np.zeros((num_thresholds, num_dt), dtype=bool)  # T x D
-    if len(gt_order):
-        min_iou = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]  # T x 1
-        rows = np.arange(num_thresholds)
-        for d in range(num_dt):
-            candidate = (~gt_taken | gt_crowd[None, :]) & (ious[d][None, :] >= min_iou)  # T x G
-            # A regular track always wins over an ignore track; among equals the last one in order wins.
-            for group in (~gt_ignored, gt_ignored):
-                scores = np.where(candidate & group[None, :], ious[d][None, :], -1.0)  # T x G
-                best = scores.shape[1] - 1 - np.argmax(scores[:, ::-1], axis=1)  # T
-                found = (scores[rows, best] >= 0) & ~matched[:, d]
-                matched[found, d] = True
-                ignored[found, d] = gt_ignored[best[found]]
-                gt_taken[rows[found], best[found]] = True
-    out_of_range = (dt_avg_areas[dt_order] < low) | (dt_avg_areas[dt_order] > high)  # D
-    ignored |= ~matched & out_of_range[None, :]
-    return VideoCategoryMatches(dt_scores[dt_order], matched, ignored, gt_ignored)
+    gt_order = sorted(range(len(gt_ign)), key=gt_ign.__getitem__)
+    score_list = dt_scores.tolist()
+    dt_order = sorted(range(len(score_list)), key=lambda i: -score_list[i])[:max_detections]
+    gt_ign = [gt_ign[j] for j in gt_order]
+    crowd = [crowd[j] for j in gt_order]
+    num_t, num_dt, num_gt = len(IOU_THRESHOLDS), len(dt_order), len(gt_order)
+    matched = [[False] * num_dt for _ in range(num_t)]
+    ignored = [[False] * num_dt for _ in range(num_t)]
+    if num_gt and num_dt:  # otherwise nothing can match: every detection stays unmatched
+        iou_rows = ious.tolist()
+        for t, threshold in enumerate(_MIN_IOUS):
+            taken = [False] * num_gt
+            for d, dt_index in enumerate(dt_order):
+                row = iou_rows[dt_index]
+                best, match = threshold, -1
+                for g, gt_index in enumerate(gt_order):
+                    if taken[g] and not crowd[g]:
+                        continue
+                    # Once a regular track matched, ignore tracks (sorted last) cannot take the detection.
+                    if match > -1 and not gt_ign[match] and gt_ign[g]:
+                        break
+                    if row[gt_index] < best:
+                        continue
+                    best, match = row[gt_index], g  # ties go to the later track, as officially
+                if match > -1:
+                    matched[t][d] = True
+                    ignored[t][d] = gt_ign[match]
+                    taken[match] = True
+    areas = dt_avg_areas.tolist()
+    out_of_range = [areas[i] < low or areas[i] > high for i in dt_order]
+    matched_array = np.array(matched, dtype=bool).reshape(num_t, num_dt)
+    ignored_array = np.array(ignored, dtype=bool).reshape(num_t, num_dt)
+    ignored_array |= ~matched_array & np.array(out_of_range, dtype=bool)[None, :]
+    return VideoCategoryMatches(
+        dt_scores[np.array(dt_order, dtype=np.int64)], matched_array, ignored_array, np.array(gt_ign, dtype=bool)
+    )
 
 
 def precision_recall(matches: list[VideoCategoryMatches], max_detections: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -2,11 +2,14 @@
 // with -DWITH_CUDA. Both return exact integer counts, so they agree bit for bit with the PyTorch formulations in
 // omg_eval/kernels/video_overlap.py and omg_eval/kernels/boundary_f.py.
 #include <torch/extension.h>
+#include <pybind11/stl.h>
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #ifdef WITH_CUDA
@@ -19,11 +22,17 @@ namespace {
 // Packs n bytes holding 0/1 into ceil(n / 64) words: bit i of word k is byte 64 * k + i. Popcounts over packed words
 // then count 64 pixels per instruction.
 void pack_bits(const uint8_t* bytes, int64_t n, uint64_t* words) {
+  // Multiplying eight 0/1 bytes by this constant gathers them, without carries, into the top byte (byte i -> bit i).
+  constexpr uint64_t kGather = 0x0102040810204080ULL;
   const int64_t full_words = n / 64;
   for (int64_t k = 0; k < full_words; ++k) {
     const uint8_t* block = bytes + 64 * k;
     uint64_t word = 0;
-    for (int i = 0; i < 64; ++i) word |= static_cast<uint64_t>(block[i] != 0) << i;
+    for (int part = 0; part < 8; ++part) {
+      uint64_t eight;
+      std::memcpy(&eight, block + 8 * part, 8);
+      word |= ((eight * kGather) >> 56) << (8 * part);
+    }
     words[k] = word;
   }
   if (n % 64 != 0) {
@@ -31,6 +40,54 @@ void pack_bits(const uint8_t* bytes, int64_t n, uint64_t* words) {
     for (int64_t i = 64 * full_words; i < n; ++i) word |= static_cast<uint64_t>(bytes[i] != 0) << (i - 64 * full_words);
     words[full_words] = word;
   }
+}
+
+// Work below this many pixel operations runs on one thread: on a busy machine waking the pool costs more than it saves.
+constexpr int64_t kSerialWork = 1 << 21;
+
+int64_t grain_for(int64_t items, int64_t work_per_item) {
+  return std::max<int64_t>(1, kSerialWork / std::max<int64_t>(1, work_per_item));
+}
+
+// Run lengths of a COCO compressed RLE string (pycocotools' rleFrString): 5-bit groups with a continuation bit, the
+// last group sign-extended, and each count from the third on stored as a difference to the count two places back.
+std::vector<int64_t> decode_rle_string(const std::string& text) {
+  std::vector<int64_t> counts;
+  counts.reserve(text.size());
+  size_t position = 0;
+  while (position < text.size()) {
+    int64_t value = 0;
+    int group = 0;
+    bool more = true;
+    while (more) {
+      TORCH_CHECK(position < text.size(), "malformed compressed RLE string (truncated)");
+      const int64_t c = static_cast<int64_t>(text[position]) - 48;
+      value |= (c & 0x1f) << (5 * group);
+      more = (c & 0x20) != 0;
+      ++position;
+      ++group;
+      if (!more && (c & 0x10)) value |= -1LL << (5 * group);
+    }
+    if (counts.size() > 2) value += counts[counts.size() - 2];
+    counts.push_back(value);
+  }
+  return counts;
+}
+
+// Pixels set in both run-length encodings of one frame (runs alternate background, foreground, ...).
+int64_t rle_intersection(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  size_t i = 0, j = 0;
+  int64_t left_a = a.empty() ? 0 : a[0], left_b = b.empty() ? 0 : b[0];
+  int64_t total = 0;
+  while (i < a.size() && j < b.size()) {
+    const int64_t step = std::min(left_a, left_b);
+    if ((i & 1) && (j & 1)) total += step;
+    left_a -= step;
+    left_b -= step;
+    if (left_a == 0 && ++i < a.size()) left_a = a[i];
+    if (left_b == 0 && ++j < b.size()) left_b = b[j];
+  }
+  return total;
 }
 
 void check_masks(const torch::Tensor& masks, const char* name) {
@@ -47,7 +104,7 @@ torch::Tensor track_intersections_cpu(const torch::Tensor& pred, const torch::Te
   const uint8_t* gt_data = reinterpret_cast<const uint8_t*>(gt_bytes.data_ptr<bool>());
   // (D + G) x words: every track packed once, then every pair costs num_words AND + popcount.
   std::vector<uint64_t> packed(static_cast<size_t>((num_pred + num_gt) * num_words));
-  at::parallel_for(0, num_pred + num_gt, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, num_pred + num_gt, grain_for(num_pred + num_gt, num_pixels), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const uint8_t* source = row < num_pred ? pred_data + row * num_pixels : gt_data + (row - num_pred) * num_pixels;
       pack_bits(source, num_pixels, packed.data() + row * num_words);
@@ -55,7 +112,7 @@ torch::Tensor track_intersections_cpu(const torch::Tensor& pred, const torch::Te
   });
   auto intersections = torch::zeros({num_pred, num_gt}, torch::kInt64);
   int64_t* out = intersections.data_ptr<int64_t>();
-  at::parallel_for(0, num_pred * num_gt, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, num_pred * num_gt, grain_for(num_pred * num_gt, num_words * 8), [&](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end; ++pair) {
       const uint64_t* pred_words = packed.data() + (pair / num_gt) * num_words;
       const uint64_t* gt_words = packed.data() + (num_pred + pair % num_gt) * num_words;
@@ -141,7 +198,7 @@ torch::Tensor boundary_match_counts_cpu(const torch::Tensor& fg, const torch::Te
   auto counts = torch::zeros({batch, 4}, torch::kInt64);
   int64_t* out = counts.data_ptr<int64_t>();
   const int64_t pixels = height * width;
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch, grain_for(batch, pixels * 4), [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> fg_bmap(pixels), gt_bmap(pixels);
     std::vector<int32_t> fg_prefix(height * (width + 1)), gt_prefix(height * (width + 1));
     for (int64_t item = begin; item < end; ++item) {
@@ -164,6 +221,41 @@ torch::Tensor boundary_match_counts_cpu(const torch::Tensor& fg, const torch::Te
 }
 
 }  // namespace
+
+torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles, const std::vector<std::string>& gt_rles,
+                                      int64_t num_frames, const torch::Tensor& pairs) {
+  TORCH_CHECK(num_frames > 0, "num_frames must be positive");
+  TORCH_CHECK(pred_rles.size() % num_frames == 0 && gt_rles.size() % num_frames == 0,
+              "pred_rles and gt_rles must hold num_frames strings per track");
+  TORCH_CHECK(pairs.dim() == 2 && pairs.size(1) == 2 && pairs.scalar_type() == torch::kInt64,
+              "pairs must be a (P, 2) int64 tensor of (pred track, gt track)");
+  const int64_t num_pred = pred_rles.size() / num_frames, num_gt = gt_rles.size() / num_frames;
+  auto pairs_cpu = pairs.contiguous().cpu();
+  const int64_t* pair_data = pairs_cpu.data_ptr<int64_t>();
+  const int64_t num_pairs = pairs_cpu.size(0);
+  for (int64_t p = 0; p < num_pairs; ++p) {
+    TORCH_CHECK(pair_data[2 * p] >= 0 && pair_data[2 * p] < num_pred && pair_data[2 * p + 1] >= 0 &&
+                    pair_data[2 * p + 1] < num_gt,
+                "pair ", p, " indexes a track that does not exist");
+  }
+  // Decode every frame string once (an empty string is an absent frame), then merge runs pair by pair.
+  std::vector<std::vector<int64_t>> pred_counts(pred_rles.size()), gt_counts(gt_rles.size());
+  for (size_t i = 0; i < pred_rles.size(); ++i) pred_counts[i] = decode_rle_string(pred_rles[i]);
+  for (size_t i = 0; i < gt_rles.size(); ++i) gt_counts[i] = decode_rle_string(gt_rles[i]);
+  auto intersections = torch::zeros({num_pairs}, torch::kInt64);
+  int64_t* out = intersections.data_ptr<int64_t>();
+  at::parallel_for(0, num_pairs, grain_for(num_pairs, 64 * num_frames), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t d = pair_data[2 * p], g = pair_data[2 * p + 1];
+      int64_t total = 0;
+      for (int64_t t = 0; t < num_frames; ++t) {
+        total += rle_intersection(pred_counts[d * num_frames + t], gt_counts[g * num_frames + t]);
+      }
+      out[p] = total;
+    }
+  });
+  return intersections;
+}
 
 torch::Tensor track_intersections(const torch::Tensor& pred, const torch::Tensor& gt) {
   check_masks(pred, "pred");
@@ -197,6 +289,9 @@ torch::Tensor boundary_match_counts(const torch::Tensor& fg, const torch::Tensor
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rle_track_intersections", &rle_track_intersections,
+        "COCO compressed RLE strings of D and G tracks (num_frames each, empty = absent), (P, 2) pairs -> (P,) int64 "
+        "pixel intersections summed over frames");
   m.def("track_intersections", &track_intersections, "(D, N) x (G, N) bool -> (D, G) int64 pixel intersections");
   m.def("boundary_match_counts", &boundary_match_counts,
         "(B, H, W) x (B, H, W) bool, radius -> (B, 4) int64 [n_fg, n_gt, fg_match, gt_match]");
