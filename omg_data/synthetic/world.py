@@ -265,7 +265,10 @@ class ShapesWorld:
         # label maps hold instance ids (0 = void)
         labels = np.zeros((num_frames, h, w), dtype=np.int64)
         frames = np.zeros((num_frames, h, w, 3), dtype=np.float32)
-        stuff_labels = np.vectorize(stuff_instance.get)(scene.stuff_map) if stuff_ids else labels[0]
+        lookup = np.zeros(int(scene.stuff_map.max()) + 1, dtype=np.int64)
+        for class_id, instance_id in stuff_instance.items():
+            lookup[class_id] = instance_id
+        stuff_labels = lookup[scene.stuff_map]  # H x W instance ids of the stuff regions
         for frame in range(num_frames):
             image = background.copy()
             label = np.where(scene.void, 0, stuff_labels)
@@ -283,18 +286,19 @@ class ShapesWorld:
         if scene.crowd:
             segments.append((crowd_id, scene.crowd[0].class_id, True, True))
         segments += [(stuff_instance[c], c, False, False) for c in stuff_ids]
-        label_tensor = torch.from_numpy(labels)
-        masks = masks_from_id_maps(labels, [s[0] for s in segments])  # S x T x H x W
-        keep = masks.flatten(1).any(dim=1)  # a segment never visible is not part of the sample
+        ids = np.asarray([s[0] for s in segments], dtype=np.int64)
+        segment_areas = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids]  # pixels over all frames
+        keep = segment_areas > 0  # a segment never visible is not part of the sample
         if not is_video and scene.crowd:
             crowd_row = len(scene.things)
-            if masks[crowd_row].sum() < self.min_area:
+            if segment_areas[crowd_row] < self.min_area:
                 keep[crowd_row] = False
                 # a too-small crowd remnant stays unlabelled rather than mislabelled
-                label_tensor[label_tensor == crowd_id] = 0
-        masks = masks[keep]
+                labels[labels == crowd_id] = 0
+        masks = masks_from_id_maps(labels, ids[keep])  # S x T x H x W
+        label_tensor = torch.from_numpy(labels)
         rows = [s for s, k in zip(segments, keep.tolist(), strict=True) if k]
-        areas = masks.flatten(1).sum(dim=1)
+        areas = segment_areas[keep]
         visible_things = sorted(
             (
                 (int(a), self.categories.by_id(s[1]).name)
