@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "write_coco_panoptic": "omg_data.coco_panoptic",
     "write_coco_instances": "omg_data.coco_instances",
     "write_coco_results": "omg_data.coco_instances",
+    "write_coco_sam_prompts": "omg_data.coco_sam",
     "write_semantic_png": "omg_data.semantic_png",
     "write_cityscapes_panoptic": "omg_data.cityscapes",
     "write_youtube_vis": "omg_data.youtube_vis",

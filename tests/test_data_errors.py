@@ -229,3 +229,16 @@ def test_unannotated_davis_frames_are_ignore(data: Path) -> None:
     sample = next(read_davis(base, "val"))
     assert sample.ignore[1:].all() and not sample.ignore[0].all()
     assert torch.equal(sample.prompts.masks, sample.masks[:, 0])
+
+
+def test_coco_sam_prompts_file_errors(tmp_path: Path) -> None:
+    from omg_data.coco_sam import read_coco_sam
+
+    base = ShapesWorld(seed=3, image_size=(32, 48)).write_dataset("coco-sam", tmp_path / "sam", 2)
+    edit_json(base / "prompts.json", lambda d: d["prompts"].pop(0))
+    with pytest.raises(DataError, match=r"prompts\.json.*no prompts for annotations"):
+        list(read_coco_sam(base / "instances.json", base / "images", prompts_path=base / "prompts.json"))
+    base = ShapesWorld(seed=3, image_size=(32, 48)).write_dataset("coco-sam", tmp_path / "sam2", 2)
+    edit_json(base / "prompts.json", lambda d: d["prompts"][1].update(points=[[500.0, 1.0]]))
+    with pytest.raises(DataError, match=r"annotation_id=\d+.*outside the 48x32 image"):
+        list(read_coco_sam(base / "instances.json", base / "images", prompts_path=base / "prompts.json"))

@@ -365,3 +365,16 @@ def test_coco_results_scored_by_cocoeval(root: Path, tmp_path: Path) -> None:
         )
     ]
     assert average_precision(fewer + predictions[1:], "fewer.json") < 1.0
+
+
+def test_coco_sam_prompts_file_round_trip(world: ShapesWorld, tmp_path: Path) -> None:
+    base = world.write_dataset("coco-sam", tmp_path / "sam", NUM)
+    sampled = list(read_coco_sam(base / "instances.json", base / "images", num_points=1, seed=world.seed))
+    fixed = list(read_coco_sam(base / "instances.json", base / "images", prompts_path=base / "prompts.json"))
+    for a, b in zip(sampled, fixed, strict=True):
+        assert torch.equal(a.prompts.points, b.prompts.points)
+        assert torch.equal(a.prompts.point_labels, b.prompts.point_labels)
+        assert torch.equal(a.prompts.boxes, b.prompts.boxes)
+    # fixed prompts do not depend on the sampling seed
+    other = next(read_coco_sam(base / "instances.json", base / "images", seed=99, prompts_path=base / "prompts.json"))
+    assert torch.equal(other.prompts.points, fixed[0].prompts.points)

@@ -5,7 +5,8 @@ Layouts under `out_dir` (each readable by the matching `omg_data` reader):
   coco-instances  images/, instances.json (things only; polygons where unoccluded, RLE, crowd as
                   uncompressed RLE; annotation id = image id * 1000 + instance id)
                                                                     read_coco_instances
-  coco-sam        same files as coco-instances                      read_coco_sam
+  coco-sam        coco-instances files + prompts.json (one click and a box per object)
+                                                                    read_coco_sam(..., prompts_path=)
   semantic        images/, labels/ (category ids, 255 ignore)       read_semantic_png
   ade20k          ADEChallengeData2016 layout, semantic + panoptic  read_ade20k_semantic / _panoptic
   cityscapes      gtFine/cityscapes_panoptic_val{.json,/}, leftImg8bit/val/<city>/
@@ -29,6 +30,7 @@ import torch
 from omg_data.cityscapes import write_cityscapes_panoptic
 from omg_data.coco_instances import write_coco_instances
 from omg_data.coco_panoptic import write_coco_panoptic
+from omg_data.coco_sam import read_coco_sam, write_coco_sam_prompts
 from omg_data.davis import write_davis
 from omg_data.json_io import write_json
 from omg_data.panoptic_common import categories_json
@@ -80,6 +82,10 @@ def write_dataset(world: ShapesWorld, format: str, out_dir: str | Path, num: int
         write_coco_panoptic(images(), out / "panoptic.json", out / "panoptic", world.categories, out / "images")
     elif format in ("coco-instances", "coco-sam"):
         _write_coco_instances(world, out, num, captions)
+        if format == "coco-sam":
+            # fixed prompts for evaluation, sampled once (seeded by the world seed) from the written masks
+            samples = read_coco_sam(out / "instances.json", out / "images", num_points=1, seed=world.seed)
+            write_coco_sam_prompts(samples, out / "prompts.json")
     elif format == "semantic":
         for sample in images():
             write_semantic_png(sample, out / "labels" / f"{sample.sample_id:012d}.png")
