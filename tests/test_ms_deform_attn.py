@@ -262,6 +262,12 @@ def test_invalid_inputs_raise_clear_errors(problem: str) -> None:
         multi_scale_deformable_attention(**breaker(make_inputs(CASES["non_square"])))
 
 
+def test_non_tensor_input_raises_type_error() -> None:
+    inputs = make_inputs(CASES["non_square"])
+    with pytest.raises(TypeError, match="spatial_shapes must be a torch.Tensor, got list"):
+        multi_scale_deformable_attention(**{**inputs, "spatial_shapes": [[7, 5], [3, 11]]})
+
+
 def test_env_reference_selects_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMG_MSDA_BACKEND", "reference")
     inputs = with_grad(make_inputs(CASES["non_square"]))

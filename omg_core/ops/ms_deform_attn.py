@@ -59,6 +59,7 @@ def multi_scale_deformable_attention(
       (B, Q, heads * C).
 
     Raises:
+      TypeError: when an input is not a tensor.
       ValueError: on inconsistent shapes, dtypes or devices (the message names the fix).
       omg_core.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` but the fused kernel cannot serve the call.
     """
@@ -126,8 +127,19 @@ def _validate_inputs(
     """Check every input against the others; return spatial_shapes and level_start_index as int64 on value's device.
 
     Raises:
+      TypeError: when an input is not a tensor.
       ValueError: naming the offending input, what was expected and what was given.
     """
+    named_inputs = {
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": sampling_locations,
+        "attention_weights": attention_weights,
+    }
+    for name, given in named_inputs.items():
+        if not isinstance(given, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(given).__name__}; wrap it with torch.as_tensor")
     if value.dim() != 4:
         raise ValueError(f"value must be (batch, S, heads, channels), got shape {tuple(value.shape)}")
     if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
