@@ -156,6 +156,7 @@ def test_open_vocabulary_ensemble_output(model: OMGModel, images: torch.Tensor) 
         ({"seen_classes": torch.tensor([True])}, "one flag per class"),
         ({"class_names": None, "text_embeddings": torch.zeros(3, 7)}, "K x 64"),
         ({"class_names": None, "text_embeddings": torch.zeros(3)}, "K x P x 64"),
+        ({"class_names": None, "text_embeddings": torch.zeros(0, 64)}, "vocabulary is empty"),
     ],
 )
 def test_bad_inputs_are_named(model: OMGModel, fields: dict, message: str) -> None:
@@ -185,3 +186,21 @@ def test_named_configs_and_errors() -> None:
     with pytest.raises(ValueError, match="num_layerz"):
         get_model_config("omg-tiny", transformer_decoder={"num_layerz": 2})
     assert get_model_config("omg-tiny", transformer_decoder={"num_layers": 2}).transformer_decoder.num_queries == 10
+
+
+@torch.no_grad()
+def test_prompts_on_a_clip(model: OMGModel, images: torch.Tensor) -> None:
+    clip = torch.stack([images, images], dim=1)
+    boxes = torch.tensor([[[0.0, 0.0, 30.0, 30.0]]]).repeat(2, 1, 1)
+    outputs = model(OMGInputs(images=clip, class_names=CLASSES, boxes=boxes))
+    assert outputs.prompt_mask_logits.shape == (2, 1, 2, 16, 24)  # one tube per prompt
+
+
+@torch.no_grad()
+def test_bf16_autocast_forward_agrees(model: OMGModel, images: torch.Tensor) -> None:
+    reference = model(OMGInputs(images=images, class_names=CLASSES))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(OMGInputs(images=images, class_names=CLASSES))
+    agreement = ((low.mask_logits.float() > 0) == (reference.mask_logits > 0)).float().mean()
+    assert agreement > 0.9
+    assert torch.isfinite(low.class_logits.float()).all()

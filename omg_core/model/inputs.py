@@ -91,6 +91,8 @@ class OMGInputs:
                 raise ValueError(f"text_embeddings must be K x {clip_dim} or K x P x {clip_dim} (the CLIP embedding "
                                  f"width), got {tuple(self.text_embeddings.shape)}")
             num_classes = self.text_embeddings.shape[0]
+        if num_classes == 0:
+            raise ValueError("the vocabulary is empty; give at least one class")
         if self.seen_classes is not None and tuple(self.seen_classes.shape) != (num_classes,):
             raise ValueError(f"seen_classes must hold one flag per class ({num_classes},), "
                              f"got {tuple(self.seen_classes.shape)}")
