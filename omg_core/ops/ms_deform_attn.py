@@ -104,7 +104,7 @@ def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
         problem = f"the fused kernel has no {value.device.type} implementation"
     if problem is None:
         return extension
-    if requested_backend(BACKEND_ENV_VAR) == "fused":
+    if backend == "fused":
         raise ExtensionBuildError(f"{BACKEND_ENV_VAR}=fused but {problem}; unset it to allow the reference")
     if problem not in _warned_fallbacks:
         _warned_fallbacks.add(problem)
