@@ -73,7 +73,7 @@ def read_panoptic_frame(
 
 
 def load_panoptic_png(path: Path, record: str) -> np.ndarray:
-    """Decodes an RGB panoptic PNG to H x W int64 segment ids."""
+    """Decodes an RGB panoptic PNG to H x W int32 segment ids."""
     array = load_label_png(path, record)
     if array.ndim != 3:
         raise DataError(

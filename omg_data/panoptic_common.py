@@ -63,27 +63,31 @@ def segments_from_id_maps(
                     records[frame],
                 )
             track_info.setdefault(segment.id, segment)
-        present = np.unique(id_maps[frame])
-        in_png = {int(v) for v in present if v != 0}
-        missing_in_json = sorted(in_png - seen)
-        if missing_in_json:
+        frame_ids = sorted(seen)
+        frame_masks = masks_from_id_maps(id_maps[frame], frame_ids).numpy()  # S_t x H x W
+        # ids in the PNG but not in the JSON: the pixels no listed segment covers, except VOID
+        stray = id_maps[frame][~frame_masks.any(axis=0) & (id_maps[frame] != 0)]
+        if stray.size:
+            missing_in_json = np.unique(stray).tolist()
             raise DataError(
                 f"PNG contains segment ids {missing_in_json[:10]} that are not in the JSON segments_info;"
                 " the PNG and the JSON are out of sync (regenerate one from the other)",
                 png_paths[frame],
                 records[frame],
             )
-        missing_in_png = sorted(seen - in_png)
-        if missing_in_png:
+        empty = [segment_id for segment_id, mask in zip(frame_ids, frame_masks, strict=True) if not mask.any()]
+        if empty:
             raise DataError(
-                f"JSON segments {missing_in_png[:10]} have no pixels in the PNG; remove them from"
-                " segments_info or fix the PNG",
+                f"JSON segments {empty[:10]} have no pixels in the PNG; remove them from segments_info or fix the PNG",
                 png_paths[frame],
                 records[frame],
             )
     ids = sorted(track_info)
     id_tensor = torch.as_tensor(ids, dtype=torch.int64)
-    masks = masks_from_id_maps(id_maps, ids)  # S x T x H x W
+    if len(id_maps) == 1:  # an image: the frame's masks are already the answer (same sorted ids)
+        masks = torch.from_numpy(frame_masks[:, None])  # S x 1 x H x W
+    else:
+        masks = masks_from_id_maps(id_maps, ids)  # S x T x H x W
     class_ids = torch.as_tensor([track_info[i].category_id for i in ids], dtype=torch.int64)
     return {
         "masks": masks,
