@@ -18,6 +18,8 @@ from omg_eval.kernels.boundary_f import (
     boundary_match_counts_torch,
     boundary_radius,
     dilate_disk,
+    object_counts,
+    object_counts_torch,
 )
 from omg_eval.vos import DAVISMetric
 from omg_eval.vos_io import _read_id_map, evaluate_davis
@@ -133,6 +135,21 @@ def test_boundary_backends_agree(backend: str, shape: tuple, radius: int, monkey
     gt = torch.rand(shape, generator=generator) > 0.5
     fg[0] = False  # an empty prediction: precision/recall corner cases
     assert torch.equal(boundary_match_counts(fg, gt, radius), boundary_match_counts_torch(fg, gt, radius))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_object_counts_backends_agree(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-object counts from id maps holding void (255) and ids beyond the first frame's objects."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    generator = torch.Generator().manual_seed(3)
+    pred = torch.randint(0, 4, (3, 21, 34), generator=generator, dtype=torch.uint8)
+    gt = torch.randint(0, 6, (3, 21, 34), generator=generator, dtype=torch.uint8)
+    gt[:, :2] = 255
+    counts = object_counts(pred, gt, 3, 2)
+    assert torch.equal(counts, object_counts_torch(pred, gt, 3, 2))
+    for k in range(1, 4):  # J's counts straight from the definition
+        assert torch.equal(counts[k - 1, :, 0], ((pred == k) & (gt == k)).flatten(1).sum(1))
+        assert torch.equal(counts[k - 1, :, 1], ((pred == k) | (gt == k)).flatten(1).sum(1))
 
 
 def test_boundary_radius_follows_the_diagonal() -> None:

@@ -182,39 +182,95 @@ int64_t count_matches(const uint8_t* source, const int32_t* target_prefix, int64
   return matches;
 }
 
-torch::Tensor boundary_match_counts_cpu(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius) {
-  const int64_t batch = fg.size(0), height = fg.size(1), width = fg.size(2);
-  auto fg_bytes = fg.contiguous();
-  auto gt_bytes = gt.contiguous();
-  const uint8_t* fg_data = reinterpret_cast<const uint8_t*>(fg_bytes.data_ptr<bool>());
-  const uint8_t* gt_data = reinterpret_cast<const uint8_t*>(gt_bytes.data_ptr<bool>());
-  // Disk of skimage.morphology.disk(radius): offsets with dx^2 + dy^2 <= radius^2, as a half width per row.
+// Half width of each row of skimage.morphology.disk(radius): offsets with dx^2 + dy^2 <= radius^2.
+std::vector<int64_t> disk_half_widths(int64_t radius) {
   std::vector<int64_t> half_widths(radius + 1);
   for (int64_t dy = 0; dy <= radius; ++dy) {
     int64_t half = 0;
     while ((half + 1) * (half + 1) + dy * dy <= radius * radius) ++half;
     half_widths[dy] = half;
   }
+  return half_widths;
+}
+
+// Scratch buffers of one thread, reused across items.
+struct BoundaryScratch {
+  std::vector<uint8_t> fg_bmap, gt_bmap;
+  std::vector<int32_t> fg_prefix, gt_prefix;
+  BoundaryScratch(int64_t height, int64_t width)
+      : fg_bmap(height * width), gt_bmap(height * width), fg_prefix(height * (width + 1)), gt_prefix(height * (width + 1)) {}
+};
+
+// [n_fg, n_gt, fg_match, gt_match] of one pair of 0/1 masks.
+void boundary_counts(const uint8_t* fg, const uint8_t* gt, int64_t height, int64_t width,
+                     const std::vector<int64_t>& half_widths, BoundaryScratch& scratch, int64_t* row) {
+  boundary_map(fg, height, width, scratch.fg_bmap.data());
+  boundary_map(gt, height, width, scratch.gt_bmap.data());
+  row_prefix_sums(scratch.fg_bmap.data(), height, width, scratch.fg_prefix.data());
+  row_prefix_sums(scratch.gt_bmap.data(), height, width, scratch.gt_prefix.data());
+  row[0] = 0;
+  row[1] = 0;
+  for (int64_t y = 0; y < height; ++y) {
+    row[0] += scratch.fg_prefix[y * (width + 1) + width];
+    row[1] += scratch.gt_prefix[y * (width + 1) + width];
+  }
+  row[2] = count_matches(scratch.fg_bmap.data(), scratch.gt_prefix.data(), height, width, half_widths);
+  row[3] = count_matches(scratch.gt_bmap.data(), scratch.fg_prefix.data(), height, width, half_widths);
+}
+
+torch::Tensor boundary_match_counts_cpu(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius) {
+  const int64_t batch = fg.size(0), height = fg.size(1), width = fg.size(2);
+  auto fg_bytes = fg.contiguous();
+  auto gt_bytes = gt.contiguous();
+  const uint8_t* fg_data = reinterpret_cast<const uint8_t*>(fg_bytes.data_ptr<bool>());
+  const uint8_t* gt_data = reinterpret_cast<const uint8_t*>(gt_bytes.data_ptr<bool>());
+  const auto half_widths = disk_half_widths(radius);
   auto counts = torch::zeros({batch, 4}, torch::kInt64);
   int64_t* out = counts.data_ptr<int64_t>();
   const int64_t pixels = height * width;
   at::parallel_for(0, batch, grain_for(batch, pixels * 4), [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> fg_bmap(pixels), gt_bmap(pixels);
-    std::vector<int32_t> fg_prefix(height * (width + 1)), gt_prefix(height * (width + 1));
+    BoundaryScratch scratch(height, width);
     for (int64_t item = begin; item < end; ++item) {
-      boundary_map(fg_data + item * pixels, height, width, fg_bmap.data());
-      boundary_map(gt_data + item * pixels, height, width, gt_bmap.data());
-      row_prefix_sums(fg_bmap.data(), height, width, fg_prefix.data());
-      row_prefix_sums(gt_bmap.data(), height, width, gt_prefix.data());
-      int64_t* row = out + item * 4;
-      row[0] = 0;
-      row[1] = 0;
-      for (int64_t y = 0; y < height; ++y) {
-        row[0] += fg_prefix[y * (width + 1) + width];
-        row[1] += gt_prefix[y * (width + 1) + width];
+      boundary_counts(fg_data + item * pixels, gt_data + item * pixels, height, width, half_widths, scratch,
+                      out + item * 4);
+    }
+  });
+  return counts;
+}
+
+// Everything DAVIS needs from one sequence in one pass per (object, frame): object k's masks are the pixels whose id
+// equals k, so void (255) and ids above num_objects never belong to an object and need no cleaning beforehand.
+torch::Tensor davis_object_counts_cpu(const torch::Tensor& pred_ids, const torch::Tensor& gt_ids, int64_t num_objects,
+                                      int64_t radius) {
+  const int64_t frames = pred_ids.size(0), height = pred_ids.size(1), width = pred_ids.size(2);
+  const int64_t pixels = height * width;
+  auto pred = pred_ids.contiguous();
+  auto gt = gt_ids.contiguous();
+  const uint8_t* pred_data = pred.data_ptr<uint8_t>();
+  const uint8_t* gt_data = gt.data_ptr<uint8_t>();
+  const auto half_widths = disk_half_widths(radius);
+  auto counts = torch::zeros({num_objects, frames, 6}, torch::kInt64);
+  int64_t* out = counts.data_ptr<int64_t>();
+  at::parallel_for(0, num_objects * frames, grain_for(num_objects * frames, pixels * 6), [&](int64_t begin, int64_t end) {
+    BoundaryScratch scratch(height, width);
+    std::vector<uint8_t> fg_mask(pixels), gt_mask(pixels);
+    for (int64_t item = begin; item < end; ++item) {
+      const uint8_t object = static_cast<uint8_t>(item / frames + 1);
+      const int64_t frame = item % frames;
+      const uint8_t* pred_frame = pred_data + frame * pixels;
+      const uint8_t* gt_frame = gt_data + frame * pixels;
+      int64_t intersection = 0, either = 0;
+      for (int64_t i = 0; i < pixels; ++i) {
+        const uint8_t in_pred = pred_frame[i] == object, in_gt = gt_frame[i] == object;
+        fg_mask[i] = in_pred;
+        gt_mask[i] = in_gt;
+        intersection += in_pred & in_gt;
+        either += in_pred | in_gt;
       }
-      row[2] = count_matches(fg_bmap.data(), gt_prefix.data(), height, width, half_widths);
-      row[3] = count_matches(gt_bmap.data(), fg_prefix.data(), height, width, half_widths);
+      int64_t* row = out + item * 6;
+      row[0] = intersection;
+      row[1] = either;
+      boundary_counts(fg_mask.data(), gt_mask.data(), height, width, half_widths, scratch, row + 2);
     }
   });
   return counts;
@@ -288,7 +344,21 @@ torch::Tensor boundary_match_counts(const torch::Tensor& fg, const torch::Tensor
   return boundary_match_counts_cpu(fg, gt, radius);
 }
 
+torch::Tensor davis_object_counts(const torch::Tensor& pred_ids, const torch::Tensor& gt_ids, int64_t num_objects,
+                                  int64_t radius) {
+  TORCH_CHECK(pred_ids.dim() == 3 && pred_ids.sizes() == gt_ids.sizes(), "pred_ids and gt_ids must both be (T, H, W)");
+  TORCH_CHECK(pred_ids.scalar_type() == torch::kUInt8 && gt_ids.scalar_type() == torch::kUInt8,
+              "pred_ids and gt_ids must be uint8 id maps");
+  TORCH_CHECK(num_objects >= 0 && num_objects < 255, "num_objects must be in [0, 254]");
+  TORCH_CHECK(radius >= 0, "radius must be non-negative");
+  TORCH_CHECK(!pred_ids.is_cuda() && !gt_ids.is_cuda(), "davis_object_counts runs on CPU tensors");
+  return davis_object_counts_cpu(pred_ids, gt_ids, num_objects, radius);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("davis_object_counts", &davis_object_counts,
+        "(T, H, W) uint8 pred and gt id maps, K, radius -> (K, T, 6) int64 [intersection, union, n_fg, n_gt, "
+        "fg_match, gt_match] per object and frame");
   m.def("rle_track_intersections", &rle_track_intersections,
         "COCO compressed RLE strings of D and G tracks (num_frames each, empty = absent), (P, 2) pairs -> (P,) int64 "
         "pixel intersections summed over frames");

@@ -125,3 +125,71 @@ def boundary_match_counts(fg_masks: torch.Tensor, gt_masks: torch.Tensor, radius
     if extension is None:
         return boundary_match_counts_torch(fg_masks, gt_masks, radius)
     return extension.boundary_match_counts(fg_masks.contiguous(), gt_masks.contiguous(), int(radius))
+
+
+def _object_overlaps(
+    pred_ids: torch.Tensor, gt_ids: torch.Tensor, num_objects: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per object and frame, the pixels in both masks and in either, from one histogram of (frame, gt id, pred id).
+
+    Ids outside 1..num_objects (background, void, later objects) count for no object.
+
+    Returns:
+      (intersections (K, T), unions (K, T)) int64.
+    """
+    num_frames, labels = pred_ids.shape[0], num_objects + 1
+    # Fold every id outside 1..K into 0 so that the histogram stays (K + 1) x (K + 1) per frame.
+    gt_ids = torch.where(gt_ids.to(torch.int64) > num_objects, 0, gt_ids.to(torch.int64))
+    pred_ids = torch.where(pred_ids.to(torch.int64) > num_objects, 0, pred_ids.to(torch.int64))
+    frame_offset = torch.arange(num_frames, device=gt_ids.device)[:, None, None] * labels * labels  # T x 1 x 1
+    keys = frame_offset + gt_ids * labels + pred_ids  # T x H x W
+    histogram = torch.bincount(keys.flatten(), minlength=num_frames * labels * labels).view(num_frames, labels, labels)
+    objects = torch.arange(1, labels, device=gt_ids.device)
+    intersections = histogram[:, objects, objects]  # T x K
+    unions = histogram.sum(2)[:, 1:] + histogram.sum(1)[:, 1:] - intersections  # T x K
+    return intersections.T, unions.T
+
+
+def object_counts_torch(pred_ids: torch.Tensor, gt_ids: torch.Tensor, num_objects: int, radius: int) -> torch.Tensor:
+    """Pure-PyTorch :func:`object_counts` (same integers; boundary counts via :func:`boundary_match_counts`, which
+    still uses the CUDA kernel for GPU tensors)."""
+    intersections, unions = _object_overlaps(pred_ids, gt_ids, num_objects)  # K x T
+    object_ids = torch.arange(1, num_objects + 1, device=gt_ids.device, dtype=gt_ids.dtype)[:, None, None, None]
+    pred_masks = (pred_ids[None] == object_ids).flatten(0, 1)  # K*T x H x W
+    gt_masks = (gt_ids[None] == object_ids).flatten(0, 1)  # K*T x H x W
+    extension = video_extension()
+    if extension is not None and pred_masks.is_cuda:
+        boundary = extension.boundary_match_counts(pred_masks.contiguous(), gt_masks.contiguous(), int(radius))
+    else:
+        boundary = boundary_match_counts_torch(pred_masks, gt_masks, radius)
+    boundary = boundary.view(num_objects, -1, 4)
+    return torch.cat([intersections[..., None], unions[..., None], boundary], dim=2).to(torch.int64)
+
+
+def object_counts(pred_ids: torch.Tensor, gt_ids: torch.Tensor, num_objects: int, radius: int) -> torch.Tensor:
+    """Every count of DAVIS's J and F for each object of a sequence, from its id maps.
+
+    Object k's masks are the pixels whose id equals k, so void (255) and ids above ``num_objects`` belong to no object.
+    The fused CPU kernel does one pass per (object, frame); GPU tensors and ``OMG_EVAL_BACKEND=torch`` take the
+    PyTorch formulation. Both return the same integers.
+
+    Arguments:
+      pred_ids: (T, H, W) uint8 predicted id maps.
+      gt_ids: (T, H, W) uint8 ground-truth id maps.
+      num_objects: K, the objects are ids 1..K.
+      radius: boundary dilation radius in pixels.
+
+    Returns:
+      (K, T, 6) int64: intersection, union, prediction boundary pixels, ground-truth boundary pixels, prediction
+      boundary pixels near the ground-truth boundary, ground-truth boundary pixels near the prediction boundary.
+    """
+    if pred_ids.dim() != 3 or pred_ids.shape != gt_ids.shape:
+        raise ValueError(f"pred_ids {tuple(pred_ids.shape)} and gt_ids {tuple(gt_ids.shape)} must both be (T, H, W)")
+    if pred_ids.dtype != torch.uint8 or gt_ids.dtype != torch.uint8:
+        raise ValueError("pred_ids and gt_ids must be uint8 id maps (DAVIS ids are 0..255)")
+    if not 0 <= num_objects < 255:
+        raise ValueError(f"num_objects must be in [0, 254], got {num_objects}")
+    extension = video_extension()
+    if extension is None or pred_ids.is_cuda:
+        return object_counts_torch(pred_ids, gt_ids, num_objects, radius)
+    return extension.davis_object_counts(pred_ids.contiguous(), gt_ids.contiguous(), int(num_objects), int(radius))
