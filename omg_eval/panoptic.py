@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from omg_eval.kernels.segment_pairs import intersect_segment_ids_batch
@@ -41,7 +42,9 @@ class PanopticQuality(Metric):
             self.is_thing.append(bool(category["isthing"]))
         if len(set(self.category_ids)) != len(self.category_ids):
             raise ValueError("categories lists the same id twice; each category id must appear once")
-        self._category_index = {category_id: index for index, category_id in enumerate(self.category_ids)}
+        # category id -> index, as a sorted lookup so whole segment tables are mapped in one searchsorted
+        self._category_order = np.argsort(np.array(self.category_ids, dtype=np.int64), kind="stable")
+        self._sorted_category_ids = np.array(self.category_ids, dtype=np.int64)[self._category_order]
         num_categories = len(self.category_ids)
         self.add_state("iou_sum", torch.zeros(num_categories, dtype=torch.float64), "sum")
         self.add_state("tp", torch.zeros(num_categories, dtype=torch.int64), "sum")
@@ -50,39 +53,57 @@ class PanopticQuality(Metric):
 
     def _table(
         self, segments_per_image: Sequence[Sequence[Segment]], names: Sequence[str], side: str
-    ) -> tuple[SegmentTable, list[int]]:
-        images, ids, categories, crowds, areas, rows_without_area = [], [], [], [], [], []
-        for image, (segments, name) in enumerate(zip(segments_per_image, names)):
-            seen: set[int] = set()
-            for segment in segments:
-                if "id" not in segment or "category_id" not in segment:
-                    raise ValueError(f"image {name}: {side} segment {dict(segment)} needs an 'id' and a 'category_id'")
-                segment_id, category_id = int(segment["id"]), int(segment["category_id"])
-                if segment_id == VOID_ID:
-                    raise ValueError(f"image {name}: {side} segment id 0 is reserved for VOID; renumber it")
-                if segment_id in seen:
-                    raise ValueError(f"image {name}: {side} segment id {segment_id} is listed twice in segments_info")
-                seen.add(segment_id)
-                if category_id not in self._category_index:
-                    raise ValueError(
-                        f"image {name}: {side} segment {segment_id} has category_id {category_id}, which is not in "
-                        f"the categories given to PanopticQuality ({len(self.category_ids)} categories)"
-                    )
-                if "area" not in segment:
-                    rows_without_area.append(len(ids))
-                images.append(image)
-                ids.append(segment_id)
-                categories.append(self._category_index[category_id])
-                crowds.append(bool(segment.get("iscrowd", 0)))
-                areas.append(int(segment.get("area", 0)))
-        table = SegmentTable(
-            image=torch.tensor(images, dtype=torch.int64),
-            ids=torch.tensor(ids, dtype=torch.int64),
-            category=torch.tensor(categories, dtype=torch.int64),
-            iscrowd=torch.tensor(crowds, dtype=torch.bool),
-            area=torch.tensor(areas, dtype=torch.int64),
+    ) -> tuple[SegmentTable, np.ndarray]:
+        # one flat pass in Python, then every check as a tensor operation (COCO has ~20 segments per image)
+        try:
+            rows = [
+                (s["id"], s["category_id"], s.get("iscrowd", 0), s.get("area", -1))
+                for segments in segments_per_image
+                for s in segments
+            ]
+        except KeyError:
+            bad = next(
+                (n, dict(s))
+                for segments, n in zip(segments_per_image, names)
+                for s in segments
+                if "id" not in s or "category_id" not in s
+            )
+            raise ValueError(f"image {bad[0]}: {side} segment {bad[1]} needs an 'id' and a 'category_id'") from None
+        counts = np.array([len(segments) for segments in segments_per_image], dtype=np.int64)
+        image = np.repeat(np.arange(len(counts)), counts)
+        values = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        ids, category_ids, crowds, areas = (np.ascontiguousarray(column) for column in values.T)
+
+        def fail(mask: np.ndarray, message: str) -> None:
+            if mask.any():
+                row = int(np.flatnonzero(mask)[0])
+                raise ValueError(
+                    f"image {names[int(image[row])]}: {side} segment id {int(ids[row])}: "
+                    + message.format(category=int(category_ids[row]))
+                )
+
+        fail(ids == VOID_ID, "0 is reserved for VOID; renumber it")
+        fail((ids < 0) | (ids >= 2**31), "segment ids must lie in [1, 2^31)")
+        keys = image * 2**31 + ids
+        order = np.argsort(keys, kind="stable")
+        repeated = np.zeros(len(keys), dtype=bool)
+        repeated[order[1:]] = keys[order[1:]] == keys[order[:-1]]
+        fail(repeated, "is listed twice in segments_info")
+        position = np.minimum(np.searchsorted(self._sorted_category_ids, category_ids), len(self.category_ids) - 1)
+        known = self._sorted_category_ids[position] == category_ids
+        fail(
+            ~known,
+            "has category_id {category}, which is not in the categories given to PanopticQuality "
+            f"({len(self.category_ids)} categories)",
         )
-        return table, rows_without_area
+        table = SegmentTable(
+            image=image,
+            ids=ids,
+            category=self._category_order[position],
+            iscrowd=crowds != 0,
+            area=np.maximum(areas, 0),
+        )
+        return table, np.flatnonzero(areas < 0)
 
     def update(
         self,
@@ -102,47 +123,68 @@ class PanopticQuality(Metric):
             map (COCO ground truth always carries it, and panopticapi uses the annotation's value).
           image_names: a name per image for error messages (defaults to the batch index).
         """
-        batch = len(pred_maps)
-        if not (len(pred_segments) == len(gt_maps) == len(gt_segments) == batch):
+        if len(pred_maps) != len(gt_maps):
+            raise ValueError(f"got {len(pred_maps)} predicted maps but {len(gt_maps)} ground-truth maps")
+        pairs = intersect_segment_ids_batch(list(gt_maps), list(pred_maps)) if len(pred_maps) else None
+        self.update_from_pairs(pairs, pred_segments, gt_segments, image_names)
+
+    def update_from_pairs(
+        self,
+        pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        pred_segments: Sequence[Sequence[Segment]],
+        gt_segments: Sequence[Sequence[Segment]],
+        image_names: Sequence[str] | None = None,
+    ) -> None:
+        """:meth:`update` from pixel counts already taken (for pipelines that count while decoding).
+
+        Arguments:
+          pairs: ``intersect_segment_ids_batch`` of the batch's maps: (image index, gt id, pred id, count), each
+            (M,); None for an empty batch.
+          pred_segments, gt_segments, image_names: as in :meth:`update`.
+        """
+        batch = len(pred_segments)
+        if len(gt_segments) != batch:
             raise ValueError(
-                f"batch sizes differ: {batch} pred maps, {len(pred_segments)} pred segment lists, {len(gt_maps)} gt "
-                f"maps, {len(gt_segments)} gt segment lists; pass one of each per image"
+                f"batch sizes differ: {batch} pred segment lists, {len(gt_segments)} gt segment lists; pass one of "
+                "each per image"
             )
         names = [str(n) for n in image_names] if image_names is not None else [str(i) for i in range(batch)]
         if len(names) != batch:
             raise ValueError(f"got {len(names)} image_names for {batch} images")
-        if batch == 0:
+        if batch == 0 or pairs is None:
             return
+        pair_image, pair_gt, pair_pred, pair_count = (p.cpu().numpy() for p in pairs)
+        if len(pair_image) and int(pair_image.max()) >= batch:
+            raise ValueError(f"pairs refer to image {int(pair_image.max())} but the batch has {batch} images")
         gt_table, rows_without_area = self._table(gt_segments, names, "ground-truth")
         pred_table, _ = self._table(pred_segments, names, "predicted")
-        pair_image, pair_gt, pair_pred, pair_count = intersect_segment_ids_batch(list(gt_maps), list(pred_maps))
-        if rows_without_area:
+        if len(rows_without_area):
             self._fill_gt_areas(gt_table, rows_without_area, pair_image, pair_gt, pair_count)
         counts = pq_counts(
             pair_image, pair_gt, pair_pred, pair_count, gt_table, pred_table, len(self.category_ids), names
         )
-        self.iou_sum += counts.iou_sum
-        self.tp += counts.tp
-        self.fp += counts.fp
-        self.fn += counts.fn
+        self.iou_sum += torch.from_numpy(counts.iou_sum)
+        self.tp += torch.from_numpy(counts.tp)
+        self.fp += torch.from_numpy(counts.fp)
+        self.fn += torch.from_numpy(counts.fn)
 
     @staticmethod
     def _fill_gt_areas(
         gt_table: SegmentTable,
-        rows: list[int],
-        pair_image: torch.Tensor,
-        pair_gt: torch.Tensor,
-        pair_count: torch.Tensor,
+        rows: np.ndarray,
+        pair_image: np.ndarray,
+        pair_gt: np.ndarray,
+        pair_count: np.ndarray,
     ) -> None:
-        row_index = torch.tensor(rows, dtype=torch.int64)
-        wanted = gt_table.keys[row_index]
+        """Areas counted on the map for the ground-truth rows whose annotation has no ``area``."""
+        wanted = gt_table.keys[rows]
         pair_keys = pair_image * 2**31 + pair_gt
-        hit = torch.isin(pair_keys, wanted)
-        unique_keys, inverse = torch.unique(pair_keys[hit], return_inverse=True)
-        sums = torch.zeros(len(unique_keys), dtype=torch.int64).index_add_(0, inverse, pair_count[hit])
-        position = torch.searchsorted(unique_keys, wanted).clamp(max=max(len(unique_keys) - 1, 0))
-        found = unique_keys[position] == wanted if len(unique_keys) else torch.zeros_like(wanted, dtype=torch.bool)
-        gt_table.area[row_index] = torch.where(found, sums[position] if len(sums) else wanted * 0, 0)
+        hit = np.isin(pair_keys, wanted)
+        unique_keys, inverse = np.unique(pair_keys[hit], return_inverse=True)
+        sums = np.bincount(inverse, weights=pair_count[hit], minlength=len(unique_keys)).astype(np.int64)
+        position = np.minimum(np.searchsorted(unique_keys, wanted), max(len(unique_keys) - 1, 0))
+        found = unique_keys[position] == wanted if len(unique_keys) else np.zeros(len(wanted), dtype=bool)
+        gt_table.area[rows] = np.where(found, sums[position] if len(sums) else 0, 0)
 
     def compute(self) -> dict[str, Any]:
         """PQ / SQ / RQ for All, Things, Stuff (with n, the number of categories averaged) and per class."""

@@ -1,6 +1,6 @@
 """PQ of COCO panoptic files (PNG folders + JSON), the file-level counterpart of panopticapi ``pq_compute``.
 
-PNGs are decoded on a thread pool (PIL releases the GIL while inflating) and their RGB pixels go straight to the
+PNGs are decoded on a thread pool (torchvision's decoder releases the GIL) and their RGB planes go straight to the
 pair-counting kernel, which turns colours into ids on the fly: each pixel is read once, nothing is decoded twice.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,17 +19,35 @@ import numpy as np
 import torch
 from PIL import Image
 
+try:  # torchvision's libpng decoder releases the GIL; PIL's path does not scale over threads
+    from torchvision.io import ImageReadMode, decode_png, read_file
+
+    # torchvision 0.29 flags its image codecs as deprecated in favour of torchcodec (not a dependency here); the
+    # decoder still works, so silence exactly that notice instead of warning once per PNG.
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
+except ImportError:  # pragma: no cover - a future torchvision without image codecs
+    decode_png = None
+
+from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.panoptic import PanopticQuality
 
 
 def read_panoptic_png(path: Path) -> torch.Tensor:
-    """A COCO panoptic PNG as a uint8 (H, W, 3) RGB tensor (id = R + 256 G + 256^2 B)."""
+    """A COCO panoptic PNG as a uint8 (H, W, 3) RGB tensor (id = R + 256 G + 256^2 B).
+
+    Decoded by torchvision (libpng, releases the GIL, so threads decode in parallel; PIL here does not scale); the
+    result is the H x W x 3 view of the decoded 3 x H x W planes, which the counting kernel reads in place.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"panoptic PNG {path} does not exist; check the folder and the annotation file_name")
-    with Image.open(path) as image:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        return torch.from_numpy(np.array(image))  # a writable copy: torch refuses to wrap read-only buffers quietly
+    if decode_png is None:
+        with Image.open(path) as image:
+            return torch.from_numpy(np.array(image.convert("RGB")))
+    try:
+        planes = decode_png(read_file(str(path)), mode=ImageReadMode.RGB)  # 3 x H x W
+    except RuntimeError as error:
+        raise ValueError(f"{path} is not a readable PNG: {error}") from error
+    return planes.permute(1, 2, 0)
 
 
 def _load_json(path: Path, what: str) -> dict[str, Any]:
@@ -52,20 +71,30 @@ def _pairs(gt_json: dict[str, Any], pred_json: dict[str, Any]) -> list[tuple[dic
     return matched
 
 
-def _decoded(
+def _counted(
     jobs: Sequence[tuple[dict[str, Any], dict[str, Any]]], gt_folder: Path, pred_folder: Path, workers: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    def load(job: tuple[dict[str, Any], dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        gt_annotation, pred_annotation = job
-        return (
-            read_panoptic_png(gt_folder / gt_annotation["file_name"]),
-            read_panoptic_png(pred_folder / pred_annotation["file_name"]),
-        )
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per image, in order: (gt id, pred id, count) of its pixel pairs, decoded and counted on the worker threads.
 
-    # a bounded window of pending decodes: the pool stays busy without holding the whole data set in memory
-    window = max(2 * workers, 8)
+    Counting in the worker that decoded keeps the maps hot in its cache and leaves the main thread only the small
+    per-batch matching; the kernel then runs single-threaded per image, so it never competes with the decoders.
+    """
+
+    def load(job: tuple[dict[str, Any], dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gt_annotation, pred_annotation = job
+        gt_map = read_panoptic_png(gt_folder / gt_annotation["file_name"])
+        pred_map = read_panoptic_png(pred_folder / pred_annotation["file_name"])
+        if gt_map.shape != pred_map.shape:
+            raise ValueError(
+                f"image {gt_annotation['image_id']}: prediction PNG is {tuple(pred_map.shape[:2])} but the ground "
+                f"truth is {tuple(gt_map.shape[:2])}; predictions must have the ground-truth size"
+            )
+        return intersect_segment_ids(gt_map, pred_map)
+
+    # a bounded window of pending images: the pool stays busy without holding the whole data set in memory
+    window = max(4 * workers, 8)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[Future[tuple[torch.Tensor, torch.Tensor]]] = deque()
+        pending: deque[Future[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = deque()
         for job in jobs:
             pending.append(pool.submit(load, job))
             if len(pending) >= window:
@@ -81,7 +110,7 @@ def evaluate_panoptic_files(
     pred_folder: str | Path | None = None,
     *,
     workers: int | None = None,
-    batch_size: int = 16,
+    batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """COCO panoptic quality of a prediction set, as panopticapi ``pq_compute``.
@@ -107,14 +136,17 @@ def evaluate_panoptic_files(
         raise ValueError(f"ground-truth JSON {gt_json_file} has no 'categories' list")
     metric = PanopticQuality(gt_json["categories"])
     jobs = _pairs(gt_json, pred_json)
-    decoded = _decoded(jobs, gt_folder, pred_folder, workers or os.cpu_count() or 1)
+    counted = _counted(jobs, gt_folder, pred_folder, workers or os.cpu_count() or 1)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        maps = [next(decoded) for _ in chunk]
-        metric.update(
-            [pred for _, pred in maps],
+        per_image = [next(counted) for _ in chunk]
+        pairs = (
+            torch.cat([torch.full_like(gt_ids, index) for index, (gt_ids, _, _) in enumerate(per_image)]),
+            *(torch.cat([image_pairs[k] for image_pairs in per_image]) for k in range(3)),
+        )
+        metric.update_from_pairs(
+            pairs,  # type: ignore[arg-type]
             [pred_annotation["segments_info"] for _, pred_annotation in chunk],
-            [gt for gt, _ in maps],
             [gt_annotation["segments_info"] for gt_annotation, _ in chunk],
             image_names=[str(gt_annotation["image_id"]) for gt_annotation, _ in chunk],
         )

@@ -36,7 +36,15 @@ def test_segment_pairs_fused_equals_torch(both_backends) -> None:
     generator = torch.Generator().manual_seed(0)
     gt, pred = _maps(generator)
     rgb = torch.randint(0, 256, (23, 31, 3), dtype=torch.uint8, generator=generator)
-    cases = [(gt, pred), (gt.to(torch.int32), pred.to(torch.int16)), (rgb, pred), (gt, rgb), (gt[:0], pred[:0])]
+    planar = rgb.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # as torchvision decodes PNGs
+    cases = [
+        (gt, pred),
+        (gt.to(torch.int32), pred.to(torch.int16)),
+        (rgb, pred),
+        (gt, rgb),
+        (planar, rgb),
+        (gt[:0], pred[:0]),
+    ]
     for gt_map, pred_map in cases:
         fused, reference = both_backends(intersect_segment_ids, gt_map, pred_map)
         for a, b in zip(fused, reference):

@@ -33,7 +33,13 @@ def rgb_to_id(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _is_rgb(ids: torch.Tensor) -> bool:
-    return ids.dtype == torch.uint8 and ids.dim() == 3 and ids.shape[-1] == 3
+    return ids.dtype == torch.uint8 and ids.dim() == 3 and ids.shape[2] == 3
+
+
+def _is_planar_view(ids: torch.Tensor) -> bool:
+    """Whether an H x W x 3 tensor is the permuted view of a contiguous 3 x H x W image (as torchvision decodes)."""
+    height, width, _ = ids.shape
+    return ids.stride() == (width, 1, height * width)
 
 
 def _as_id_map(ids: torch.Tensor, name: str) -> torch.Tensor:
@@ -105,6 +111,8 @@ def _fused_batch(
             raise TypeError(f"{name} must hold integer segment ids (or a uint8 H x W x 3 RGB map), got {ids.dtype}")
         if not _is_rgb(ids) and ids.dtype == torch.uint8:
             ids = ids.to(torch.int32)  # a plain uint8 id map, not RGB: widen so the kernel does not read it as colour
+        if _is_rgb(ids) and _is_planar_view(ids):
+            return ids  # the H x W x 3 view of a 3 x H x W decoded PNG: the kernel reads the planes in place
         return ids.contiguous()
 
     try:

@@ -79,56 +79,89 @@ class PairCounter {
   size_t size_;
 };
 
-// Reads segment id number `index` of a map: either an integer id map, or a COCO panoptic RGB map (id = R + 256 G +
-// 256^2 B) so that PNG pixels can be counted without materialising an id map first.
-template <typename scalar_t>
+enum class Layout { kIds, kRgbInterleaved, kRgbPlanar };
+
+// Reads segment id number `index` of a map: an integer id map, or a COCO panoptic RGB map (id = R + 256 G + 256^2 B)
+// stored H x W x 3 (PIL) or as the H x W x 3 view of a 3 x H x W image (torchvision), so PNG pixels are counted
+// without materialising an id map first.
+template <typename scalar_t, Layout kLayout>
 struct IdReader {
   const scalar_t* data;
-  bool rgb;
+  int64_t plane;  // pixels per channel plane (planar layout only)
   inline int64_t operator()(int64_t index) const {
-    if (rgb) {
+    if constexpr (kLayout == Layout::kRgbInterleaved) {
       const scalar_t* pixel = data + 3 * index;
       return static_cast<int64_t>(pixel[0]) + 256 * static_cast<int64_t>(pixel[1]) +
              65536 * static_cast<int64_t>(pixel[2]);
+    } else if constexpr (kLayout == Layout::kRgbPlanar) {
+      return static_cast<int64_t>(data[index]) + 256 * static_cast<int64_t>(data[index + plane]) +
+             65536 * static_cast<int64_t>(data[index + 2 * plane]);
+    } else {
+      return static_cast<int64_t>(data[index]);
     }
-    return static_cast<int64_t>(data[index]);
   }
 };
 
-template <typename gt_t, typename pred_t>
-bool count_pairs(IdReader<gt_t> gt, IdReader<pred_t> pred, int64_t num_pixels, PairCounter& counter) {
-  if (num_pixels == 0) return true;
+// Pixels sharing the current run's pair, from `index` on. Id maps are scanned in blocks of 16 with a branch-free
+// comparison the compiler vectorises; segments are large, so most of an image is skipped a block at a time.
+template <typename gt_reader, typename pred_reader>
+inline int64_t run_end(const gt_reader& gt, const pred_reader& pred, int64_t index, int64_t num_pixels,
+                       int64_t gt_id, int64_t pred_id) {
+  constexpr int64_t kBlock = 16;
+  while (index + kBlock <= num_pixels) {
+    int64_t differs = 0;
+    for (int64_t k = 0; k < kBlock; ++k) differs |= (gt(index + k) ^ gt_id) | (pred(index + k) ^ pred_id);
+    if (differs) break;
+    index += kBlock;
+  }
+  while (index < num_pixels && gt(index) == gt_id && pred(index) == pred_id) ++index;
+  return index;
+}
+
+template <typename gt_reader, typename pred_reader>
+bool count_pairs(const gt_reader& gt, const pred_reader& pred, int64_t num_pixels, PairCounter& counter) {
   bool ids_valid = true;
-  // Neighbouring pixels mostly share their pair, so runs are accumulated before touching the table.
-  uint64_t run_key = kEmptySlot;
-  int64_t run_length = 0;
-  for (int64_t index = 0; index < num_pixels; ++index) {
+  int64_t index = 0;
+  while (index < num_pixels) {
     const int64_t gt_id = gt(index);
     const int64_t pred_id = pred(index);
+    const int64_t end = run_end(gt, pred, index + 1, num_pixels, gt_id, pred_id);
     ids_valid &= (gt_id >= 0) & (gt_id <= INT32_MAX) & (pred_id >= 0) & (pred_id <= INT32_MAX);
-    const uint64_t key = (static_cast<uint64_t>(gt_id & 0x7fffffff) << 32) | static_cast<uint64_t>(pred_id & 0x7fffffff);
-    if (key == run_key) {
-      ++run_length;
-    } else {
-      if (run_length) counter.add(run_key, run_length);
-      run_key = key;
-      run_length = 1;
-    }
+    counter.add((static_cast<uint64_t>(gt_id & 0x7fffffff) << 32) | static_cast<uint64_t>(pred_id & 0x7fffffff),
+                end - index);
+    index = end;
   }
-  counter.add(run_key, run_length);
   return ids_valid;
 }
 
-bool is_rgb(const torch::Tensor& map) { return map.scalar_type() == torch::kUInt8 && map.dim() == 3 && map.size(-1) == 3; }
+bool is_rgb(const torch::Tensor& map) { return map.scalar_type() == torch::kUInt8 && map.dim() == 3 && map.size(2) == 3; }
+
+// An H x W x 3 view of a contiguous 3 x H x W tensor.
+bool is_planar(const torch::Tensor& map) {
+  return is_rgb(map) && map.stride(2) == map.size(0) * map.size(1) && map.stride(1) == 1 && map.stride(0) == map.size(1);
+}
 
 int64_t num_pixels_of(const torch::Tensor& map) { return is_rgb(map) ? map.numel() / 3 : map.numel(); }
 
-template <typename pred_t>
-bool dispatch_gt(const torch::Tensor& gt, const pred_t* pred_data, bool pred_rgb, int64_t n, PairCounter& counter) {
+// Calls `body` with the IdReader matching the map's layout and dtype.
+template <typename Body>
+void with_reader(const torch::Tensor& map, Body&& body) {
+  if (is_planar(map)) {
+    body(IdReader<uint8_t, Layout::kRgbPlanar>{map.data_ptr<uint8_t>(), map.size(0) * map.size(1)});
+  } else if (is_rgb(map)) {
+    body(IdReader<uint8_t, Layout::kRgbInterleaved>{map.data_ptr<uint8_t>(), 0});
+  } else {
+    AT_DISPATCH_INTEGRAL_TYPES(map.scalar_type(), "segment_pairs", [&] {
+      body(IdReader<scalar_t, Layout::kIds>{map.data_ptr<scalar_t>(), 0});
+    });
+  }
+}
+
+bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter& counter) {
+  const int64_t n = num_pixels_of(pred);
   bool valid = true;
-  AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_gt", [&] {
-    valid = count_pairs<scalar_t, pred_t>(IdReader<scalar_t>{gt.data_ptr<scalar_t>(), is_rgb(gt)},
-                                          IdReader<pred_t>{pred_data, pred_rgb}, n, counter);
+  with_reader(gt, [&](const auto& gt_reader) {
+    with_reader(pred, [&](const auto& pred_reader) { valid = count_pairs(gt_reader, pred_reader, n, counter); });
   });
   return valid;
 }
@@ -136,7 +169,8 @@ bool dispatch_gt(const torch::Tensor& gt, const pred_t* pred_data, bool pred_rgb
 }  // namespace
 
 // Pixel counts of every (gt id, pred id) pair of each image.
-//   gt_maps[b], pred_maps[b]: CPU contiguous integer id maps of one shape, or uint8 (H, W, 3) COCO RGB maps.
+//   gt_maps[b], pred_maps[b]: CPU contiguous integer id maps of one shape, or uint8 (H, W, 3) COCO RGB maps
+//   (contiguous, or the permuted view of a contiguous (3, H, W) image).
 // Returns (image index (M,), gt id (M,), pred id (M,), count (M,)) int64, sorted by (image, gt id, pred id).
 std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>& gt_maps,
                                                const std::vector<torch::Tensor>& pred_maps) {
@@ -145,7 +179,10 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   const int64_t batch = static_cast<int64_t>(gt_maps.size());
   for (int64_t b = 0; b < batch; ++b) {
     TORCH_CHECK(gt_maps[b].device().is_cpu() && pred_maps[b].device().is_cpu(), "segment_pairs_batch: CPU tensors only");
-    TORCH_CHECK(gt_maps[b].is_contiguous() && pred_maps[b].is_contiguous(), "segment_pairs_batch: contiguous maps only");
+    for (const torch::Tensor* map : {&gt_maps[b], &pred_maps[b]}) {
+      TORCH_CHECK(map->is_contiguous() || is_planar(*map),
+                  "segment_pairs_batch: maps must be contiguous (or the H x W x 3 view of a 3 x H x W image)");
+    }
     TORCH_CHECK(num_pixels_of(gt_maps[b]) == num_pixels_of(pred_maps[b]), "segment_pairs_batch: image ", b,
                 " has maps of different sizes");
   }
@@ -154,11 +191,7 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       PairCounter counter;
-      const torch::Tensor& pred = pred_maps[b];
-      const int64_t n = num_pixels_of(pred);
-      AT_DISPATCH_INTEGRAL_TYPES(pred.scalar_type(), "segment_pairs_pred", [&] {
-        valid[b] = dispatch_gt<scalar_t>(gt_maps[b], pred.data_ptr<scalar_t>(), is_rgb(pred), n, counter);
-      });
+      valid[b] = count_image(gt_maps[b], pred_maps[b], counter);
       per_image[b] = counter.sorted_entries();
     }
   });
