@@ -60,6 +60,7 @@ def test_scene_content_over_many_images() -> None:
                 shapes_seen.add(name.split()[1])
             else:
                 stuff_seen.add(name)
+        assert int((~sample.is_thing).sum()) == 3  # sky and two ground materials in every scene
         crowd += int(sample.is_crowd.any())
         void += int(sample.ignore.any())
         # panoptic partition: every pixel belongs to exactly one segment or to ignore
@@ -141,3 +142,13 @@ def test_cli_rejects_bad_size(tmp_path: Path) -> None:
         data_group, ["synth", "--format", "vspw", "--num", "1", "--out", str(tmp_path), "--size", "big"]
     )
     assert result.exit_code != 0 and "HEIGHTxWIDTH" in result.output
+
+
+def test_caption_grammar() -> None:
+    from omg_data.synthetic.captions import caption
+
+    assert caption(["red star", "blue circle"], None, "grass", True)[0] == "a red star and a blue circle on grass"
+    assert caption(["orange cross"], "white cross", "sand", False)[0] == (
+        "an orange cross and a group of small white crosses on sand"
+    )
+    assert caption([], None, "snow", True)[0] == "snow under the sky"

@@ -7,6 +7,10 @@ def _article(phrase: str) -> str:
     return f"an {phrase}" if phrase[0] in "aeiou" else f"a {phrase}"
 
 
+def _plural(phrase: str) -> str:
+    return phrase + ("es" if phrase.endswith(("s", "x", "sh", "ch")) else "s")
+
+
 def _join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
@@ -27,7 +31,7 @@ def caption(things: list[str], crowd: str | None, ground: str | None, sky: bool)
     unique = list(dict.fromkeys(things))[:3]
     phrases = [_article(name) for name in unique]
     if crowd is not None:
-        phrases.append(f"a group of small {crowd}s")
+        phrases.append(f"a group of small {_plural(crowd)}")
     place = f"on {ground}" if ground else ("in the sky" if sky else "")
     if phrases:
         first = f"{_join(phrases)} {place}".strip()

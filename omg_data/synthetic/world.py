@@ -2,8 +2,8 @@
 
 Every image or video is a pure function of (seed, index), so datasets are reproducible and any item
 can be regenerated on its own. Scene content:
-  * stuff: sky above a wavy horizon, one or two ground materials (grass, water, sand, snow) split by a
-    slanted boundary;
+  * stuff: sky above a wavy horizon and two ground materials (of grass, water, sand, snow) split by a
+    slanted boundary: three textured regions per scene;
   * things: 2..max_objects shapes of colour x shape classes, scaled, rotated, overlapping and
     occluding in depth order; in videos they move, rotate, scale, enter and leave, keeping their id;
   * sometimes a crowd (a cluster of tiny shapes of one class, annotated as one `is_crowd` segment);
@@ -165,9 +165,9 @@ class ShapesWorld:
         grounds = rng.choice(len(_GROUND), size=2, replace=False)
         left = xs < w * rng.uniform(0.3, 0.7) + (ys - h) * rng.uniform(-0.6, 0.6)
         ground = ys >= horizon
-        stuff_map[ground] = self._class_ids[_GROUND[grounds[0]]]
-        if rng.random() < 0.7:  # two ground materials
-            stuff_map[ground & ~left] = self._class_ids[_GROUND[grounds[1]]]
+        # two ground materials either side of the slanted boundary: every scene has three stuff regions
+        stuff_map[ground & left] = self._class_ids[_GROUND[grounds[0]]]
+        stuff_map[ground & ~left] = self._class_ids[_GROUND[grounds[1]]]
         void = np.zeros((h, w), dtype=bool)
         if rng.random() < self.void_probability:
             cy, cx = rng.uniform(0.5, 0.95) * h, rng.uniform(0.1, 0.9) * w
