@@ -16,12 +16,12 @@ Layouts under `out_dir` (each readable by the matching `omg_data` reader):
                   panoVIPSeg_categories.json                        read_vipseg / read_vipseg_raw
   vspw            data/<video>/{origin,mask}/, val.txt              read_vspw
   davis           JPEGImages/480p/, Annotations/480p/, ImageSets/2017/val.txt   read_davis
-Every format also gets `captions.json` ({sample id: captions}) for CLIP training.
+Every format also gets `captions.json` ({sample id as written in the files: captions}) for CLIP training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,19 +67,21 @@ def write_dataset(world: ShapesWorld, format: str, out_dir: str | Path, num: int
     captions: dict[str, list[str]] = {}
 
     def images() -> Iterator[Sample]:
-        for index in range(num):
-            sample = world.image(index)
-            captions[str(sample.sample_id)] = sample.captions
-            yield sample
+        return (world.image(index) for index in range(num))
 
     def videos() -> Iterator[Sample]:
-        for index in range(num):
-            sample = world.video(index, num_frames)
+        return (world.video(index, num_frames) for index in range(num))
+
+    def recorded(samples: Iterable[Sample]) -> Iterator[Sample]:
+        """Passes samples through, noting their captions under the id the files use."""
+        for sample in samples:
             captions[str(sample.sample_id)] = sample.captions
             yield sample
 
     if format == "coco-panoptic":
-        write_coco_panoptic(images(), out / "panoptic.json", out / "panoptic", world.categories, out / "images")
+        write_coco_panoptic(
+            recorded(images()), out / "panoptic.json", out / "panoptic", world.categories, out / "images"
+        )
     elif format in ("coco-instances", "coco-sam"):
         _write_coco_instances(world, out, num, captions)
         if format == "coco-sam":
@@ -87,28 +89,28 @@ def write_dataset(world: ShapesWorld, format: str, out_dir: str | Path, num: int
             samples = read_coco_sam(out / "instances.json", out / "images", num_points=1, seed=world.seed)
             write_coco_sam_prompts(samples, out / "prompts.json")
     elif format == "semantic":
-        for sample in images():
+        for sample in recorded(images()):
             write_semantic_png(sample, out / "labels" / f"{sample.sample_id:012d}.png")
             _save(sample, out / "images" / sample.frame_names[0])
         write_json(categories_json(world.categories), out / "categories.json")
     elif format == "ade20k":
-        _write_ade20k(images(), out, world)
+        _write_ade20k(recorded(images()), out, world)
     elif format == "cityscapes":
         renamed = (replace(s, sample_id=f"synth_000000_{int(s.sample_id):06d}") for s in images())
-        write_cityscapes_panoptic(renamed, out, "val", world.categories)
+        write_cityscapes_panoptic(recorded(renamed), out, "val", world.categories)
     elif format == "youtube-vis":
         tracks = (replace(v, instance_ids=global_id(v, v.instance_ids)) for v in map(_things_only, videos()))
-        write_youtube_vis(tracks, out / "instances.json", world.categories, out / "JPEGImages")
+        write_youtube_vis(recorded(tracks), out / "instances.json", world.categories, out / "JPEGImages")
     elif format == "vipseg":
-        stream = list(videos())  # written twice (raw and COCO style); videos are small
-        write_vipseg_raw(_named(stream), out / "panomasks", out / "images")
-        write_vipseg(_named(stream), out / "panoptic_gt_VIPSeg.json", out / "panomasksRGB", world.categories)
+        # both layouts; videos are regenerated for the second (deterministic) instead of held in memory
+        write_vipseg_raw(recorded(_named(videos())), out / "panomasks", out / "images")
+        write_vipseg(_named(videos()), out / "panoptic_gt_VIPSeg.json", out / "panomasksRGB", world.categories)
         write_json(categories_json(world.categories), out / "panoVIPSeg_categories.json")
     elif format == "vspw":
-        write_vspw(_named(videos()), out, split="val")
+        write_vspw(recorded(_named(videos())), out, split="val")
         write_json(categories_json(world.categories), out / "categories.json")
     elif format == "davis":
-        write_davis((_davis_objects(s) for s in _named(videos())), out, split="val")
+        write_davis((_davis_objects(s) for s in recorded(_named(videos()))), out, split="val")
     write_json(captions, out / "captions.json")
     return out
 
