@@ -28,7 +28,7 @@ def synthetic_panoptic(
         gt = np.zeros((height, width), dtype=np.int64)
         gt_info: dict[int, dict[str, Any]] = {}
         cuts = np.sort(rng.integers(0, height, size=3))
-        for band, (top, bottom) in enumerate(zip([0, *cuts], [*cuts, height])):
+        for top, bottom in zip([0, *cuts], [*cuts, height]):
             segment_id = int(rng.integers(1, 2**24 - 1))
             gt[top:bottom] = segment_id
             gt_info[segment_id] = {"id": segment_id, "category_id": int(rng.integers(81, 134)), "iscrowd": 0}

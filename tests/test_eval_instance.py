@@ -164,3 +164,20 @@ def test_mask_ap_rejects_user_errors() -> None:
     metric.update(1, 4, 4, [], [])
     with pytest.raises(ValueError, match="more than once"):
         metric.compute()
+
+
+def test_eval_command_instance_matches_pycocotools(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from omg_eval.cli import eval_command
+
+    gt, results = _dataset(4, True)
+    gt_path, results_path, output = tmp_path / "gt.json", tmp_path / "results.json", tmp_path / "out.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    args = ["--task", "instance", "--predictions", str(results_path), "--ground-truth", str(gt_path)]
+    result = CliRunner().invoke(eval_command, [*args, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    written = json.loads(output.read_text())
+    assert "precision" not in written  # curves stay out of the JSON
+    assert written["AP"] == pytest.approx(_pycocotools(gt_path, results_path).stats[0], abs=1e-12)

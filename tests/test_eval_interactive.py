@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +83,22 @@ def test_interactive_user_errors() -> None:
     with pytest.raises(ValueError, match="empty"):
         simulate_clicks(_region_predictor, torch.zeros(30, 30, dtype=torch.bool))
     assert int(metric.num_objects) == 0
+
+
+def test_interactive_results_file_through_the_eval_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from omg_eval.cli import eval_command
+
+    results = tmp_path / "interactive.json"
+    results.write_text(json.dumps({"objects": [{"click_ious": [0.5, 0.9], "box_iou": 0.4}, {"click_ious": [0.95]}]}))
+    output = tmp_path / "out.json"
+    result = CliRunner().invoke(
+        eval_command, ["--task", "interactive", "--predictions", str(results), "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(output.read_text())
+    assert figures["NoC@90"] == 1.5 and figures["mIoU@box"] == 0.4 and figures["num_objects"] == 2
+    results.write_text(json.dumps({"objects": [{"clicks": [0.5]}]}))
+    result = CliRunner().invoke(eval_command, ["--task", "interactive", "--predictions", str(results)])
+    assert result.exit_code != 0 and "neither 'click_ious' nor 'box_iou'" in str(result.exception)

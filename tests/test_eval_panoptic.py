@@ -129,3 +129,34 @@ def test_empty_groups_are_nan_not_a_crash() -> None:
     metric.update([gt], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": 4}]])
     results = metric.compute()
     assert results["Things"]["pq"] == 1.0 and results["Stuff"]["n"] == 0 and np.isnan(results["Stuff"]["pq"])
+
+
+def test_eval_command_table_and_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from omg_eval.cli import eval_command
+
+    output = tmp_path / "figures.json"
+    args = [
+        "--task",
+        "panoptic",
+        "--predictions",
+        str(FIXTURE / "pred.json"),
+        "--ground-truth",
+        str(FIXTURE / "gt.json"),
+    ]
+    result = CliRunner().invoke(eval_command, [*args, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "All.pq" in result.output and f"{_expected()['All']['pq']:.4f}" in result.output
+    written = json.loads(output.read_text())
+    assert written["All"]["pq"] == pytest.approx(_expected()["All"]["pq"], abs=TOLERANCE)
+    swapped = [
+        "--task",
+        "panoptic",
+        "--predictions",
+        str(FIXTURE / "gt.json"),
+        "--ground-truth",
+        str(FIXTURE / "pred.json"),
+    ]
+    result = CliRunner().invoke(eval_command, swapped)
+    assert result.exit_code != 0 and "no 'categories' list" in str(result.exception)

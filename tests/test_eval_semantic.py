@@ -3,6 +3,9 @@ detectron2's fwIoU formula."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +83,32 @@ def test_semantic_user_errors() -> None:
     with pytest.raises(ValueError, match="also a class index"):
         SemanticSegmentation(300, ignore_index=255)
     assert int(metric.confusion.sum()) == 0
+
+
+def test_semantic_png_folders_through_the_eval_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from omg_eval.cli import eval_command
+
+    rng = np.random.default_rng(3)
+    preds, gts = [], []
+    for index, side in enumerate(("a", "b", "c")):
+        gt = rng.integers(0, 4, size=(9, 12)).astype(np.uint8)
+        gt[0] = 255
+        pred = np.where(rng.random(gt.shape) < 0.7, gt, 1).astype(np.uint8)
+        pred[gt == 255] = 2
+        for root, labels in ((tmp_path / "gt", gt), (tmp_path / "pred", pred)):
+            (root / "sub").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(labels).save(root / "sub" / f"{index}{side}.png")
+        preds.append(pred.astype(np.int64))
+        gts.append(gt.astype(np.int64))
+    output = tmp_path / "out.json"
+    args = ["--task", "semantic", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")]
+    result = CliRunner().invoke(eval_command, [*args, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    reference = _mmseg_style(np.stack(preds), np.stack(gts), 4, 255)
+    assert json.loads(output.read_text())["mIoU"] == pytest.approx(reference["mIoU"], abs=1e-12)
+    (tmp_path / "pred" / "sub" / "0a.png").unlink()
+    result = CliRunner().invoke(eval_command, args)
+    assert result.exit_code != 0 and "have no prediction" in str(result.exception)
