@@ -45,20 +45,21 @@ def _to_rle(segmentation: Any, height: int, width: int, where: str) -> dict | No
     """A frame's segmentation as a compressed RLE, or None for ``null`` (track absent from the frame)."""
     if segmentation is None:
         return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if counts is None or size is None:
+            raise ValueError(f"{where}: an RLE needs both 'size' and 'counts'")
+        if len(size) != 2 or size[0] != height or size[1] != width:
+            raise ValueError(
+                f"{where}: RLE size {list(size)} differs from the video size [{height}, {width}]; encode masks at the "
+                "annotation resolution"
+            )
+        if isinstance(counts, list):  # uncompressed RLE (the ground truth of YouTube-VIS uses it)
+            return mask_utils.frPyObjects(segmentation, height, width)
+        return segmentation
     if isinstance(segmentation, list):  # polygons
         return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if not isinstance(segmentation, dict) or "counts" not in segmentation or "size" not in segmentation:
-        raise ValueError(
-            f"{where}: a segmentation must be an RLE dict with 'size' and 'counts', a polygon list or null"
-        )
-    if list(segmentation["size"]) != [height, width]:
-        raise ValueError(
-            f"{where}: RLE size {segmentation['size']} differs from the video size [{height}, {width}]; encode masks "
-            "at the annotation resolution"
-        )
-    if isinstance(segmentation["counts"], list):  # uncompressed RLE (the ground truth of YouTube-VIS uses it)
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
+    raise ValueError(f"{where}: a segmentation must be an RLE dict with 'size' and 'counts', a polygon list or null")
 
 
 def _check_track(track: dict, num_frames: int, where: str) -> list:

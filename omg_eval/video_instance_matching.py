@@ -70,11 +70,16 @@ def match_video_category(
     """
     low, high = area_range
     if len(gt_crowd) == 0:  # detections without ground truth: all unmatched, ignored only outside the area range
-        dt_order = np.argsort(-dt_scores, kind="mergesort")[:max_detections]
-        dt_areas = dt_avg_areas[dt_order]
-        out_of_range = np.broadcast_to((dt_areas < low) | (dt_areas > high), (len(IOU_THRESHOLDS), len(dt_order)))
-        matched = np.zeros(out_of_range.shape, dtype=bool)
-        return VideoCategoryMatches(dt_scores[dt_order], matched, out_of_range.copy(), np.zeros(0, dtype=bool))
+        scores = dt_scores.tolist()
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[:max_detections]  # stable, as mergesort
+        areas = dt_avg_areas.tolist()
+        outside = np.array([areas[i] < low or areas[i] > high for i in order], dtype=bool)
+        return VideoCategoryMatches(
+            dt_scores[order],
+            np.zeros((len(IOU_THRESHOLDS), len(order)), dtype=bool),
+            np.repeat(outside[None, :], len(IOU_THRESHOLDS), axis=0),
+            np.zeros(0, dtype=bool),
+        )
     # Per (video, category) there are a handful of tracks, so plain Python lists beat numpy's per-call overhead here.
     crowd = gt_crowd.tolist()
     gt_ign = [c or a < low or a > high for c, a in zip(crowd, gt_avg_areas.tolist())]

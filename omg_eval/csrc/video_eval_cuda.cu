@@ -1,7 +1,10 @@
 // CUDA kernels of the video metrics; same counts as the CPU kernels in video_eval.cpp.
 #include <torch/extension.h>
 
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
 
 #include <cstdint>
 
@@ -82,7 +85,7 @@ torch::Tensor track_intersections_cuda(const torch::Tensor& pred, const torch::T
   if (num_pred == 0 || num_gt == 0 || num_pixels == 0) return out;
   const int64_t blocks_x = std::min<int64_t>((num_pixels + kThreads - 1) / kThreads, 1024);
   const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(num_pred * num_gt));
-  track_intersections_kernel<<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+  track_intersections_kernel<<<grid, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       reinterpret_cast<const uint8_t*>(pred.data_ptr<bool>()), reinterpret_cast<const uint8_t*>(gt.data_ptr<bool>()),
       num_gt, num_pixels, reinterpret_cast<unsigned long long*>(out.data_ptr<int64_t>()));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -97,7 +100,7 @@ torch::Tensor boundary_match_counts_cuda(const torch::Tensor& fg, const torch::T
   auto fg_bmap = torch::empty({batch, height, width}, fg.options().dtype(torch::kUInt8));
   auto gt_bmap = torch::empty_like(fg_bmap);
   const int64_t blocks = (total + kThreads - 1) / kThreads;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   boundary_map_kernel<<<blocks, kThreads, 0, stream>>>(reinterpret_cast<const uint8_t*>(fg.data_ptr<bool>()), batch,
                                                        height, width, fg_bmap.data_ptr<uint8_t>());
   boundary_map_kernel<<<blocks, kThreads, 0, stream>>>(reinterpret_cast<const uint8_t*>(gt.data_ptr<bool>()), batch,

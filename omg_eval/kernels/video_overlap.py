@@ -104,14 +104,9 @@ def rle_pair_intersections_torch(
     return torch.tensor([int(counts[pred_row[d], gt_col[g]]) for d, g in pairs.tolist()], dtype=torch.int64)
 
 
-def _rle_strings(tracks: list[RleTrack]) -> list[bytes]:
-    """Track-major list of compressed count strings, ``b""`` for absent frames (what the fused kernel reads)."""
-    strings = []
-    for track in tracks:
-        for rle in track:
-            counts = b"" if rle is None else rle["counts"]
-            strings.append(counts.encode("ascii") if isinstance(counts, str) else counts)
-    return strings
+def _rle_strings(tracks: list[RleTrack]) -> list[str | bytes]:
+    """Track-major list of compressed count strings, ``""`` for absent frames (what the fused kernel reads)."""
+    return [("" if rle is None else rle["counts"]) for track in tracks for rle in track]
 
 
 def rle_pair_intersections(
