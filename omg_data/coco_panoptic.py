@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from omg_data.errors import DataError
-from omg_data.image_io import id_to_rgb, load_image, load_label_png, rgb_to_id, save_image, save_png
+from omg_data.image_io import check_size, id_to_rgb, load_image, load_label_png, rgb_to_id, save_image, save_png
 from omg_data.json_io import load_validated, write_json
 from omg_data.panoptic_common import (
     categories_from_json,
@@ -83,17 +83,6 @@ def load_panoptic_png(path: Path, record: str) -> np.ndarray:
             record,
         )
     return rgb_to_id(array)
-
-
-def check_size(actual: tuple[int, ...] | object, expected: tuple[int, int], path: Path, record: str) -> None:
-    actual = tuple(int(v) for v in actual)  # type: ignore[union-attr]
-    if actual != tuple(expected):
-        raise DataError(
-            f"size {actual[0]}x{actual[1]} differs from the annotated {expected[0]}x{expected[1]};"
-            " the file does not belong to this record or was resized",
-            path,
-            record,
-        )
 
 
 def write_coco_panoptic(

@@ -84,6 +84,8 @@ def read_coco_sam(
 
 
 class PromptRecord(BaseModel):
+    """The prompts of one object in a prompts file."""
+
     annotation_id: int
     image_id: int | str
     points: list[list[float]] = Field(min_length=1)
@@ -92,6 +94,8 @@ class PromptRecord(BaseModel):
 
 
 class PromptsFile(BaseModel):
+    """A COCO-SAM prompts file."""
+
     prompts: list[PromptRecord]
 
 

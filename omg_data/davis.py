@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omg_data.coco_panoptic import check_size
 from omg_data.errors import DataError
-from omg_data.image_io import davis_palette, load_image, load_label_png, save_image, save_png
+from omg_data.image_io import check_size, davis_palette, load_image, load_label_png, save_image, save_png
 from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.prompts import sample_prompts
 from omg_data.sample import Category, CategoryList, Sample

@@ -64,6 +64,18 @@ def _open(path: str | Path, record: str | None) -> Image.Image:
     return image
 
 
+def check_size(actual: tuple[int, ...] | torch.Size, expected: tuple[int, int], path: Path, record: str) -> None:
+    """Raises DataError when a decoded file's (height, width) differs from the annotated size."""
+    actual = tuple(int(v) for v in actual)  # type: ignore[union-attr]
+    if actual != tuple(expected):
+        raise DataError(
+            f"size {actual[0]}x{actual[1]} differs from the annotated {expected[0]}x{expected[1]};"
+            " the file does not belong to this record or was resized",
+            path,
+            record,
+        )
+
+
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
     """COCO panoptic encoding: id = R + 256 * G + 256^2 * B.
 

@@ -87,6 +87,7 @@ class CategoryList(Sequence[Category]):
 
     @property
     def ids(self) -> list[int]:
+        """Dataset category ids in order."""
         return [c.id for c in self._items]
 
     @property
@@ -142,18 +143,22 @@ class Sample:
 
     @property
     def num_frames(self) -> int:
+        """T."""
         return int(self.frames.shape[0])
 
     @property
     def num_segments(self) -> int:
+        """S."""
         return int(self.masks.shape[0])
 
     @property
     def height(self) -> int:
+        """H."""
         return int(self.frames.shape[-2])
 
     @property
     def width(self) -> int:
+        """W."""
         return int(self.frames.shape[-1])
 
     def present(self) -> torch.Tensor:

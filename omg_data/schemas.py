@@ -16,6 +16,8 @@ class _Record(BaseModel):
 
 
 class CocoCategory(_Record):
+    """A `categories` entry (COCO, panoptic, YouTube-VIS, VIPSeg)."""
+
     id: int
     name: str
     isthing: int | bool = 1
@@ -24,6 +26,8 @@ class CocoCategory(_Record):
 
 
 class ImageInfo(_Record):
+    """An `images` entry."""
+
     id: int | str
     file_name: str
     height: int = Field(gt=0)
@@ -31,6 +35,8 @@ class ImageInfo(_Record):
 
 
 class CompressedRle(_Record):
+    """An RLE mask: `counts` is a string (compressed) or a list of run lengths (uncompressed)."""
+
     size: list[int] = Field(min_length=2, max_length=2)
     counts: str | list[int]
 
@@ -40,6 +46,8 @@ Segmentation = list[list[float]] | CompressedRle
 
 
 class PanopticSegment(_Record):
+    """One `segments_info` entry; `id` is the segment's colour-encoded id in the PNG (1 .. 256^3 - 1)."""
+
     id: int = Field(gt=0, lt=256**3)
     category_id: int
     area: int | None = None
@@ -48,18 +56,24 @@ class PanopticSegment(_Record):
 
 
 class PanopticAnnotation(_Record):
+    """One image's panoptic annotation: its PNG and the segments in it."""
+
     image_id: int | str
     file_name: str
     segments_info: list[PanopticSegment]
 
 
 class CocoPanopticFile(_Record):
+    """A COCO panoptic JSON (also ADE20K and Cityscapes panoptic)."""
+
     images: list[ImageInfo]
     annotations: list[PanopticAnnotation]
     categories: list[CocoCategory]
 
 
 class InstanceAnnotation(_Record):
+    """One COCO instance annotation."""
+
     id: int
     image_id: int | str
     category_id: int
@@ -70,12 +84,16 @@ class InstanceAnnotation(_Record):
 
 
 class CocoInstancesFile(_Record):
+    """A COCO instances JSON."""
+
     images: list[ImageInfo]
     annotations: list[InstanceAnnotation]
     categories: list[CocoCategory]
 
 
 class VideoInfo(_Record):
+    """A YouTube-VIS `videos` entry; `file_names` lists the frames in order."""
+
     id: int
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -84,6 +102,8 @@ class VideoInfo(_Record):
 
 
 class VideoAnnotation(_Record):
+    """A YouTube-VIS track: one segmentation (or null) per frame."""
+
     id: int
     video_id: int
     category_id: int
@@ -94,12 +114,16 @@ class VideoAnnotation(_Record):
 
 
 class YouTubeVisFile(_Record):
+    """A YouTube-VIS 2019 / 2021 JSON."""
+
     videos: list[VideoInfo]
     annotations: list[VideoAnnotation] = Field(default_factory=list)  # absent in test splits
     categories: list[CocoCategory]
 
 
 class VideoFrameInfo(_Record):
+    """A frame entry of a VIPSeg-style video."""
+
     id: int | str
     file_name: str
     height: int = Field(gt=0)
@@ -107,11 +131,15 @@ class VideoFrameInfo(_Record):
 
 
 class PanopticVideo(_Record):
+    """A VIPSeg-style video: its frames in order."""
+
     video_id: str | int
     images: list[VideoFrameInfo] = Field(min_length=1)
 
 
 class PanopticVideoAnnotation(_Record):
+    """A VIPSeg-style video annotation: one panoptic annotation per frame."""
+
     video_id: str | int
     annotations: list[PanopticAnnotation]
 
@@ -125,6 +153,8 @@ class PanopticVideoFile(_Record):
 
 
 class YouTubeVisResult(_Record):
+    """One predicted track of a YouTube-VIS results file."""
+
     video_id: int
     category_id: int
     score: float
@@ -132,6 +162,8 @@ class YouTubeVisResult(_Record):
 
 
 class CocoResult(_Record):
+    """One predicted instance of a COCO results file."""
+
     image_id: int | str
     category_id: int
     score: float

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omg_data.coco_panoptic import check_size, load_panoptic_png
+from omg_data.coco_panoptic import load_panoptic_png
 from omg_data.errors import DataError
-from omg_data.image_io import id_to_rgb, load_image, load_label_png, save_image, save_png
+from omg_data.image_io import check_size, id_to_rgb, load_image, load_label_png, save_image, save_png
 from omg_data.json_io import load_validated, read_json, write_json
 from omg_data.panoptic_common import (
     categories_from_json,

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omg_data.coco_panoptic import check_size
 from omg_data.errors import DataError
-from omg_data.image_io import load_image, load_label_png, save_image
+from omg_data.image_io import check_size, load_image, load_label_png, save_image
 from omg_data.sample import CategoryList, Sample
 from omg_data.semantic_png import decode_semantic, segments_from_class_maps, write_semantic_png
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omg_data.coco_panoptic import check_size
 from omg_data.errors import DataError
 from omg_data.geometry import coco_bbox
-from omg_data.image_io import load_image, save_image
+from omg_data.image_io import check_size, load_image, save_image
 from omg_data.json_io import load_validated, write_json
 from omg_data.panoptic_common import categories_from_json, categories_json
 from omg_data.rle import decode_segmentation, encode_mask

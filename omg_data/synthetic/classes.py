@@ -44,6 +44,7 @@ HELD_OUT: tuple[str, ...] = (
 
 
 def thing_name(colour: str, shape: str) -> str:
+    """The class name of a coloured shape: "red star"."""
     return f"{colour} {shape}"
 
 

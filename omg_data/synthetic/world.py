@@ -48,6 +48,7 @@ class _Thing:
     last_frame: int = 10**9
 
     def polygon(self, frame: int) -> list[float]:
+        """The COCO polygon of this shape at `frame`."""
         radius = self.radius * (1.0 + self.growth * frame)
         return shape_polygon(
             self.shape,
