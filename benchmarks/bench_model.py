@@ -1,8 +1,8 @@
 """Full-size omg-convnext-large forward on CPU (random weights): plain fp32 eval forward under no_grad (reference)
 against inference settings of the same model ("ours"): torch.inference_mode, channels_last memory format and bf16
 autocast. Latency at 512 x 512 (1024 opt-in, see IMAGE_SIZES; one image, two rounds, 20 classes as precomputed
-text embeddings, 300 queries) and the peak
-resident-memory growth during the timed forward are recorded in extra_info.
+text embeddings, 300 queries) and the peak resident-memory growth during the timed forward are recorded in
+extra_info.
 
 Before timing, every variant's outputs are compared with the reference on a 256 x 256 input (same model, same code
 path; the smaller size keeps the file within its time budget on 2 cores): fp32 variants must match closely, bf16 must
