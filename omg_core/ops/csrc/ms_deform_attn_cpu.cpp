@@ -1,4 +1,4 @@
-// CPU kernels of multi-scale deformable attention (forward and backward), parallelised with at::parallel_for.
+// CPU kernels of multi-scale deformable attention (forward and backward), parallelised over torch's thread pool.
 //
 // Both kernels walk the sampling points of one (batch, query, head) at a time and do all per-point work over the C
 // channels of a head in a single contiguous loop, which the compiler vectorises (value rows are C contiguous floats).
@@ -14,6 +14,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 namespace omg_msda {
@@ -52,9 +53,29 @@ void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
 // Below this many multiply-adds a task is not worth waking another thread for (a few tens of microseconds).
 constexpr int64_t kMinWorkPerTask = 1 << 16;
 
-// at::parallel_for grain size giving every chunk at least kMinWorkPerTask of work; small calls then run inline.
-int64_t grain_for(int64_t work_per_item) {
+// Items per chunk so that every chunk holds at least kMinWorkPerTask of work.
+int64_t min_items_per_chunk(int64_t work_per_item) {
   return std::max<int64_t>(1, kMinWorkPerTask / std::max<int64_t>(1, work_per_item));
+}
+
+// Runs body(begin, end) over [0, items) in chunks that the threads claim one at a time. at::parallel_for alone would
+// hand each thread one fixed share, so on a shared machine a thread the OS delays would stall the whole call for its
+// share; here it holds up at most one chunk. Calls with little work run inline on the calling thread.
+template <typename Body>
+void parallel_chunks(int64_t items, int64_t work_per_item, const Body& body) {
+  const int64_t threads = at::get_num_threads();
+  if (threads == 1 || items < 2 || items * work_per_item < 2 * kMinWorkPerTask || at::in_parallel_region()) {
+    body(0, items);
+    return;
+  }
+  const int64_t chunk = std::max(min_items_per_chunk(work_per_item), items / (threads * 8));  // ~8 chunks a thread
+  const int64_t chunks = (items + chunk - 1) / chunk;
+  std::atomic<int64_t> next_chunk{0};
+  at::parallel_for(0, std::min(threads, chunks), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next_chunk.fetch_add(1); c < chunks; c = next_chunk.fetch_add(1)) {
+      body(c * chunk, std::min(items, (c + 1) * chunk));
+    }
+  });
 }
 
 // The four corner rows of one sampling point with their scaled weights (attention * bilinear weight). Corners
@@ -121,7 +142,7 @@ void forward_kernel(const Geometry& g, const scalar_t* value, const int64_t* sha
   const std::vector<scalar_t> zero_row(g.channels, scalar_t(0));  // stands in for corners outside the map
   const int64_t work_per_item = g.heads * points_per_head * 4 * g.channels;
   // One task = one (batch, query); it writes heads * C outputs nobody else touches.
-  at::parallel_for(0, g.batch * g.queries, grain_for(work_per_item), [&](int64_t begin, int64_t end) {
+  parallel_chunks(g.batch * g.queries, work_per_item, [&](int64_t begin, int64_t end) {
     CornerRows<scalar_t> rows;
     for (int64_t batch_query = begin; batch_query < end; ++batch_query) {
       const int64_t b = batch_query / g.queries;
@@ -178,7 +199,7 @@ void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, c
   const std::vector<scalar_t> zero_row(g.channels, scalar_t(0));  // stands in for corners outside the map
   const int64_t work_per_task = (g.queries / splits) * points_per_head * 4 * g.channels;
   // One task = one (query range, batch, head): it owns that head's slice of its grad_value copy, so no atomics.
-  at::parallel_for(0, splits * slices, grain_for(work_per_task), [&](int64_t begin, int64_t end) {
+  parallel_chunks(splits * slices, work_per_task, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> scratch_row(g.channels);  // receives the (zero-weighted) gradient of outside corners
     CornerRows<scalar_t> rows;
     for (int64_t task = begin; task < end; ++task) {
