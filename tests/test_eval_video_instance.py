@@ -13,7 +13,11 @@ import torch
 from pycocotools import mask as mask_utils
 
 from omg_core.ext_build import compiler_available
-from omg_eval.kernels.video_overlap import track_intersections, track_intersections_torch
+from omg_eval.kernels.video_overlap import (
+    rle_pair_intersections,
+    track_intersections,
+    track_intersections_torch,
+)
 from omg_eval.video_instance import YouTubeVISMetric
 from omg_eval.video_instance_io import _to_rle, evaluate_youtube_vis
 
@@ -151,6 +155,26 @@ def test_track_intersections_backends_agree(
     brute_force = (pred[:, None, :] & gt[None, :, :]).sum(-1)
     assert torch.equal(track_intersections(pred, gt), brute_force)
     assert torch.equal(track_intersections_torch(pred, gt), brute_force)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rle_pair_intersections_backends_agree(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run-length intersections straight from compressed RLE strings (long runs, absent frames) equal dense counts."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    rng = np.random.default_rng(5)
+    height, width, frames = 70, 90, 4
+    dense = rng.random((6, frames, height, width)) > rng.random((6, 1, 1, 1))  # tracks of different densities
+    dense[:, :, 10:60, 20:80] |= rng.random((6, 1, 1, 1)) > 0.5  # long runs: multi-group and negative-delta counts
+    tracks = []
+    for track in dense:
+        rles = [mask_utils.encode(np.asfortranarray(frame.astype(np.uint8))) for frame in track]
+        rles[1] = None  # absent frame
+        tracks.append(rles)
+    dense[:, 1] = False
+    pairs = torch.tensor([[0, 0], [0, 1], [2, 1], [1, 2], [2, 0]])
+    pred, gt = tracks[:3], tracks[3:]
+    expected = torch.tensor([int((dense[d] & dense[3 + g]).sum()) for d, g in pairs.tolist()])
+    assert torch.equal(rle_pair_intersections(pred, gt, pairs, height, width), expected)
 
 
 def test_file_errors_name_the_problem(gt: dict, results: list) -> None:
