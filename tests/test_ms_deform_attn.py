@@ -262,6 +262,16 @@ def test_invalid_inputs_raise_clear_errors(problem: str) -> None:
         multi_scale_deformable_attention(**breaker(make_inputs(CASES["non_square"])))
 
 
+def test_extension_rejects_inconsistent_layouts_itself(fused: None) -> None:
+    """Direct calls into the extension skip the dispatcher; the kernel must still refuse to index out of bounds."""
+    inputs = make_inputs(CASES["non_square"])
+    extension = load_fused_extension()
+    assert extension is not None
+    broken = {**inputs, "attention_weights": inputs["attention_weights"][..., :2].contiguous()}
+    with pytest.raises(RuntimeError, match="attention_weights must be sampling_locations' shape"):
+        extension.forward(*broken.values())
+
+
 def test_non_tensor_input_raises_type_error() -> None:
     inputs = make_inputs(CASES["non_square"])
     with pytest.raises(TypeError, match="spatial_shapes must be a torch.Tensor, got list"):

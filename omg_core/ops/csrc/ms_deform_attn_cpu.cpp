@@ -43,6 +43,7 @@ void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
     TORCH_CHECK(tensor->device().is_cpu(), "omg_msda CPU kernel got a tensor on ", tensor->device());
     TORCH_CHECK(tensor->is_contiguous(), "omg_msda CPU kernel needs contiguous tensors (the dispatcher makes them so)");
   }
+  check_layout(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   TORCH_CHECK(spatial_shapes.scalar_type() == at::kLong && level_start_index.scalar_type() == at::kLong,
               "omg_msda: spatial_shapes and level_start_index must be int64");
   TORCH_CHECK(sampling_locations.scalar_type() == value.scalar_type() &&
