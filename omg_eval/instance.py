@@ -17,7 +17,7 @@ import torch
 
 from omg_eval.instance_accumulate import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, accumulate, summarize
 from omg_eval.instance_masks import mask_areas, mask_ious, to_rles
-from omg_eval.instance_matching import ImageMatches, match_image
+from omg_eval.instance_matching import MatchGroup, match_groups
 from omg_eval.metric import Metric
 
 Annotation = Mapping[str, Any]
@@ -41,6 +41,8 @@ class CocoMaskAP(Metric):
         self._category_index = {c: k for k, c in enumerate(self.category_ids)}
         # one record per (image, category) with a ground truth or a detection:
         # (image id, category index, scores (D,), matched (A, T, D), ignored (A, T, D), regular gt (A,))
+        # one record per image: (image id, per-category regular gt counts (C, A) for its categories, and per kept
+        # detection: category index, rank by score, score, matched (A, T), ignored (A, T))
         self.add_state("records", [], "cat")
         self.add_state("image_ids", [], "cat")
 
@@ -84,38 +86,52 @@ class CocoMaskAP(Metric):
                 raise ValueError(f"image {image_id}: a detection has no 'score'")
             det_by_category[self._category(annotation, image_id, "detection")].append(annotation)
         self.image_ids.append(image_id)
-        for category in sorted(set(gt_by_category) | set(det_by_category)):
-            gts, dets = gt_by_category.get(category, []), det_by_category.get(category, [])
-            gt_rles = to_rles([g["segmentation"] for g in gts], height, width, image_id)
-            det_rles = to_rles([d["segmentation"] for d in dets], height, width, image_id)
-            gt_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
-            gt_mask_areas = mask_areas(gt_rles)
-            gt_areas = np.array(
-                [float(g["area"]) if "area" in g else float(a) for g, a in zip(gts, gt_mask_areas)], dtype=np.float64
+        categories = sorted(set(gt_by_category) | set(det_by_category))
+        groups = [
+            self._group(gt_by_category.get(c, []), det_by_category.get(c, []), height, width, image_id)
+            for c in categories
+        ]
+        kept, kept_count, matched, ignored, regular = match_groups(groups, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS[-1])
+        group_of_det = np.repeat(np.arange(len(groups)), kept_count)
+        scores = np.concatenate([g.det_scores for g in groups]) if groups else np.zeros(0)
+        det_offsets = np.cumsum([0] + [len(g.det_scores) for g in groups])[:-1]
+        ranks = np.arange(len(kept)) - np.repeat(np.cumsum(kept_count) - kept_count, kept_count)
+        self.records.append(
+            (
+                image_id,
+                torch.tensor(categories, dtype=torch.int64),
+                torch.from_numpy(regular),
+                torch.from_numpy(np.asarray(categories, dtype=np.int64)[group_of_det]),
+                torch.from_numpy(ranks.astype(np.int64)),
+                torch.from_numpy(scores[det_offsets[group_of_det] + kept] if len(kept) else np.zeros(0)),
+                torch.from_numpy(matched),
+                torch.from_numpy(ignored),
             )
-            det_mask_areas = mask_areas(det_rles)
-            det_areas = np.array(
-                [float(d["area"]) if "area" in d else float(a) for d, a in zip(dets, det_mask_areas)], dtype=np.float64
-            )
-            det_scores = np.array([float(d["score"]) for d in dets], dtype=np.float64)
-            # IoUs only for the detections that survive the maxDets cut, in score order (as COCOeval.computeIoU)
-            top = np.argsort(-det_scores, kind="mergesort")[: MAX_DETS[-1]]
-            ious = np.zeros((len(dets), len(gts)))
-            if len(top) and len(gts):
-                ious[top] = mask_ious([det_rles[i] for i in top], gt_rles, gt_crowd)
-            matches = match_image(
-                ious, det_scores, det_areas, gt_areas, gt_crowd, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS[-1]
-            )
-            self.records.append(
-                (
-                    image_id,
-                    category,
-                    torch.from_numpy(matches.scores),
-                    torch.from_numpy(matches.matched),
-                    torch.from_numpy(matches.ignored),
-                    torch.from_numpy(matches.regular_gt),
-                )
-            )
+        )
+
+    @staticmethod
+    def _group(
+        gts: Sequence[Annotation], dets: Sequence[Annotation], height: int, width: int, image_id: int
+    ) -> MatchGroup:
+        """Areas, scores and IoUs of one (image, category)."""
+        gt_rles = to_rles([g["segmentation"] for g in gts], height, width, image_id)
+        det_rles = to_rles([d["segmentation"] for d in dets], height, width, image_id)
+        gt_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
+        gt_areas = np.array(
+            [float(g["area"]) if "area" in g else float(a) for g, a in zip(gts, mask_areas(gt_rles))], dtype=np.float64
+        )
+        det_areas = np.array(
+            [float(d["area"]) if "area" in d else float(a) for d, a in zip(dets, mask_areas(det_rles))],
+            dtype=np.float64,
+        )
+        det_scores = np.array([float(d["score"]) for d in dets], dtype=np.float64)
+        # IoUs only for the detections that survive the maxDets cut (as COCOeval.computeIoU); other rows stay 0 and
+        # are never read, because matching keeps the same top detections
+        top = np.argsort(-det_scores, kind="mergesort")[: MAX_DETS[-1]]
+        ious = np.zeros((len(dets), len(gts)))
+        if len(top) and len(gts):
+            ious[top] = mask_ious([det_rles[i] for i in top], gt_rles, gt_crowd)
+        return MatchGroup(ious, det_scores, det_areas, gt_areas, gt_crowd)
 
     def compute(self) -> dict[str, Any]:
         """The 12 COCO figures (``AP`` ... ``ARl``, fractions; -1 where nothing is measurable) and per-category AP."""
@@ -123,13 +139,21 @@ class CocoMaskAP(Metric):
             seen: set[int] = set()
             repeated = next(i for i in self.image_ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise ValueError(f"image {repeated} was added more than once; add each image exactly once (per rank)")
-        per_category: list[list[tuple[int, ImageMatches]]] = [[] for _ in self.category_ids]
-        for image_id, category, scores, matched, ignored, regular_gt in self.records:
-            per_category[category].append(
-                (image_id, ImageMatches(scores.numpy(), matched.numpy(), ignored.numpy(), regular_gt.numpy()))
-            )
-        ordered = [[m for _, m in sorted(items, key=lambda item: item[0])] for items in per_category]
-        precision, recall = accumulate(ordered)
+        num_k, num_a = len(self.category_ids), len(AREA_RANGES)
+        regular_gt = np.zeros((num_k, num_a), dtype=np.int64)
+        parts: list[list[np.ndarray]] = [[] for _ in range(6)]
+        for image_id, categories, regular, det_category, ranks, scores, matched, ignored in self.records:
+            np.add.at(regular_gt, categories.numpy(), regular.numpy())
+            for part, values in zip(
+                parts, (det_category, np.full(len(ranks), image_id), ranks, scores, matched, ignored)
+            ):
+                part.append(np.asarray(values))
+        num_t = len(IOU_THRESHOLDS)
+        if parts[0]:
+            columns = [np.concatenate(part) for part in parts]
+        else:
+            columns = [np.zeros(0, dtype=np.int64)] * 3 + [np.zeros(0)] + [np.zeros((0, num_a, num_t), dtype=bool)] * 2
+        precision, recall = accumulate(*columns, regular_gt)
         figures: dict[str, Any] = summarize(precision, recall)
         per_class = {}
         for k, category_id in enumerate(self.category_ids):

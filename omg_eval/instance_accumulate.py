@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from omg_eval.instance_matching import ImageMatches
-
 # exactly pycocotools' Params grids
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -19,7 +17,13 @@ SUMMARY_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR10
 
 
 def accumulate(
-    matches_per_category: Sequence[Sequence[ImageMatches]],
+    det_category: np.ndarray,
+    det_image: np.ndarray,
+    det_rank: np.ndarray,
+    det_score: np.ndarray,
+    det_matched: np.ndarray,
+    det_ignored: np.ndarray,
+    regular_gt: np.ndarray,
     iou_thresholds: np.ndarray = IOU_THRESHOLDS,
     recall_thresholds: np.ndarray = RECALL_THRESHOLDS,
     max_dets: Sequence[int] = MAX_DETS,
@@ -27,38 +31,46 @@ def accumulate(
     """Precision (T, R, K, A, M) and recall (T, K, A, M); -1 where a category has no regular ground truth.
 
     Arguments:
-      matches_per_category: K lists of per-image matches, images in increasing image-id order (the order breaks
-        score ties, as in pycocotools).
+      det_category, det_image, det_rank, det_score: (N,) per matched-or-not detection: category index, image id,
+        rank by score within its (image, category), score.
+      det_matched, det_ignored: (N, A, T) bool.
+      regular_gt: (K, A) ground truths not ignored, per category and area range.
+
+    Detections enter each curve in pycocotools' order: images by increasing id, each image's detections by score,
+    then a stable sort by score over the category, so tied scores are broken exactly as COCOeval breaks them.
     """
-    num_t, num_r, num_k, num_m = len(iou_thresholds), len(recall_thresholds), len(matches_per_category), len(max_dets)
-    num_a = len(matches_per_category[0][0].regular_gt) if any(matches_per_category) else len(AREA_RANGES)
+    num_t, num_r, num_m = len(iou_thresholds), len(recall_thresholds), len(max_dets)
+    num_k, num_a = regular_gt.shape
     precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
     recall = -np.ones((num_t, num_k, num_a, num_m))
-    for k, image_matches in enumerate(matches_per_category):
-        if not image_matches:
-            continue
-        for a in range(num_a):
-            regular_gt = int(sum(int(m.regular_gt[a]) for m in image_matches))
-            if regular_gt == 0:
-                continue
-            for m_index, max_det in enumerate(max_dets):
-                scores = np.concatenate([m.scores[:max_det] for m in image_matches])
-                order = np.argsort(-scores, kind="mergesort")
-                matched = np.concatenate([m.matched[a, :, :max_det] for m in image_matches], axis=1)[:, order]
-                ignored = np.concatenate([m.ignored[a, :, :max_det] for m in image_matches], axis=1)[:, order]
+    order = np.lexsort((det_rank, det_image, det_category))
+    bounds = np.searchsorted(det_category[order], np.arange(num_k + 1))
+    for k in range(num_k):
+        rows = order[bounds[k] : bounds[k + 1]]
+        for m_index, max_det in enumerate(max_dets):
+            kept = rows[det_rank[rows] < max_det]
+            kept = kept[np.argsort(-det_score[kept], kind="mergesort")]
+            num_det = len(kept)
+            for a in range(num_a):
+                if regular_gt[k, a] == 0:
+                    continue
+                matched = det_matched[kept, a, :].T  # T x D
+                ignored = det_ignored[kept, a, :].T
                 tp_sum = np.cumsum(matched & ~ignored, axis=1).astype(dtype=float)
                 fp_sum = np.cumsum(~matched & ~ignored, axis=1).astype(dtype=float)
+                recall_curve = tp_sum / regular_gt[k, a]  # T x D
+                precision_curve = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                recall[:, k, a, m_index] = recall_curve[:, -1] if num_det else 0
+                if num_det == 0:
+                    precision[:, :, k, a, m_index] = 0
+                    continue
+                # the precision envelope: running maximum from the right, as COCOeval's backward loop
+                envelope = np.maximum.accumulate(precision_curve[:, ::-1], axis=1)[:, ::-1]
                 for t in range(num_t):
-                    tp, fp = tp_sum[t], fp_sum[t]
-                    num_det = len(tp)
-                    rc = tp / regular_gt
-                    pr = tp / (fp + tp + np.spacing(1))
-                    recall[t, k, a, m_index] = rc[-1] if num_det else 0
-                    pr = np.maximum.accumulate(pr[::-1])[::-1] if num_det else pr
-                    positions = np.searchsorted(rc, recall_thresholds, side="left")
+                    positions = np.searchsorted(recall_curve[t], recall_thresholds, side="left")
                     q = np.zeros(num_r)
                     inside = positions < num_det
-                    q[inside] = pr[positions[inside]]
+                    q[inside] = envelope[t, positions[inside]]
                     precision[t, :, k, a, m_index] = q
     return precision, recall
 

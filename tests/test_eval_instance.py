@@ -112,8 +112,11 @@ def _pycocotools(gt_path: Path, results_path: Path) -> COCOeval:
     return evaluator
 
 
-@pytest.mark.parametrize("seed,with_boxes", [(0, False), (1, True), (2, False)])
-def test_mask_ap_equals_pycocotools(tmp_path: Path, seed: int, with_boxes: bool) -> None:
+@pytest.mark.parametrize("seed,with_boxes,backend", [(0, False, "fused"), (1, True, "fused"), (2, False, "torch")])
+def test_mask_ap_equals_pycocotools(
+    tmp_path: Path, seed: int, with_boxes: bool, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)  # "torch": the NumPy matching instead of the C++ kernel
     gt, results = _dataset(seed, with_boxes)
     gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
     gt_path.write_text(json.dumps(gt))

@@ -188,11 +188,17 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   }
   std::vector<std::vector<std::pair<uint64_t, int64_t>>> per_image(batch);
   std::vector<char> valid(batch, 1);
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      PairCounter counter;
-      valid[b] = count_image(gt_maps[b], pred_maps[b], counter);
-      per_image[b] = counter.sorted_entries();
+  // Images are handed out one at a time from a shared counter rather than in fixed halves: on a shared machine one
+  // worker may get much less CPU than the other, and a static split would leave the whole batch waiting for it.
+  std::atomic<int64_t> next_image{0};
+  const int64_t workers = std::min<int64_t>(batch, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t worker = begin; worker < end; ++worker) {
+      for (int64_t b = next_image++; b < batch; b = next_image++) {
+        PairCounter counter;
+        valid[b] = count_image(gt_maps[b], pred_maps[b], counter);
+        per_image[b] = counter.sorted_entries();
+      }
     }
   });
   int64_t total = 0;
@@ -375,9 +381,113 @@ torch::Tensor rle_iou(const torch::Tensor& det_runs, const torch::Tensor& det_le
   return ious;
 }
 
+// Greedy COCO matching (pycocotools COCOeval.evaluateImg) of several (image, category) groups at once.
+//   ious: concatenated row-major (D_g, G_g) IoU blocks, detections in input order.
+//   det_offsets (N_groups + 1), gt_offsets (N_groups + 1): where each group's detections / ground truths start.
+//   det_scores, det_areas (sum D_g) float64; gt_areas (sum G_g) float64; gt_crowd (sum G_g) uint8.
+//   area_ranges (A, 2) float64 inclusive; iou_thresholds (T,) float64; max_dets: detections kept per group.
+// Returns (kept detection indices (K,) int64, group-relative and in score order (stable), kept per group (N,) int64,
+//          matched (K, A, T) bool, ignored (K, A, T) bool, regular gt per group and range (N, A) int64).
+std::vector<torch::Tensor> coco_match_groups(const torch::Tensor& ious, const torch::Tensor& det_offsets,
+                                             const torch::Tensor& gt_offsets, const torch::Tensor& det_scores,
+                                             const torch::Tensor& det_areas, const torch::Tensor& gt_areas,
+                                             const torch::Tensor& gt_crowd, const torch::Tensor& area_ranges,
+                                             const torch::Tensor& iou_thresholds, int64_t max_dets) {
+  const int64_t groups = det_offsets.numel() - 1;
+  const int64_t num_ranges = area_ranges.size(0), num_thresholds = iou_thresholds.numel();
+  const double* iou = ious.data_ptr<double>();
+  const int64_t* det_start = det_offsets.data_ptr<int64_t>();
+  const int64_t* gt_start = gt_offsets.data_ptr<int64_t>();
+  const double* score = det_scores.data_ptr<double>();
+  const double* det_area = det_areas.data_ptr<double>();
+  const double* gt_area = gt_areas.data_ptr<double>();
+  const uint8_t* crowd = gt_crowd.data_ptr<uint8_t>();
+  const double* ranges = area_ranges.data_ptr<double>();
+  const double* thresholds = iou_thresholds.data_ptr<double>();
+
+  // IoU block offsets and kept detections per group
+  std::vector<int64_t> iou_start(groups + 1, 0), kept_start(groups + 1, 0);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t num_det = det_start[g + 1] - det_start[g], num_gt = gt_start[g + 1] - gt_start[g];
+    iou_start[g + 1] = iou_start[g] + num_det * num_gt;
+    kept_start[g + 1] = kept_start[g] + std::min(num_det, max_dets);
+  }
+  const int64_t total_kept = kept_start[groups];
+  auto long_options = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor kept = torch::empty({total_kept}, long_options);
+  torch::Tensor kept_count = torch::empty({groups}, long_options);
+  torch::Tensor matched = torch::zeros({total_kept, num_ranges, num_thresholds}, torch::TensorOptions().dtype(torch::kBool));
+  torch::Tensor ignored = torch::zeros({total_kept, num_ranges, num_thresholds}, torch::TensorOptions().dtype(torch::kBool));
+  torch::Tensor regular = torch::zeros({groups, num_ranges}, long_options);
+  int64_t* kept_out = kept.data_ptr<int64_t>();
+  int64_t* kept_count_out = kept_count.data_ptr<int64_t>();
+  bool* matched_out = matched.data_ptr<bool>();
+  bool* ignored_out = ignored.data_ptr<bool>();
+  int64_t* regular_out = regular.data_ptr<int64_t>();
+
+  at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> order;
+    std::vector<uint8_t> gt_ignored, taken;
+    for (int64_t g = begin; g < end; ++g) {
+      const int64_t d0 = det_start[g], num_det = det_start[g + 1] - d0;
+      const int64_t g0 = gt_start[g], num_gt = gt_start[g + 1] - g0;
+      const double* block = iou + iou_start[g];
+      order.resize(num_det);
+      for (int64_t d = 0; d < num_det; ++d) order[d] = d;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[d0 + a] > score[d0 + b]; });
+      const int64_t keep = std::min(num_det, max_dets);
+      kept_count_out[g] = keep;
+      for (int64_t r = 0; r < keep; ++r) kept_out[kept_start[g] + r] = order[r];
+      gt_ignored.resize(num_gt);
+      taken.resize(num_gt);
+      for (int64_t a = 0; a < num_ranges; ++a) {
+        const double low = ranges[2 * a], high = ranges[2 * a + 1];
+        int64_t regular_count = 0;
+        for (int64_t j = 0; j < num_gt; ++j) {
+          const double area = gt_area[g0 + j];
+          gt_ignored[j] = crowd[g0 + j] || area < low || area > high;
+          regular_count += !gt_ignored[j];
+        }
+        regular_out[g * num_ranges + a] = regular_count;
+        for (int64_t t = 0; t < num_thresholds; ++t) {
+          const double threshold = std::min(thresholds[t], 1 - 1e-10);
+          std::fill(taken.begin(), taken.end(), 0);
+          for (int64_t r = 0; r < keep; ++r) {
+            const int64_t d = order[r];
+            const double* row = block + d * num_gt;
+            int64_t best = -1;
+            // regular ground truths first; ignored ones only when no regular one qualifies
+            for (int pass = 0; pass < 2 && best < 0; ++pass) {
+              double best_iou = threshold;
+              for (int64_t j = 0; j < num_gt; ++j) {
+                if (gt_ignored[j] != pass) continue;
+                if (taken[j] && !crowd[g0 + j]) continue;
+                if (row[j] < best_iou) continue;
+                best_iou = row[j];
+                best = j;  // ties go to the later ground truth, as in pycocotools
+              }
+            }
+            const int64_t cell = ((kept_start[g] + r) * num_ranges + a) * num_thresholds + t;
+            if (best >= 0) {
+              matched_out[cell] = true;
+              ignored_out[cell] = gt_ignored[best];
+              taken[best] = 1;
+            } else {
+              const double area = det_area[d0 + d];
+              ignored_out[cell] = area < low || area > high;
+            }
+          }
+        }
+      }
+    }
+  });
+  return {kept, kept_count, matched, ignored, regular};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("segment_pairs_batch", &segment_pairs_batch, "pixel counts of (gt id, pred id) pairs per image");
   m.def("confusion_matrix", &confusion_matrix, "(K, K) confusion matrix of two label maps");
   m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
   m.def("rle_iou", &rle_iou, "IoU between two sets of COCO RLEs (crowd-aware)");
+  m.def("coco_match_groups", &coco_match_groups, "COCOeval greedy matching of many (image, category) groups");
 }
