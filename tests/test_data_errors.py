@@ -192,9 +192,9 @@ def test_vspw_unknown_label_value(data: Path) -> None:
     base = data / "vspw"
     mask = base / "data" / "video_00002" / "mask" / "00000.png"
     label = load_label_png(mask)
-    label[0, 0] = 200  # not a category id of the shapes world
+    label[0, 0] = 201  # class 200 after the k + 1 encoding: not a category id of the shapes world
     save_png(label, mask)
-    with pytest.raises(DataError, match=r"video_00002.*00000\.png.*label values \[200\]"):
+    with pytest.raises(DataError, match=r"video_00002.*00000\.png.*label values \[200\].*reduce_zero_label"):
         list(read_vspw(base, "val", ShapesWorld().categories))
 
 

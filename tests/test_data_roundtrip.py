@@ -16,6 +16,7 @@ from omg_data.coco_instances import read_coco_instances, read_coco_results, writ
 from omg_data.coco_panoptic import read_coco_panoptic
 from omg_data.coco_sam import read_coco_sam
 from omg_data.davis import read_davis, write_davis_results
+from omg_data.errors import DataError
 from omg_data.image_io import load_label_png
 from omg_data.sample import Sample
 from omg_data.semantic_png import IGNORE_VALUE, class_map_from_sample, read_semantic_png
@@ -249,14 +250,27 @@ def test_vipseg_coco_style_and_raw(root: Path, videos: list[Sample], tmp_path: P
 def test_vspw(root: Path, videos: list[Sample], tmp_path: Path) -> None:
     base = root / "vspw"
     assert (base / "val.txt").read_text().split() == [f"video_{i + 1:05d}" for i in range(NUM)]
+    raw = load_label_png(base / "data" / "video_00001" / "mask" / "00000.png")
+    expected = class_map_from_sample(videos[0], 0, "expected")
+    assert np.array_equal(raw, np.where(expected == IGNORE_VALUE, 0, expected + 1))  # k + 1, 0 = "others"
     read = list(read_vspw(base, "val", videos[0].categories))
-    write_vspw_predictions(read, tmp_path)
     for got, want in zip(read, videos, strict=True):
         for frame in range(FRAMES):
-            expected = class_map_from_sample(want, frame, "want")
-            assert np.array_equal(class_map_from_sample(got, frame, "got"), expected)
-            written = load_label_png(tmp_path / str(got.sample_id) / f"{frame:05d}.png")
-            assert np.array_equal(written, expected)
+            assert np.array_equal(class_map_from_sample(got, frame, "got"), class_map_from_sample(want, frame, "want"))
+    # predictions label every pixel: give the void pixels to the first segment
+    predictions = []
+    for sample in read:
+        masks = sample.masks.clone()
+        masks[0] |= sample.ignore
+        predictions.append(replace(sample, masks=masks, ignore=torch.zeros_like(sample.ignore)))
+    write_vspw_predictions(predictions, tmp_path)
+    for prediction in predictions:
+        for frame in range(FRAMES):
+            written = load_label_png(tmp_path / str(prediction.sample_id) / f"{frame:05d}.png")
+            assert np.array_equal(written, class_map_from_sample(prediction, frame, "prediction"))  # k, not k + 1
+    assert any(sample.ignore.any() for sample in read)
+    with pytest.raises(DataError, match="without a class"):
+        write_vspw_predictions([next(s for s in read if s.ignore.any())], tmp_path / "bad")
 
 
 def test_davis(root: Path, videos: list[Sample], tmp_path: Path) -> None:
