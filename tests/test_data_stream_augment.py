@@ -153,3 +153,29 @@ def test_lsj_flip_maps_clicks_exactly() -> None:
     assert torch.equal(out.prompts.boxes, mask_boxes_xyxy(out.masks[:, 0]))
     for mask, points in zip(out.masks[:, 0], out.prompts.points.long(), strict=True):
         assert mask[points[:, 1], points[:, 0]].all()
+
+
+def test_lsj_overlapping_masks_match_the_label_map_path() -> None:
+    # instance masks may overlap (COCO, YouTube-VIS): they take the per-mask path, which must agree with the
+    # single-label-map path used for partitions
+    sample = ShapesWorld(seed=2, image_size=(48, 64)).video(0, num_frames=2)
+    union = sample.masks[sample.is_thing].any(dim=0, keepdim=True)  # overlaps every thing
+    overlapping = replace(
+        sample,
+        masks=torch.cat([sample.masks, union]),
+        class_ids=torch.cat([sample.class_ids, sample.class_ids[:1]]),
+        is_thing=torch.cat([sample.is_thing, torch.tensor([True])]),
+        instance_ids=torch.cat([sample.instance_ids, torch.tensor([999])]),
+        is_crowd=torch.cat([sample.is_crowd, torch.tensor([True])]),
+    )
+    jitter = LargeScaleJitter(output_size=(40, 40), scale_range=(0.5, 1.5))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        partition = jitter(sample)
+        torch.manual_seed(seed)
+        overlapped = jitter(overlapping)
+        assert torch.equal(partition.frames, overlapped.frames)
+        keep = overlapped.instance_ids != 999
+        assert torch.equal(overlapped.masks[keep], partition.masks)
+        assert torch.equal(overlapped.instance_ids[keep], partition.instance_ids)
+        assert torch.equal(overlapped.masks[~keep][0], partition.masks[partition.is_thing].any(dim=0))
