@@ -34,7 +34,7 @@ class ImageInfo(_Record):
     width: int = Field(gt=0)
 
 
-class CompressedRle(_Record):
+class RleMask(_Record):
     """An RLE mask: `counts` is a string (compressed) or a list of run lengths (uncompressed)."""
 
     size: list[int] = Field(min_length=2, max_length=2)
@@ -42,7 +42,7 @@ class CompressedRle(_Record):
 
 
 # A COCO `segmentation`: polygons (list of coordinate lists) or RLE.
-Segmentation = list[list[float]] | CompressedRle
+Segmentation = list[list[float]] | RleMask
 
 
 class PanopticSegment(_Record):
@@ -158,7 +158,7 @@ class YouTubeVisResult(_Record):
     video_id: int
     category_id: int
     score: float
-    segmentations: list[CompressedRle | None]
+    segmentations: list[RleMask | None]
 
 
 class CocoResult(_Record):
@@ -167,7 +167,7 @@ class CocoResult(_Record):
     image_id: int | str
     category_id: int
     score: float
-    segmentation: CompressedRle
+    segmentation: RleMask
 
 
 def describe(record: dict[str, Any]) -> str:
