@@ -161,9 +161,9 @@ def test_text_embeddings_average_templates_and_are_cached(model: OMGModel) -> No
         first = model.encode_vocabulary_prototypes(["cat", "Dog/Puppy"])
         again = model.encode_vocabulary_prototypes(["cat", "Dog/Puppy"])
         assert again is first
-        assert calls == [len(VILD_TEMPLATES)] * 3  # one batch of templates per synonym, computed once
+        assert calls == [3 * len(VILD_TEMPLATES)]  # every template of the 3 synonyms in one batch, once
         other = model.encode_vocabulary(["cat", "Dog/Puppy"])
-        assert calls == [len(VILD_TEMPLATES)] * 3  # the K x D form reuses the cached prototypes
+        assert calls == [3 * len(VILD_TEMPLATES)]  # the K x D form reuses the cached prototypes
     finally:
         del backbone.encode_texts
 

@@ -54,6 +54,8 @@ class ModelConfig(_Strict):
     transformer_decoder: TransformerDecoderConfig = TransformerDecoderConfig()
     open_vocabulary: OpenVocabularyConfig = OpenVocabularyConfig()
     enable_prompts: bool = True
+    # Vocabulary used when a request names none: a file under omg_core/configs/vocabularies/ (without .json).
+    default_vocabulary: str = "coco_panoptic"
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     size_divisibility: int = 32

@@ -24,6 +24,8 @@ class OMGInputs:
       per class, scored by the best prototype; or None.
     seen_classes: K bool flags (True = seen in training). When given, class scores use the FC-CLIP geometric
       ensemble with the mask-pooled CLIP classifier; when None, the trained classifier alone.
+    use_learned_queries: False runs only the prompt queries (prompt-only tasks such as interactive segmentation);
+      prompts are independent of learned queries, so their predictions are the same either way.
     """
 
     images: torch.Tensor
@@ -33,6 +35,7 @@ class OMGInputs:
     class_names: list[str] | tuple[str, ...] | None = None
     text_embeddings: torch.Tensor | None = None
     seen_classes: torch.Tensor | None = None
+    use_learned_queries: bool = True
 
     @property
     def is_video(self) -> bool:
@@ -77,6 +80,8 @@ class OMGInputs:
             if self.points is not None and self.points.shape[1] != self.boxes.shape[1]:
                 raise ValueError(f"points describe {self.points.shape[1]} prompts but boxes {self.boxes.shape[1]}; "
                                  "give one box per prompt or pass them in separate calls")
+        if not self.use_learned_queries and not self.has_prompts:
+            raise ValueError("use_learned_queries=False leaves no query to run; give points or boxes")
         if self.class_names is None and self.text_embeddings is None:
             raise ValueError("no vocabulary: pass class_names (list of names) or text_embeddings (K x D)")
         if self.class_names is not None and self.text_embeddings is not None:

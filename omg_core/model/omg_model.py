@@ -112,7 +112,7 @@ class OMGModel(nn.Module):
                 image_size, inputs.points, inputs.point_labels, inputs.boxes
             )
         predictions = self.transformer_decoder(mask_features, multi_scale_features, num_frames, prompt_feat,
-                                               prompt_pos)
+                                               prompt_pos, inputs.use_learned_queries)
 
         mask_features_bt = mask_features.view(batch, num_frames, *mask_features.shape[1:])
         stage_logits = [
@@ -134,7 +134,7 @@ class OMGModel(nn.Module):
             class_logits = geometric_ensemble(in_vocab_logits, clip_logits, inputs.seen_classes, ov_cfg.alpha,
                                               ov_cfg.beta, valid_queries)
 
-        num_learned = self.transformer_decoder.num_queries
+        num_learned = self.transformer_decoder.num_queries if inputs.use_learned_queries else 0
         total_queries = final.query_embeddings.shape[1]
         is_prompt = torch.arange(total_queries, device=class_logits.device) >= num_learned
         return OMGOutputs(

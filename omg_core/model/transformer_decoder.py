@@ -157,6 +157,7 @@ class MaskedTransformerDecoder(nn.Module):
         num_frames: int,
         prompt_feat: torch.Tensor | None = None,
         prompt_pos: torch.Tensor | None = None,
+        use_learned_queries: bool = True,
     ) -> list[LayerPrediction]:
         """
         Arguments:
@@ -165,11 +166,14 @@ class MaskedTransformerDecoder(nn.Module):
           num_frames: T (1 for images).
           prompt_feat: B x N x C prompt query content, or None.
           prompt_pos: B x N x C prompt query positional embeddings, or None.
+          use_learned_queries: False runs the prompt queries alone (Q = 0).
 
         Returns:
           num_layers + 1 predictions: before the first layer, then after each layer. Queries are the Q learned
           ones followed by the N prompt queries.
         """
+        if not use_learned_queries and prompt_feat is None:
+            raise ValueError("use_learned_queries=False needs prompt queries")
         batch = mask_features.shape[0] // num_frames
         mask_features = mask_features.view(batch, num_frames, *mask_features.shape[1:])  # B x T x C x H x W
 
@@ -185,15 +189,16 @@ class MaskedTransformerDecoder(nn.Module):
                                     .to(features.dtype))
             level_sizes.append((height, width))
 
-        queries = self.query_feat.weight[None].expand(batch, -1, -1)
-        query_pos = self.query_embed.weight[None].expand(batch, -1, -1)
+        num_learned = self.num_queries if use_learned_queries else 0
+        queries = self.query_feat.weight[:num_learned][None].expand(batch, -1, -1)
+        query_pos = self.query_embed.weight[:num_learned][None].expand(batch, -1, -1)
         self_attn_mask = None
         if prompt_feat is not None:
             if prompt_pos is None or prompt_pos.shape != prompt_feat.shape:
                 raise ValueError("prompt_feat and prompt_pos must both be given with the same shape B x N x C")
             queries = torch.cat([queries, prompt_feat.to(queries.dtype)], dim=1)
             query_pos = torch.cat([query_pos, prompt_pos.to(query_pos.dtype)], dim=1)
-            self_attn_mask = prompt_self_attention_mask(self.num_queries, prompt_feat.shape[1], queries.device)
+            self_attn_mask = prompt_self_attention_mask(num_learned, prompt_feat.shape[1], queries.device)
 
         predictions = [self.predict(queries, mask_features)]
         for index, layer in enumerate(self.layers):

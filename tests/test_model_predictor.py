@@ -1,0 +1,93 @@
+"""The `omg run` predictor on omg-tiny: requests and query plans in, OMGOutputs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from omg_core.config import ModelConfig as RunModelConfig
+from omg_core.errors import InputError, OMGError
+from omg_core.model import create_model
+from omg_core.model.predictor import OMGPredictor, build_predictor
+from omg_core.model.vocabulary import load_vocabulary
+from omg_core.task_io import Prompts, QueryPlan, TaskRequest
+from omg_core.weights import save_weights
+
+
+@pytest.fixture(scope="module")
+def predictor() -> OMGPredictor:
+    torch.manual_seed(0)
+    return OMGPredictor(create_model("omg-tiny"), torch.device("cpu"))
+
+
+def _image() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8, generator=generator)
+
+
+def test_default_vocabulary_is_coco_panoptic(predictor: OMGPredictor) -> None:
+    vocabulary = load_vocabulary("coco_panoptic")
+    assert len(vocabulary.texts) == 133 and sum(vocabulary.is_thing) == 80
+    assert vocabulary.dataset_names[0] == "person" and vocabulary.dataset_names[-1] == "rug-merged"
+    outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(10))
+    assert outputs.class_logits.shape == (1, 10, 134)
+    assert outputs.mask_logits.shape == (1, 10, 16, 16) and outputs.image_size == (40, 60)
+    with pytest.raises(ValueError, match="coco_panoptic"):
+        load_vocabulary("coco")
+
+
+def test_plan_vocabulary_prompts_and_prompt_only(predictor: OMGPredictor) -> None:
+    request = TaskRequest(task="interactive", modality="image", pixels=_image())
+    prompts = Prompts(points=torch.tensor([[[10.0, 12.0]], [[30.0, 20.0]]]), point_labels=torch.tensor([[1], [1]]))
+    both = predictor(request, QueryPlan(10, prompts=prompts, vocabulary=("cat", "dog")))
+    assert both.class_logits.shape == (1, 12, 3) and both.num_learned_queries == 10
+    only = predictor(request, QueryPlan(0, prompts=prompts, vocabulary=("cat", "dog")))
+    assert only.class_logits.shape == (1, 2, 3) and only.num_learned_queries == 0
+    assert only.is_prompt_query.all()
+    # Prompt queries never look at learned queries: the same predictions with or without them.
+    torch.testing.assert_close(only.mask_logits, both.prompt_mask_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_video_request(predictor: OMGPredictor) -> None:
+    pixels = torch.stack([_image(), _image().flip(-1)])
+    outputs = predictor(TaskRequest(task="video-instance", modality="video", pixels=pixels),
+                        QueryPlan(10, vocabulary=("cat",), seen_classes=torch.tensor([False])))
+    assert outputs.mask_logits.shape == (1, 10, 2, 16, 16) and outputs.clip_logits is not None
+
+
+@pytest.mark.parametrize(
+    ("request_pixels", "plan", "message"),
+    [
+        (torch.zeros(40, 60, 3, dtype=torch.uint8), QueryPlan(10), "3 x H x W"),
+        (None, QueryPlan(5), "all 10 or none"),
+        (None, QueryPlan(10, prompts=Prompts(masks=torch.zeros(1, 40, 60, dtype=torch.bool))), "mask prompts"),
+        (None, QueryPlan(0), "no query to run"),
+        (None, QueryPlan(10, vocabulary=("cat",), seen_classes=torch.tensor([True, False])), "one flag per class"),
+    ],
+)
+def test_bad_requests_are_input_errors(predictor: OMGPredictor, request_pixels: torch.Tensor | None,
+                                       plan: QueryPlan, message: str) -> None:
+    pixels = _image() if request_pixels is None else request_pixels
+    with pytest.raises(InputError, match=message):
+        predictor(TaskRequest(task="panoptic", modality="image", pixels=pixels), plan)
+
+
+def test_build_predictor(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="random weights"):
+        built = build_predictor(RunModelConfig(name="omg-tiny"))
+    assert isinstance(built, OMGPredictor)
+    torch.manual_seed(5)
+    source = create_model("omg-tiny")
+    save_weights(source, tmp_path / "tiny.safetensors")
+    loaded = build_predictor(RunModelConfig(name="omg-tiny", weights=tmp_path / "tiny.safetensors", dtype="bfloat16"))
+    assert torch.equal(loaded.model.transformer_decoder.query_feat.weight, source.transformer_decoder.query_feat.weight)
+    outputs = loaded(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(10, vocabulary=("a",)))
+    assert outputs.class_logits.shape == (1, 10, 2)
+    with pytest.raises(OMGError, match="available models"):
+        build_predictor(RunModelConfig(name="omg-huge"))
+    with pytest.raises(OMGError, match="does not exist"):
+        build_predictor(RunModelConfig(name="omg-tiny", weights=tmp_path / "missing.safetensors"))
+    with pytest.raises(OMGError, match="device"):
+        build_predictor(RunModelConfig(name="omg-tiny", device="tpu:7"))
