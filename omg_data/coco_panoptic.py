@@ -40,13 +40,25 @@ def read_coco_panoptic(
     Returns:
       an iterator of single-frame Samples; segment instance ids are the JSON segment ids.
     Raises:
-      DataError (file and record named) for schema errors, missing/corrupt images or PNGs, size mismatch,
-      unknown category ids, PNG/JSON id mismatches and duplicated segment ids.
+      DataError (file and record named) for schema errors, images without an annotation (or the
+      reverse), missing/corrupt images or PNGs, size mismatch, unknown category ids, PNG/JSON id
+      mismatches and duplicated segment ids.
     """
     json_path, png_dir, image_dir = Path(json_path), Path(png_dir), Path(image_dir)
     data: CocoPanopticFile = load_validated(json_path, CocoPanopticFile)
     categories = categories_from_json(data.categories, json_path)
     images = {image.id: image for image in data.images}
+    annotated = {annotation.image_id for annotation in data.annotations}
+    unannotated = [index for index, image in enumerate(data.images) if image.id not in annotated]
+    if unannotated:
+        # a panoptic annotation covers every pixel of its image; an image without one is a broken export
+        first = data.images[unannotated[0]]
+        raise DataError(
+            f"{len(unannotated)} images have no entry in 'annotations' (first: id={first.id!r},"
+            f" file_name={first.file_name!r}); every image needs its panoptic annotation",
+            json_path,
+            f"images[{unannotated[0]}]",
+        )
     resolve = image_path or (lambda folder, info: folder / info.file_name)
     for index, annotation in enumerate(data.annotations):
         record = f"annotations[{index}] (image_id={annotation.image_id!r})"

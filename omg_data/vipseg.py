@@ -55,6 +55,14 @@ def read_vipseg(json_path: str | Path, png_dir: str | Path, image_dir: str | Pat
     data: PanopticVideoFile = load_validated(json_path, PanopticVideoFile)
     categories = categories_from_json(data.categories, json_path)
     annotations = {entry.video_id: (index, entry) for index, entry in enumerate(data.annotations)}
+    video_ids = {video.video_id for video in data.videos}
+    for index, entry in enumerate(data.annotations):
+        if entry.video_id not in video_ids:
+            raise DataError(
+                f"video_id {entry.video_id!r} has no entry in 'videos'; add the video record or remove the annotation",
+                json_path,
+                f"annotations[{index}]",
+            )
     for video_index, video in enumerate(data.videos):
         if video.video_id not in annotations:
             raise DataError(

@@ -242,3 +242,17 @@ def test_coco_sam_prompts_file_errors(tmp_path: Path) -> None:
     edit_json(base / "prompts.json", lambda d: d["prompts"][1].update(points=[[500.0, 1.0]]))
     with pytest.raises(DataError, match=r"annotation_id=\d+.*outside the 48x32 image"):
         list(read_coco_sam(base / "instances.json", base / "images", prompts_path=base / "prompts.json"))
+
+
+def test_panoptic_image_without_annotation(data: Path) -> None:
+    base = data / "coco-panoptic"
+    edit_json(base / "panoptic.json", lambda d: d["annotations"].pop(1))
+    with pytest.raises(DataError, match=r"panoptic\.json: record images\[1\]: 1 images have no entry in 'annotations'"):
+        panoptic(base)
+
+
+def test_vipseg_annotation_of_unknown_video(data: Path) -> None:
+    base = data / "vipseg"
+    edit_json(base / "panoptic_gt_VIPSeg.json", lambda d: d["annotations"][1].update(video_id="nowhere"))
+    with pytest.raises(DataError, match=r"record annotations\[1\]: video_id 'nowhere' has no entry in 'videos'"):
+        list(read_vipseg(base / "panoptic_gt_VIPSeg.json", base / "panomasksRGB", base / "images"))
