@@ -12,7 +12,7 @@ import torch
 from omg_data.errors import DataError
 from omg_data.geometry import coco_bbox
 from omg_data.image_io import check_size, load_image, save_image
-from omg_data.json_io import load_validated, write_json
+from omg_data.json_io import check_unique, load_validated, write_json
 from omg_data.panoptic_common import categories_from_json, categories_json
 from omg_data.rle import decode_segmentation, encode_mask
 from omg_data.sample import CategoryList, Sample
@@ -38,6 +38,7 @@ def read_coco_instances(json_path: str | Path, image_dir: str | Path) -> Iterato
     data: CocoInstancesFile = load_validated(json_path, CocoInstancesFile)
     categories = categories_from_json(data.categories, json_path)
     by_image: dict[int | str, list[tuple[int, InstanceAnnotation]]] = defaultdict(list)
+    check_unique([image.id for image in data.images], "images", json_path)
     image_ids = {image.id for image in data.images}
     seen_ids: set[int] = set()
     for index, annotation in enumerate(data.annotations):

@@ -12,7 +12,7 @@ import numpy as np
 
 from omg_data.errors import DataError
 from omg_data.image_io import check_size, id_to_rgb, load_image, load_label_png, rgb_to_id, save_image, save_png
-from omg_data.json_io import load_validated, write_json
+from omg_data.json_io import check_unique, load_validated, write_json
 from omg_data.panoptic_common import (
     categories_from_json,
     categories_json,
@@ -47,6 +47,7 @@ def read_coco_panoptic(
     json_path, png_dir, image_dir = Path(json_path), Path(png_dir), Path(image_dir)
     data: CocoPanopticFile = load_validated(json_path, CocoPanopticFile)
     categories = categories_from_json(data.categories, json_path)
+    check_unique([image.id for image in data.images], "images", json_path)
     images = {image.id: image for image in data.images}
     annotated = {annotation.image_id for annotation in data.annotations}
     unannotated = [index for index, image in enumerate(data.images) if image.id not in annotated]

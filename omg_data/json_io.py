@@ -84,3 +84,19 @@ def write_json(data: Any, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, separators=(",", ":"))
+
+
+def check_unique(ids: list[object], section: str, path: str | Path) -> None:
+    """Raises DataError naming the first repeated id of a JSON section ("images", "videos", ...).
+
+    A repeated id would otherwise make one record silently shadow the other.
+    """
+    seen: dict[object, int] = {}
+    for index, value in enumerate(ids):
+        if value in seen:
+            raise DataError(
+                f"id {value!r} is used by {section}[{seen[value]}] and {section}[{index}]; ids must be unique",
+                path,
+                f"{section}[{index}]",
+            )
+        seen[value] = index

@@ -22,7 +22,7 @@ import torch
 from omg_data.coco_panoptic import load_panoptic_png
 from omg_data.errors import DataError
 from omg_data.image_io import check_size, id_to_rgb, load_image, load_label_png, save_image, save_png
-from omg_data.json_io import load_validated, read_json, write_json
+from omg_data.json_io import check_unique, load_validated, read_json, write_json
 from omg_data.panoptic_common import (
     categories_from_json,
     categories_json,
@@ -54,6 +54,8 @@ def read_vipseg(json_path: str | Path, png_dir: str | Path, image_dir: str | Pat
     json_path, png_dir, image_dir = Path(json_path), Path(png_dir), Path(image_dir)
     data: PanopticVideoFile = load_validated(json_path, PanopticVideoFile)
     categories = categories_from_json(data.categories, json_path)
+    check_unique([video.video_id for video in data.videos], "videos", json_path)
+    check_unique([entry.video_id for entry in data.annotations], "annotations", json_path)
     annotations = {entry.video_id: (index, entry) for index, entry in enumerate(data.annotations)}
     video_ids = {video.video_id for video in data.videos}
     for index, entry in enumerate(data.annotations):

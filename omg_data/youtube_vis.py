@@ -16,7 +16,7 @@ import torch
 from omg_data.errors import DataError
 from omg_data.geometry import coco_bbox
 from omg_data.image_io import check_size, load_image, save_image
-from omg_data.json_io import load_validated, write_json
+from omg_data.json_io import check_unique, load_validated, write_json
 from omg_data.panoptic_common import categories_from_json, categories_json
 from omg_data.rle import decode_segmentation, encode_mask
 from omg_data.sample import CategoryList, Sample
@@ -41,6 +41,8 @@ def read_youtube_vis(json_path: str | Path, image_dir: str | Path) -> Iterator[S
     json_path, image_dir = Path(json_path), Path(image_dir)
     data: YouTubeVisFile = load_validated(json_path, YouTubeVisFile)
     categories = categories_from_json(data.categories, json_path)
+    check_unique([video.id for video in data.videos], "videos", json_path)
+    check_unique([track.id for track in data.annotations], "annotations", json_path)
     videos = {video.id: video for video in data.videos}
     tracks: dict[int, list[tuple[int, VideoAnnotation]]] = defaultdict(list)
     for index, track in enumerate(data.annotations):

@@ -256,3 +256,14 @@ def test_vipseg_annotation_of_unknown_video(data: Path) -> None:
     edit_json(base / "panoptic_gt_VIPSeg.json", lambda d: d["annotations"][1].update(video_id="nowhere"))
     with pytest.raises(DataError, match=r"record annotations\[1\]: video_id 'nowhere' has no entry in 'videos'"):
         list(read_vipseg(base / "panoptic_gt_VIPSeg.json", base / "panomasksRGB", base / "images"))
+
+
+def test_repeated_ids_are_errors(data: Path) -> None:
+    base = data / "coco-instances"
+    edit_json(base / "instances.json", lambda d: d["images"][1].update(id=d["images"][0]["id"]))
+    with pytest.raises(DataError, match=r"record images\[1\]: id 1 is used by images\[0\] and images\[1\]"):
+        list(read_coco_instances(base / "instances.json", base / "images"))
+    base = data / "youtube-vis"
+    edit_json(base / "instances.json", lambda d: d["annotations"][1].update(id=d["annotations"][0]["id"]))
+    with pytest.raises(DataError, match=r"annotations\[1\].*ids must be unique"):
+        list(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
