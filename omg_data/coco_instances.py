@@ -15,7 +15,7 @@ from omg_data.image_io import check_size, load_image, save_image
 from omg_data.json_io import check_unique, load_validated, write_json
 from omg_data.panoptic_common import categories_from_json, categories_json
 from omg_data.rle import decode_segmentation, encode_mask
-from omg_data.sample import CategoryList, Sample
+from omg_data.sample import CategoryList, Sample, check_sample
 from omg_data.schemas import CocoInstancesFile, CocoResult, InstanceAnnotation
 
 
@@ -123,6 +123,7 @@ def write_coco_instances(
     used_ids: set[int] = set()
     for sample in samples:
         categories = categories or sample.categories
+        check_sample(sample, json_path, categories, single_frame=True)
         clash = used_ids.intersection(sample.instance_ids.tolist())
         if clash:
             raise DataError(
@@ -183,6 +184,7 @@ def write_coco_results(samples: Iterable[Sample], json_path: str | Path) -> Path
     """
     results = []
     for sample in samples:
+        check_sample(sample, json_path, single_frame=True)
         scores = sample.scores if sample.scores is not None else torch.ones(sample.num_segments)
         for index in range(sample.num_segments):
             mask = sample.masks[index, 0]

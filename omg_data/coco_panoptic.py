@@ -20,7 +20,7 @@ from omg_data.panoptic_common import (
     segments_from_id_maps,
     segments_info,
 )
-from omg_data.sample import CategoryList, Sample
+from omg_data.sample import CategoryList, Sample, check_sample
 from omg_data.schemas import CocoPanopticFile, ImageInfo
 
 # Maps (image folder, image record) to the image file; Cityscapes nests images by city.
@@ -129,6 +129,7 @@ def write_coco_panoptic(
     images, annotations = [], []
     for sample in samples:
         categories = categories or sample.categories
+        check_sample(sample, json_path, categories, single_frame=True)
         image_name = sample.frame_names[0] if sample.frame_names else f"{sample.sample_id}.jpg"
         png_name = png_name_of(sample) if png_name_of else Path(image_name).with_suffix(".png").name
         id_map = id_map_from_sample(sample, 0, str(png_dir / png_name))

@@ -18,7 +18,7 @@ from omg_data.errors import DataError
 from omg_data.image_io import check_size, davis_palette, load_image, load_label_png, save_image, save_png
 from omg_data.panoptic_common import masks_from_id_maps
 from omg_data.prompts import sample_prompts
-from omg_data.sample import Category, CategoryList, Sample
+from omg_data.sample import Category, CategoryList, Sample, check_sample
 
 OBJECT_CATEGORY = Category(id=1, name="object", is_thing=True)
 VOID_VALUE = 255
@@ -146,6 +146,7 @@ def write_davis_results(samples: Iterable[Sample], out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     palette = davis_palette()
     for sample in samples:
+        check_sample(sample, out_dir)
         for frame, stem in enumerate(_frame_stems(sample)):
             path = out_dir / str(sample.sample_id) / f"{stem}.png"
             save_png(object_map_from_sample(sample, frame, str(path)), path, palette=palette)
@@ -158,6 +159,7 @@ def write_davis(samples: Iterable[Sample], root: str | Path, split: str = "val",
     names = []
     annotations = root / "Annotations" / resolution
     for sample in samples:
+        check_sample(sample, root)
         names.append(str(sample.sample_id))
         write_davis_results([sample], annotations)
         for frame, stem in enumerate(_frame_stems(sample)):

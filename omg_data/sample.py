@@ -207,3 +207,40 @@ def empty_segments(num_frames: int, height: int, width: int) -> dict[str, torch.
         "instance_ids": torch.zeros(0, dtype=torch.int64),
         "is_crowd": torch.zeros(0, dtype=torch.bool),
     }
+
+
+def check_sample(
+    sample: Sample, where: object, categories: CategoryList | None = None, single_frame: bool = False
+) -> Sample:
+    """Validates a sample handed to a writer; raises DataError naming the output and the sample.
+
+    Arguments:
+      sample: the sample about to be written.
+      where: the output file or folder, for the message.
+      categories: the category list the output declares (default: the sample's own).
+      single_frame: the format holds images, so a multi-frame clip would lose frames.
+    Returns:
+      the sample, for use inside generator expressions.
+    """
+    from omg_data.errors import DataError
+
+    try:
+        sample.validate()
+    except ValueError as error:
+        raise DataError(f"cannot write this sample: {error}", str(where), f"sample {sample.sample_id!r}") from error
+    if single_frame and sample.num_frames != 1:
+        raise DataError(
+            f"sample has {sample.num_frames} frames but this format holds single images; write each frame as its"
+            " own sample or use a video format",
+            str(where),
+            f"sample {sample.sample_id!r}",
+        )
+    if categories is not None:
+        unknown = sorted({c for c in sample.class_ids.tolist() if c not in categories})
+        if unknown:
+            raise DataError(
+                f"class ids {unknown[:10]} are not in the category list written to this file",
+                str(where),
+                f"sample {sample.sample_id!r}",
+            )
+    return sample

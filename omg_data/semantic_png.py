@@ -15,7 +15,7 @@ import torch
 from omg_data.errors import DataError
 from omg_data.image_io import check_size, load_image, load_label_png, save_png
 from omg_data.panoptic_common import masks_from_id_maps
-from omg_data.sample import CategoryList, Sample
+from omg_data.sample import CategoryList, Sample, check_sample
 
 IGNORE_VALUE = 255
 
@@ -157,6 +157,7 @@ def write_semantic_png(
       reduce_zero_label: store class k as k + 1 and ignore as 0 (ADE20K raw convention).
       palette: optional 256 x 3 palette for a palette PNG (VSPW style); values are unchanged.
     """
+    check_sample(sample, path)
     class_map = class_map_from_sample(sample, frame, str(path))
     save_png(encode_semantic(class_map, reduce_zero_label), path, palette=palette)
     return Path(path)

@@ -31,7 +31,7 @@ from omg_data.panoptic_common import (
     segments_from_id_maps,
     segments_info,
 )
-from omg_data.sample import CategoryList, Sample
+from omg_data.sample import CategoryList, Sample, check_sample
 from omg_data.schemas import CocoCategory, PanopticVideoFile
 
 # Raw VIPSeg values below this are stuff classes; at or above, thing instances (class * 100 + instance).
@@ -121,6 +121,7 @@ def write_vipseg(
     videos, annotations = [], []
     for sample in samples:
         categories = categories or sample.categories
+        check_sample(sample, json_path, categories)
         video_id = str(sample.sample_id)
         names = _frame_png_names(sample)
         images, frames = [], []
@@ -239,6 +240,7 @@ def write_vipseg_raw(samples: Iterable[Sample], panomask_dir: str | Path, image_
     """
     panomask_dir = Path(panomask_dir)
     for sample in samples:
+        check_sample(sample, panomask_dir)
         video = str(sample.sample_id)
         values = []
         per_class: dict[int, int] = {}

@@ -16,7 +16,7 @@ import torch
 
 from omg_data.errors import DataError
 from omg_data.image_io import check_size, load_image, load_label_png, save_image, save_png
-from omg_data.sample import CategoryList, Sample
+from omg_data.sample import CategoryList, Sample, check_sample
 from omg_data.semantic_png import (
     IGNORE_VALUE,
     class_map_from_sample,
@@ -95,6 +95,7 @@ def write_vspw(samples: Iterable[Sample], root: str | Path, split: str | None = 
     root = Path(root)
     videos = []
     for sample in samples:
+        check_sample(sample, root)
         video = str(sample.sample_id)
         videos.append(video)
         for frame, name in enumerate(_frame_stems(sample)):
@@ -115,6 +116,7 @@ def write_vspw_predictions(samples: Iterable[Sample], out_dir: str | Path) -> Pa
     """
     out_dir = Path(out_dir)
     for sample in samples:
+        check_sample(sample, out_dir)
         for frame, name in enumerate(_frame_stems(sample)):
             path = out_dir / str(sample.sample_id) / f"{name}.png"
             class_map = class_map_from_sample(sample, frame, str(path))

@@ -267,3 +267,17 @@ def test_repeated_ids_are_errors(data: Path) -> None:
     edit_json(base / "instances.json", lambda d: d["annotations"][1].update(id=d["annotations"][0]["id"]))
     with pytest.raises(DataError, match=r"annotations\[1\].*ids must be unique"):
         list(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
+
+
+def test_writers_check_samples(tmp_path: Path) -> None:
+    world = ShapesWorld(seed=0, image_size=(32, 32))
+    video = world.video(0, num_frames=2)
+    with pytest.raises(DataError, match=r"p\.json: record sample 1: sample has 2 frames but this format holds single"):
+        write_coco_panoptic([video], tmp_path / "p.json", tmp_path / "p")
+    image = world.image(0)
+    bad_shape = replace(image, class_ids=image.class_ids[:-1])
+    with pytest.raises(DataError, match=r"cannot write this sample: class_ids must have one entry per segment"):
+        write_coco_instances([bad_shape], tmp_path / "i.json")
+    unknown = replace(image, class_ids=torch.full_like(image.class_ids, 500))
+    with pytest.raises(DataError, match=r"class ids \[500\] are not in the sample's category list"):
+        write_semantic_png(unknown, tmp_path / "s.png")
