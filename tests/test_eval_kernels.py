@@ -117,3 +117,19 @@ def test_backend_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMG_EVAL_BACKEND", "fast")
     with pytest.raises(ValueError, match="is not a backend"):
         fused_kernels()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CUDA kernels build only there)")
+def test_confusion_cuda_equals_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+    kernels = fused_kernels()
+    assert kernels is not None and kernels.has_cuda()
+    generator = torch.Generator().manual_seed(3)
+    for num_classes in (7, 150):  # shared-memory and global-memory paths
+        gt = torch.randint(0, num_classes, (300_001,), generator=generator)
+        pred = torch.randint(0, num_classes, (300_001,), generator=generator)
+        gt[::5] = 255
+        on_gpu = confusion_matrix(gt.cuda(), pred.cuda().to(torch.int32), num_classes)
+        assert torch.equal(on_gpu.cpu(), confusion_matrix(gt, pred, num_classes))
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(gt.cuda(), (pred + 200).cuda(), num_classes)

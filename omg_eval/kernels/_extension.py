@@ -7,7 +7,7 @@ from types import ModuleType
 
 from omg_core.ext_build import load_extension
 
-EXTENSION_NAME = "omg_eval_kernels_v5"
+EXTENSION_NAME = "omg_eval_kernels_v6"
 ENV_VAR = "OMG_EVAL_BACKEND"
 _CSRC = Path(__file__).resolve().parent / "csrc"
 
@@ -21,5 +21,6 @@ def fused_kernels() -> ModuleType | None:
     return load_extension(
         EXTENSION_NAME,
         [_CSRC / "eval_kernels.cpp"],
+        [_CSRC / "eval_kernels_cuda.cu"],
         env_var=ENV_VAR,
     )

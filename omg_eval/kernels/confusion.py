@@ -53,7 +53,12 @@ def confusion_matrix(
             )
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    kernels = fused_kernels() if gt_labels.device.type == "cpu" and pred_labels.device.type == "cpu" else None
+    kernels = fused_kernels()
+    if kernels is not None and not (
+        gt_labels.device == pred_labels.device
+        and (gt_labels.device.type == "cpu" or (gt_labels.device.type == "cuda" and kernels.has_cuda()))
+    ):
+        kernels = None  # other devices (or a CPU-only build given CUDA tensors) use the PyTorch formulation
     if kernels is None:
         return _confusion_torch(
             gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64), num_classes, ignore_index

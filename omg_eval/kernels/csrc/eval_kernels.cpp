@@ -15,6 +15,11 @@
 #include <string>
 #include <vector>
 
+#ifdef WITH_CUDA
+torch::Tensor confusion_matrix_cuda(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels,
+                                    int64_t num_classes, int64_t ignore_index);
+#endif
+
 namespace {
 
 constexpr uint64_t kEmptySlot = ~uint64_t{0};
@@ -233,6 +238,14 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
 // detailed error.
 torch::Tensor confusion_matrix(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, int64_t num_classes,
                                int64_t ignore_index) {
+  if (gt_labels.is_cuda() || pred_labels.is_cuda()) {
+    TORCH_CHECK(gt_labels.device() == pred_labels.device(), "confusion_matrix: label maps on different devices");
+#ifdef WITH_CUDA
+    return confusion_matrix_cuda(gt_labels, pred_labels, num_classes, ignore_index);
+#else
+    TORCH_CHECK(false, "confusion_matrix: this build has no CUDA kernels");
+#endif
+  }
   TORCH_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), "confusion_matrix: CPU tensors only");
   TORCH_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), "confusion_matrix: contiguous tensors only");
   TORCH_CHECK(gt_labels.numel() == pred_labels.numel(), "confusion_matrix: label maps differ in size");
@@ -484,7 +497,16 @@ std::vector<torch::Tensor> coco_match_groups(const torch::Tensor& ious, const to
   return {kept, kept_count, matched, ignored, regular};
 }
 
+bool has_cuda() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
   m.def("segment_pairs_batch", &segment_pairs_batch, "pixel counts of (gt id, pred id) pairs per image");
   m.def("confusion_matrix", &confusion_matrix, "(K, K) confusion matrix of two label maps");
   m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
