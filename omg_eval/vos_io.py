@@ -25,7 +25,9 @@ def _read_id_map(path: Path) -> np.ndarray:
     ids = np.array(Image.open(path))
     if ids.ndim != 2:
         raise ValueError(f"{path} has shape {ids.shape}; save masks as single-channel (palette or grey) id PNGs")
-    return ids
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) > 255):
+        raise ValueError(f"{path} holds ids outside 0..255; DAVIS masks are 8-bit object ids (255 = void)")
+    return ids.astype(np.uint8, copy=False)
 
 
 def evaluate_davis(
@@ -65,5 +67,5 @@ def evaluate_davis(
                     f"is {gt_ids.shape[2]}x{gt_ids.shape[1]}; resize predictions to the annotation resolution"
                 )
             pred_ids[t] = prediction
-        metric.update(torch.from_numpy(pred_ids.astype(np.int64)), torch.from_numpy(gt_ids.astype(np.int64)), name)
+        metric.update(torch.from_numpy(pred_ids), torch.from_numpy(gt_ids), name)  # 8-bit ids stay uint8
     return metric.compute()

@@ -2,7 +2,9 @@
 
 The official ``ytvoseval`` sums, over the frames of a video, the intersection and the union of a predicted and a
 ground-truth mask, then divides. Because union = area(pred) + area(gt) - intersection frame by frame, the sums only
-need the total intersection of each pair and the total area of each track, which is one pass over the pixels.
+need the total intersection of each pair and the total area of each track. Two entry points count them:
+:func:`track_intersections` from dense masks (metrics fed by a model; CPU and CUDA kernels) and
+:func:`rle_pair_intersections` from compressed COCO RLEs (result files; the fused kernel merges runs, nothing decoded).
 """
 
 from __future__ import annotations
