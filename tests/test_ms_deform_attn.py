@@ -93,8 +93,17 @@ def fused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_fused_extension() is not None
 
 
+@pytest.fixture(params=["best", "baseline"])
+def cpu_kernels(request: pytest.FixtureRequest, fused: None) -> Iterator[str]:
+    """Run a test with the CPU kernels the machine would pick (AVX2 where available) and with the SSE2 baseline."""
+    extension = load_fused_extension()
+    extension.select_cpu_kernels(baseline_only=request.param == "baseline")
+    yield request.param
+    extension.select_cpu_kernels(baseline_only=False)
+
+
 @pytest.mark.parametrize("case_name", list(CASES))
-def test_forward_matches_reference(fused: None, case_name: str) -> None:
+def test_forward_matches_reference(cpu_kernels: str, case_name: str) -> None:
     inputs = with_grad(make_inputs(CASES[case_name]))
     output = multi_scale_deformable_attention(**inputs)
     assert type(output.grad_fn).__name__ == FUSED_GRAD_FN
@@ -132,7 +141,7 @@ def test_points_on_pixel_borders_match_reference(fused: None) -> None:
 
 
 @pytest.mark.parametrize("case_name", list(CASES))
-def test_gradients_match_reference(fused: None, case_name: str) -> None:
+def test_gradients_match_reference(cpu_kernels: str, case_name: str) -> None:
     inputs = with_grad(make_inputs(CASES[case_name]))
     output = multi_scale_deformable_attention(**inputs)
     assert type(output.grad_fn).__name__ == FUSED_GRAD_FN
@@ -156,7 +165,7 @@ def test_backward_is_independent_of_thread_count(fused: None, threads: int) -> N
         torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
-def test_gradcheck_double(fused: None) -> None:
+def test_gradcheck_double(cpu_kernels: str) -> None:
     case = Case(((3, 2), (2, 3)), batch=2, queries=3, heads=2, channels=3, points=2, spread=0.4)
     inputs = with_grad(make_inputs(case, dtype=torch.float64, seed=3))
 

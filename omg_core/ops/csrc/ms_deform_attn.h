@@ -43,6 +43,10 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& value, const at::Tensor& 
                                      const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                      const at::Tensor& attention_weights, const at::Tensor& grad_output);
 
+// Restrict the CPU kernels to their baseline (SSE2) copy, or lift that restriction; returns whether the AVX2 copy is
+// now in use. For tests and benchmarks: the AVX2 copy is otherwise chosen whenever the CPU supports it.
+bool select_cpu_kernels(bool baseline_only);
+
 #ifdef WITH_CUDA
 at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& spatial_shapes,
                         const at::Tensor& level_start_index, const at::Tensor& sampling_locations,

@@ -56,4 +56,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "backward: (value, spatial_shapes, level_start_index, locations, weights, grad_out) -> "
         "[grad_value, grad_locations, grad_weights]");
   m.def("built_with_cuda", &omg_msda::built_with_cuda, "whether the CUDA kernels were compiled in");
+  m.def("select_cpu_kernels", &omg_msda::select_cpu_kernels, py::arg("baseline_only"),
+        "restrict CPU kernels to the baseline SSE2 copy (True) or allow AVX2 (False); returns whether AVX2 is used");
 }
