@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from omg_data.augment import LargeScaleJitter
 from omg_data.coco_panoptic import read_coco_panoptic
@@ -64,7 +65,7 @@ def check_agree(root: Path) -> None:
 
 
 @pytest.mark.benchmark(group="data-read-decode")
-def test_read_decode_ours(benchmark, coco: Path) -> None:
+def test_read_decode_ours(benchmark: BenchmarkFixture, coco: Path) -> None:
     check_agree(coco)
     samples = benchmark.pedantic(read_ours, args=(coco,), rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
@@ -77,7 +78,7 @@ def test_read_decode_ours(benchmark, coco: Path) -> None:
 
 
 @pytest.mark.benchmark(group="data-read-decode")
-def test_read_decode_reference(benchmark, coco: Path) -> None:
+def test_read_decode_reference(benchmark: BenchmarkFixture, coco: Path) -> None:
     pairs = benchmark.pedantic(read_pil, args=(coco,), rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
         role="reference",
@@ -87,7 +88,7 @@ def test_read_decode_reference(benchmark, coco: Path) -> None:
 
 
 @pytest.mark.benchmark(group="data-read-decode-augment")
-def test_read_decode_augment_ours(benchmark, coco: Path) -> None:
+def test_read_decode_augment_ours(benchmark: BenchmarkFixture, coco: Path) -> None:
     check_agree(coco)
     jitter = LargeScaleJitter(output_size=(1024, 1024), scale_range=(0.1, 2.0))
 
@@ -114,7 +115,7 @@ def test_read_decode_augment_ours(benchmark, coco: Path) -> None:
 
 
 @pytest.mark.benchmark(group="data-read-decode-augment")
-def test_read_decode_augment_reference(benchmark, coco: Path) -> None:
+def test_read_decode_augment_reference(benchmark: BenchmarkFixture, coco: Path) -> None:
     pairs = benchmark.pedantic(read_pil, args=(coco,), rounds=3, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(
         role="reference",
@@ -190,7 +191,7 @@ def peak_rss_kib(path: Path, frames: int) -> tuple[int, int]:
 
 
 @pytest.mark.benchmark(group="data-video-stream")
-def test_video_stream_ours(benchmark, video: Path) -> None:
+def test_video_stream_ours(benchmark: BenchmarkFixture, video: Path) -> None:
     lazy, eager = consume_lazy(video), consume_eager(video)
     assert lazy[0] == eager[0] == VIDEO_FRAMES and abs(lazy[1] - eager[1]) < 1e-3
     (base_30, rss_30), (base_300, rss_300) = peak_rss_kib(video, 30), peak_rss_kib(video, 300)
@@ -215,6 +216,6 @@ def test_video_stream_ours(benchmark, video: Path) -> None:
 
 
 @pytest.mark.benchmark(group="data-video-stream")
-def test_video_stream_reference(benchmark, video: Path) -> None:
+def test_video_stream_reference(benchmark: BenchmarkFixture, video: Path) -> None:
     benchmark.pedantic(consume_eager, args=(video,), rounds=2, iterations=1)
     benchmark.extra_info.update(role="reference", reference="naive eager reader: decode all frames into one tensor")

@@ -62,7 +62,7 @@ class CategoryList(Sequence[Category]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getitem__(self, position):  # type: ignore[override]
+    def __getitem__(self, position: int | slice) -> Category | list[Category]:  # type: ignore[override]
         return self._items[position]
 
     def __iter__(self) -> Iterator[Category]:

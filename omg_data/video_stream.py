@@ -9,8 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import av.container
 
 from omg_data.errors import DataError
 from omg_data.image_io import load_image
@@ -63,7 +67,7 @@ class FrameStream:
             return
         yield from self._decode_video()
 
-    def _open(self):
+    def _open(self) -> av.container.InputContainer:
         import av
 
         try:

@@ -115,7 +115,7 @@ def write_dataset(world: ShapesWorld, format: str, out_dir: str | Path, num: int
     return out
 
 
-def global_id(sample: Sample, local_ids):
+def global_id(sample: Sample, local_ids: torch.Tensor) -> torch.Tensor:
     """Annotation ids unique across a COCO / YouTube-VIS file: sample id * 1000 + the id within the sample."""
     return int(sample.sample_id) * 1000 + local_ids
 
@@ -126,7 +126,7 @@ def _save(sample: Sample, path: Path) -> None:
     save_image(sample.frames[0], path)
 
 
-def _named(samples) -> Iterator[Sample]:
+def _named(samples: Iterable[Sample]) -> Iterator[Sample]:
     """Video ids as folder names ("video_00001"), frames named by their index."""
     for sample in samples:
         yield replace(
