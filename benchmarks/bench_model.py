@@ -143,8 +143,10 @@ def _check_agreement(name: str, outputs: OMGOutputs, reference: OMGOutputs) -> d
         assert mask_agreement > 0.9, f"bf16 mask foreground agrees on only {mask_agreement:.3f} of pixels"
         assert class_agreement > 0.7, f"bf16 top class agrees for only {class_agreement:.3f} of queries"
     else:
-        torch.testing.assert_close(masks, reference_masks, rtol=1e-3, atol=1e-3)
-        torch.testing.assert_close(classes, reference_classes, rtol=1e-3, atol=1e-3)
+        # Summation order differs (e.g. channels_last convolutions); class logits are cosines times
+        # exp(logit_scale) = 100, which scales a 1e-5 cosine difference to 1e-3.
+        torch.testing.assert_close(masks, reference_masks, rtol=1e-3, atol=2e-3)
+        torch.testing.assert_close(classes, reference_classes, rtol=1e-3, atol=1e-2)
     return {"mask_agreement": mask_agreement, "class_agreement": class_agreement}
 
 
