@@ -47,25 +47,25 @@ def load_validated(path: str | Path, model: type[ModelT] | Any) -> ModelT | Any:
 def _describe_validation_error(error: ValidationError, raw: Any, path: Path) -> DataError:
     first = error.errors()[0]
     location = first["loc"]
-    # Walk down to the innermost list element: that is "the record" a user looks for in the file.
+    # Walk down the error location, naming list positions ("annotations[3].segmentations[0]") and
+    # remembering the ids of the innermost enclosing record, which is what a user searches the file for.
     record_parts: list[str] = []
-    record_value: Any = None
+    ids = ""
     node: Any = raw
-    field_parts: list[str] = []
     for part in location:
+        if isinstance(node, dict) and describe(node):
+            ids = describe(node)
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
             record_parts.append(f"[{part}]")
             node = node[part]
-            record_value = node
-            field_parts = []
         elif isinstance(part, str) and isinstance(node, dict):
             record_parts.append(("." if record_parts else "") + part)
-            field_parts.append(part)
             node = node.get(part)
         else:  # union branch names and the like: not part of the file's structure
             continue
+    if isinstance(node, dict) and describe(node):
+        ids = describe(node)
     record = "".join(record_parts) or "<top level>"
-    ids = describe(record_value) if isinstance(record_value, dict) else ""
     if ids:
         record = f"{record} ({ids})"
     count = error.error_count()

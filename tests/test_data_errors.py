@@ -281,3 +281,10 @@ def test_writers_check_samples(tmp_path: Path) -> None:
     unknown = replace(image, class_ids=torch.full_like(image.class_ids, 500))
     with pytest.raises(DataError, match=r"class ids \[500\] are not in the sample's category list"):
         write_semantic_png(unknown, tmp_path / "s.png")
+
+
+def test_schema_error_names_enclosing_record_ids(data: Path) -> None:
+    base = data / "youtube-vis"
+    edit_json(base / "instances.json", lambda d: d["annotations"][1]["segmentations"].__setitem__(0, "oops"))
+    with pytest.raises(DataError, match=r"record annotations\[1\]\.segmentations\[0\] \(id=\d+, video_id=\d+\)"):
+        list(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
