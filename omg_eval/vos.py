@@ -1,10 +1,12 @@
-"""DAVIS-2017 semi-supervised video object segmentation: J (region IoU), F (boundary F-measure) and J&F, each as mean,
-recall and decay, equal to ``davis2017-evaluation``.
+"""DAVIS-2017 video object segmentation: J (region IoU), F (boundary F-measure) and J&F, each as mean, recall and
+decay, equal to ``davis2017-evaluation``.
 
-Per sequence the objects are the ids present in the first ground-truth frame; the first and the last frames are not
-scored (the first is given to the method, the official also drops the last); J and F are computed per object and
-frame, summarised per object (mean, recall = fraction of frames above 0.5, decay = first-quarter minus last-quarter
-mean), and averaged over all objects of all sequences.
+Per sequence the objects are the ids present in the first ground-truth frame. Semi-supervised (default): the first and
+the last frames are not scored (the first is given to the method, the official also drops the last) and void pixels
+count as background. Unsupervised: every frame is scored, void pixels are removed, and proposals are assigned to
+objects first (see :mod:`omg_eval.vos_unsupervised`). J and F are computed per object and frame, summarised per
+object (mean, recall = fraction of frames above 0.5, decay = first-quarter minus last-quarter mean), and averaged over
+all objects of all sequences.
 """
 
 from __future__ import annotations
@@ -17,23 +19,35 @@ import torch
 from omg_eval.kernels.boundary_f import boundary_radius, object_counts
 from omg_eval.metric import Metric
 from omg_eval.vos_statistics import f_measure_from_counts, jaccard_from_counts, sequence_statistics
+from omg_eval.vos_unsupervised import matched_object_scores
 
 VOID_ID = 255
 
 
+TASKS = ("semi-supervised", "unsupervised")
+
+
 class DAVISMetric(Metric):
-    """J&F of DAVIS-2017 (semi-supervised protocol).
+    """J&F of DAVIS-2017.
 
     Arguments:
       bound_th: boundary tolerance of F, as a fraction of the image diagonal (< 1) or in pixels (>= 1, whole number).
-      skip_first_and_last: do not score the first and last frame of each sequence (the official protocol).
+      task: ``"semi-supervised"`` (objects given in the first frame) or ``"unsupervised"`` (proposals matched to
+        objects).
+      skip_first_and_last: do not score the first and last frame of each sequence; default: True for
+        semi-supervised, False for unsupervised (the official protocols).
     """
 
-    def __init__(self, bound_th: float = 0.008, skip_first_and_last: bool = True) -> None:
+    def __init__(
+        self, bound_th: float = 0.008, task: str = "semi-supervised", skip_first_and_last: bool | None = None
+    ) -> None:
         super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         boundary_radius(1, 1, bound_th)  # validates the threshold now rather than at the first update
         self.bound_th = bound_th
-        self.skip_first_and_last = skip_first_and_last
+        self.task = task
+        self.skip_first_and_last = task == "semi-supervised" if skip_first_and_last is None else skip_first_and_last
         self.add_state("objects", [], dist_reduce_fx="cat")
 
     def update(self, pred_ids: torch.Tensor, gt_ids: torch.Tensor, sequence: str) -> None:
@@ -61,8 +75,8 @@ class DAVISMetric(Metric):
         num_objects = int(first_frame.masked_fill(first_frame == VOID_ID, 0).max()) if gt_ids.numel() else 0
         if num_objects == 0:
             raise ValueError(
-                f"sequence {sequence!r}: the first ground-truth frame has no object; semi-supervised DAVIS tracks the "
-                "objects given in the first frame"
+                f"sequence {sequence!r}: the first ground-truth frame has no object; DAVIS scores the objects of the "
+                "first annotated frame"
             )
         if self.skip_first_and_last:
             if gt_ids.shape[0] < 3:
@@ -74,20 +88,30 @@ class DAVISMetric(Metric):
         pred_low, pred_high = (int(v) for v in torch.aminmax(pred_ids)) if pred_ids.numel() else (0, 0)
         if pred_low < 0:
             raise ValueError(f"sequence {sequence!r}: pred_ids must be non-negative object ids")
+        height, width = gt_ids.shape[-2:]
+        radius = boundary_radius(int(height), int(width), self.bound_th)
+        if self.task == "unsupervised":
+            if pred_high > 255:
+                raise ValueError(f"sequence {sequence!r}: proposal ids must fit in 8 bits")
+            j_values, f_values = matched_object_scores(pred_ids.to(torch.uint8), gt_ids, num_objects, radius, VOID_ID)
+            self._add_objects(sequence, j_values, f_values)
+            return
         if pred_high > num_objects:
             raise ValueError(
                 f"sequence {sequence!r}: the prediction holds object id {pred_high} but the first ground-truth frame "
                 f"has only {num_objects} objects (ids 1..{num_objects}); the official evaluator rejects such results"
             )
         pred_ids = pred_ids.to(torch.uint8)
-        height, width = gt_ids.shape[-2:]
-        radius = boundary_radius(int(height), int(width), self.bound_th)
         # Void (255) and ids that appear only after the first frame belong to no object, as officially.
         counts = object_counts(pred_ids, gt_ids, num_objects, radius).cpu()  # K x T x 6
         intersections, unions = counts[..., 0], counts[..., 1]
         j_values = jaccard_from_counts(intersections, unions)  # K x T
         f_values = f_measure_from_counts(counts[..., 2:])  # K x T
-        for k in range(num_objects):
+        self._add_objects(sequence, j_values, f_values)
+
+    def _add_objects(self, sequence: str, j_values: np.ndarray, f_values: np.ndarray) -> None:
+        """Store the per-frame J and F (K, T) of a sequence's objects, named ``<sequence>_<k>`` as officially."""
+        for k in range(j_values.shape[0]):
             self.objects.append({"name": f"{sequence}_{k + 1}", "J": j_values[k], "F": f_values[k]})
 
     def compute(self) -> dict[str, Any]:

@@ -31,15 +31,21 @@ def _read_id_map(path: Path) -> np.ndarray:
 
 
 def evaluate_davis(
-    pred_dir: str | Path, gt_dir: str | Path, sequences: Sequence[str] | None = None, bound_th: float = 0.008
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    sequences: Sequence[str] | None = None,
+    bound_th: float = 0.008,
+    task: str = "semi-supervised",
 ) -> dict[str, Any]:
-    """Evaluate DAVIS-2017 semi-supervised results.
+    """Evaluate DAVIS-2017 results.
 
     Arguments:
       pred_dir: folder with one sub-folder of PNG masks per sequence.
-      gt_dir: the annotation folder (e.g. ``DAVIS/Annotations/480p``).
+      gt_dir: the annotation folder (``DAVIS/Annotations/480p``, or ``Annotations_unsupervised/480p`` for the
+        unsupervised task).
       sequences: sequence names to evaluate (default: every sub-folder of ``gt_dir``, sorted).
       bound_th: boundary tolerance of F.
+      task: ``"semi-supervised"`` or ``"unsupervised"`` (see :class:`DAVISMetric`).
 
     Returns:
       The figures of :meth:`DAVISMetric.compute`.
@@ -51,15 +57,16 @@ def evaluate_davis(
     names = sorted(p.name for p in gt_root.iterdir() if p.is_dir()) if sequences is None else list(sequences)
     if not names:
         raise ValueError(f"{gt_root} holds no sequence folders")
-    metric = DAVISMetric(bound_th=bound_th)
+    metric = DAVISMetric(bound_th=bound_th, task=task)
     for name in names:
         gt_frames = sorted((gt_root / name).glob("*.png"))
         if not gt_frames:
             raise FileNotFoundError(f"no annotation PNGs in {gt_root / name}")
         gt_ids = np.stack([_read_id_map(frame) for frame in gt_frames])  # T x H x W
-        # The first and last frames are not scored, so (as officially) their predictions need not exist.
+        # Frames that are not scored (semi-supervised: first and last) need no prediction, as officially.
         pred_ids = np.zeros_like(gt_ids)
-        for t, frame in enumerate(gt_frames[1:-1], start=1):
+        first, stop = (1, len(gt_frames) - 1) if metric.skip_first_and_last else (0, len(gt_frames))
+        for t, frame in zip(range(first, stop), gt_frames[first:stop]):
             prediction = _read_id_map(pred_root / name / frame.name)
             if prediction.shape != gt_ids.shape[1:]:
                 raise ValueError(

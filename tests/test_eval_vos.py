@@ -178,3 +178,22 @@ def test_user_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "pred" / "border").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="00001.png"):
         evaluate_davis(tmp_path / "pred", tmp_path / "gt")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unsupervised_matches_official(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unsupervised protocol: more proposals than objects, fewer, swapped ids, void pixels; all frames scored."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    folder = FIXTURES / "unsupervised"
+    expected = json.loads((folder / "expected.json").read_text())
+    ours = evaluate_davis(folder / "pred", folder / "gt", task="unsupervised")
+    for key, value in expected["global"].items():
+        assert ours[key] == pytest.approx(value, abs=TOLERANCE), key
+    assert set(ours["per_object"]) == set(expected["per_object"])
+    for name, values in expected["per_object"].items():
+        for key, value in values.items():
+            assert ours["per_object"][name][key] == pytest.approx(value, abs=TOLERANCE), (name, key)
+    with pytest.raises(ValueError, match="at most 20 proposals"):
+        gt_ids = torch.zeros(2, 6, 6, dtype=torch.uint8)
+        gt_ids[:, 1:3, 1:3] = 1
+        DAVISMetric(task="unsupervised").update(torch.full_like(gt_ids, 21), gt_ids, "too_many_proposals")
