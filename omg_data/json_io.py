@@ -37,11 +37,17 @@ def load_validated(path: str | Path, model: type[ModelT] | Any) -> ModelT | Any:
     Raises:
       DataError naming the file, the first failing record (with its ids) and the field.
     """
-    raw = read_json(path)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("annotation file not found; check the path given for the annotation JSON", path)
     try:
-        return TypeAdapter(model).validate_python(raw)
+        # pydantic-core parses and validates in one pass, without building Python dicts first: about twice
+        # as fast as json.load + validate_python on COCO-sized files
+        return TypeAdapter(model).validate_json(path.read_bytes())
     except ValidationError as error:
-        raise _describe_validation_error(error, raw, Path(path)) from error
+        # on failure only, parse again with the json module: it reports syntax errors by line and column,
+        # and the raw dicts let the message name the failing record by its ids
+        raise _describe_validation_error(error, read_json(path), path) from error
 
 
 def _describe_validation_error(error: ValidationError, raw: Any, path: Path) -> DataError:
