@@ -115,7 +115,7 @@ class Prompts:
     frame_index: int = 0
 
 
-@dataclass
+@dataclass(repr=False)
 class Sample:
     """One image or video clip with its segments (see the module docstring for shapes and dtypes)."""
 
@@ -133,6 +133,24 @@ class Sample:
     prompts: Prompts | None = None
     scores: torch.Tensor | None = None  # S float32, predictions only
     captions: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        # shapes rather than tensor contents: a sample holds megabytes of pixels and masks
+        t, c, h, w = self.frames.shape
+        parts = [
+            f"id={self.sample_id!r}",
+            f"frames={t}x{c}x{h}x{w}",
+            f"segments={self.num_segments}",
+            f"things={int(self.is_thing.sum())}",
+            f"crowd={int(self.is_crowd.sum())}",
+            f"ignore_pixels={int(self.ignore.sum())}",
+            f"categories={len(self.categories)}",
+        ]
+        if self.prompts is not None:
+            parts.append(f"prompts={tuple(self.prompts.points.shape)}")
+        if self.scores is not None:
+            parts.append("scores")
+        return f"Sample({', '.join(parts)})"
 
     @property
     def image(self) -> torch.Tensor:

@@ -152,3 +152,8 @@ def test_caption_grammar() -> None:
         "an orange cross and a group of small white crosses on sand"
     )
     assert caption([], None, "snow", True)[0] == "snow under the sky"
+
+
+def test_sample_repr_is_compact() -> None:
+    text = repr(ShapesWorld(seed=0, image_size=(40, 40)).video(0, num_frames=2))
+    assert text.startswith("Sample(id=1, frames=2x3x40x40") and len(text) < 200
