@@ -62,7 +62,7 @@ def read_coco_instances(json_path: str | Path, image_dir: str | Path) -> Iterato
         masks = []
         for index, annotation in by_image.get(info.id, []):
             try:
-                masks.append(decode_segmentation(_raw(annotation.segmentation), info.height, info.width))
+                masks.append(decode_segmentation(annotation.segmentation, info.height, info.width))
             except ValueError as error:
                 raise DataError(
                     f"bad segmentation: {error}", json_path, f"annotations[{index}] (id={annotation.id})"
@@ -75,10 +75,6 @@ def read_coco_instances(json_path: str | Path, image_dir: str | Path) -> Iterato
             frame_names=[info.file_name],
             **_segment_fields(masks, annotations, categories, info.height, info.width),
         )
-
-
-def _raw(segmentation: object) -> object:
-    return segmentation.model_dump() if hasattr(segmentation, "model_dump") else segmentation
 
 
 def _segment_fields(
@@ -220,7 +216,7 @@ def read_coco_results(json_path: str | Path, categories: CategoryList) -> dict[i
         masks = []
         for index, result in entries:
             try:
-                masks.append(decode_segmentation(result.segmentation.model_dump(), height, width))
+                masks.append(decode_segmentation(result.segmentation, height, width))
             except ValueError as error:
                 raise DataError(f"bad segmentation: {error}", json_path, f"[{index}]") from error
         class_ids = [r.category_id for _, r in entries]

@@ -21,11 +21,13 @@ def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarra
     """Decodes any COCO segmentation: polygon list, uncompressed RLE (list counts) or compressed RLE.
 
     Arguments:
-      segmentation: the `segmentation` value of a COCO / YouTube-VIS record.
+      segmentation: the `segmentation` value of a COCO / YouTube-VIS record (raw or validated).
       height, width: the image size (needed for polygons and uncompressed RLE).
     Returns:
       H x W bool array. Raises ValueError on a malformed value (callers add file and record).
     """
+    if hasattr(segmentation, "model_dump"):  # a validated schema object (omg_data.schemas.RleMask)
+        segmentation = segmentation.model_dump()
     if isinstance(segmentation, list):
         if not segmentation:
             return np.zeros((height, width), dtype=bool)

@@ -78,9 +78,8 @@ def read_youtube_vis(json_path: str | Path, image_dir: str | Path) -> Iterator[S
                 if segmentation is None:
                     per_frame.append(np.zeros((video.height, video.width), dtype=bool))
                     continue
-                raw = segmentation.model_dump() if hasattr(segmentation, "model_dump") else segmentation
                 try:
-                    per_frame.append(decode_segmentation(raw, video.height, video.width))
+                    per_frame.append(decode_segmentation(segmentation, video.height, video.width))
                 except ValueError as error:
                     raise DataError(
                         f"bad segmentation in frame {frame_index}: {error}",
@@ -236,7 +235,7 @@ def read_youtube_vis_results(json_path: str | Path, categories: CategoryList) ->
             masks.append(
                 np.stack(
                     [
-                        decode_segmentation(s.model_dump(), height, width)
+                        decode_segmentation(s, height, width)
                         if s is not None
                         else np.zeros((height, width), dtype=bool)
                         for s in result.segmentations
