@@ -2,6 +2,7 @@
 
 It describes itself truthfully (``implemented=False``) so ``omg tasks`` can list it, and every hook that would
 produce results refuses with :class:`TaskNotImplementedError` instead of returning something that looks like work.
+Its metric, which does not depend on the model, is real when one is bound.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from typing import Any, NoReturn
 from omg_core.errors import TaskNotImplementedError
 from omg_core.hookspecs import hookimpl
 from omg_core.task_info import TaskInfo
+from omg_tasks._metric_binding import MetricFactory
 
 
 class PlaceholderTask:
     """Task plugin object for a task that is registered but not implemented."""
 
-    def __init__(self, info: TaskInfo) -> None:
+    def __init__(self, info: TaskInfo, metric_factory: MetricFactory | None = None) -> None:
         if info.implemented:
             raise ValueError(f"PlaceholderTask is for unimplemented tasks; {info.name!r} says implemented=True")
         self.info = info
+        self.metric_factory = metric_factory
 
     def _refuse(self, what: str) -> NoReturn:
         raise TaskNotImplementedError(
@@ -41,8 +44,10 @@ class PlaceholderTask:
         self._refuse("decoding the model's outputs")
 
     @hookimpl
-    def omg_create_metric(self, options: dict[str, Any]) -> NoReturn:
-        self._refuse("binding its metric")
+    def omg_create_metric(self, options: dict[str, Any]) -> Any:
+        if self.metric_factory is None:
+            self._refuse("binding its metric")
+        return self.metric_factory(options)
 
     @hookimpl
     def omg_write_results(self, results: list[Any], output_dir: Path, output_format: str) -> NoReturn:

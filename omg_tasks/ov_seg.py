@@ -1,18 +1,20 @@
 """The ov-seg task: panoptic, instance and semantic segmentation over any class names you give."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._metric_binding import bind_metric
 from omg_tasks._placeholder import PlaceholderTask
 
 plugin = PlaceholderTask(
     TaskInfo(
-        name='ov-seg',
+        name="ov-seg",
         aliases=(),
-        summary='panoptic, instance and semantic segmentation over any class names you give',
-        modality='image',
+        summary="panoptic, instance and semantic segmentation over any class names you give",
+        modality="image",
         prompt_kinds=(),
-        vocabulary='open',
-        metrics=('PQ', 'AP', 'mIoU'),
-        output_formats=('coco-panoptic', 'coco-results-json', 'semantic-png'),
+        vocabulary="open",
+        metrics=("PQ", "SQ", "RQ"),
+        output_formats=("coco-panoptic", "coco-results-json", "semantic-png"),
         implemented=False,
-    )
+    ),
+    bind_metric("ov-seg", "omg_eval.panoptic:PanopticQuality"),
 )

@@ -1,18 +1,20 @@
 """The panoptic task (ps): a non-overlapping segment with a class for every thing and stuff region."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._metric_binding import bind_metric
 from omg_tasks._placeholder import PlaceholderTask
 
 plugin = PlaceholderTask(
     TaskInfo(
-        name='panoptic',
-        aliases=('ps',),
-        summary='a non-overlapping segment with a class for every thing and stuff region',
-        modality='image',
+        name="panoptic",
+        aliases=("ps",),
+        summary="a non-overlapping segment with a class for every thing and stuff region",
+        modality="image",
         prompt_kinds=(),
-        vocabulary='closed',
-        metrics=('PQ', 'SQ', 'RQ'),
-        output_formats=('coco-panoptic',),
+        vocabulary="closed",
+        metrics=("PQ", "SQ", "RQ"),
+        output_formats=("coco-panoptic",),
         implemented=False,
-    )
+    ),
+    bind_metric("panoptic", "omg_eval.panoptic:PanopticQuality"),
 )

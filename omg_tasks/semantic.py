@@ -1,18 +1,20 @@
 """The semantic task (ss): a class label for every pixel."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._metric_binding import bind_metric
 from omg_tasks._placeholder import PlaceholderTask
 
 plugin = PlaceholderTask(
     TaskInfo(
-        name='semantic',
-        aliases=('ss',),
-        summary='a class label for every pixel',
-        modality='image',
+        name="semantic",
+        aliases=("ss",),
+        summary="a class label for every pixel",
+        modality="image",
         prompt_kinds=(),
-        vocabulary='closed',
-        metrics=('mIoU', 'fwIoU', 'pAcc'),
-        output_formats=('semantic-png',),
+        vocabulary="closed",
+        metrics=("mIoU", "fwIoU", "pAcc"),
+        output_formats=("semantic-png",),
         implemented=False,
-    )
+    ),
+    bind_metric("semantic", "omg_eval.semantic:SemanticSegmentation"),
 )

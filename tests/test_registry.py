@@ -70,8 +70,10 @@ def test_unimplemented_builtin_tasks_refuse_plainly() -> None:
     assert handle.info.implemented is False
     with pytest.raises(TaskNotImplementedError, match="'panoptic' is registered but not implemented"):
         handle.encode_queries(request=None)  # type: ignore[arg-type]
-    with pytest.raises(TaskNotImplementedError):
-        handle.create_metric({})
+    with pytest.raises(TaskNotImplementedError, match="decoding the model's outputs"):
+        handle.decode_outputs(request=None, plan=None, outputs=None)  # type: ignore[arg-type]
+    with pytest.raises(TaskNotImplementedError, match="writing its result files"):
+        handle.write_results([], Path("."))
 
 
 def test_throwaway_distribution_is_discovered_and_usable(plugin_site: Path) -> None:
