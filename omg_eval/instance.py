@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from omg_eval.instance_accumulate import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, accumulate, summarize
-from omg_eval.instance_masks import mask_areas, mask_ious, to_rles
+from omg_eval.instance_masks import coco_mask_counts, mask_areas, mask_ious, to_rles
 from omg_eval.instance_matching import MatchGroup, match_groups
+from omg_eval.kernels._extension import fused_kernels
 from omg_eval.metric import Metric
 
 Annotation = Mapping[str, Any]
@@ -85,17 +86,19 @@ class CocoMaskAP(Metric):
             if "score" not in annotation:
                 raise ValueError(f"image {image_id}: a detection has no 'score'")
             det_by_category[self._category(annotation, image_id, "detection")].append(annotation)
-        self.image_ids.append(image_id)
         categories = sorted(set(gt_by_category) | set(det_by_category))
-        groups = [
-            self._group(gt_by_category.get(c, []), det_by_category.get(c, []), height, width, image_id)
-            for c in categories
-        ]
+        members = [(gt_by_category.get(c, []), det_by_category.get(c, [])) for c in categories]
+        kernels = fused_kernels()
+        if kernels is not None:
+            groups = _fused_groups(kernels, members, height, width, image_id)
+        else:
+            groups = [self._group(gts, dets, height, width, image_id) for gts, dets in members]
         kept, kept_count, matched, ignored, regular = match_groups(groups, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS[-1])
         group_of_det = np.repeat(np.arange(len(groups)), kept_count)
         scores = np.concatenate([g.det_scores for g in groups]) if groups else np.zeros(0)
         det_offsets = np.cumsum([0] + [len(g.det_scores) for g in groups])[:-1]
         ranks = np.arange(len(kept)) - np.repeat(np.cumsum(kept_count) - kept_count, kept_count)
+        self.image_ids.append(image_id)
         self.records.append(
             (
                 image_id,
@@ -164,3 +167,71 @@ class CocoMaskAP(Metric):
         figures["precision"] = precision
         figures["recall"] = recall
         return figures
+
+
+def _annotation_areas(annotations: Sequence[Annotation], mask_pixels: np.ndarray) -> np.ndarray:
+    """The ``area`` field where given (COCOeval uses it), else the mask's pixel count."""
+    return np.array(
+        [float(a["area"]) if "area" in a else float(m) for a, m in zip(annotations, mask_pixels)], dtype=np.float64
+    )
+
+
+def _fused_groups(
+    kernels: Any,
+    members: Sequence[tuple[Sequence[Annotation], Sequence[Annotation]]],
+    height: int,
+    width: int,
+    image_id: int,
+) -> list[MatchGroup]:
+    """The MatchGroups of one image with every RLE decoded once and all IoUs in one kernel call."""
+    gts = [g for group_gts, _ in members for g in group_gts]
+    dets = [d for _, group_dets in members for d in group_dets]
+    rles = to_rles([a["segmentation"] for a in (*gts, *dets)], height, width, image_id)
+    counts = [r["counts"] if isinstance(r["counts"], (bytes, str)) else coco_mask_counts(r) for r in rles]
+    runs, lengths, areas = kernels.rle_from_strings(counts)
+    if len(lengths) and int(lengths[0]) < 0:
+        raise ValueError(f"image {image_id}: a segmentation has a malformed compressed RLE 'counts' string")
+    covered = np.add.reduceat(runs.numpy(), np.cumsum([0, *lengths.tolist()[:-1]])) if len(runs) else np.zeros(0)
+    if len(lengths) and (len(covered) != len(lengths) or bool((covered != height * width).any())):
+        raise ValueError(f"image {image_id}: an RLE does not cover the {height} x {width} image; check its 'size'")
+    areas = areas.numpy()
+    gt_rows, det_rows, det_offsets, gt_offsets, groups_meta = [], [], [0], [0], []
+    gt_start, det_start = 0, len(gts)
+    for group_gts, group_dets in members:
+        scores = np.array([float(d["score"]) for d in group_dets], dtype=np.float64)
+        top = np.argsort(-scores, kind="mergesort")[: MAX_DETS[-1]]
+        if len(group_gts) == 0:
+            top = top[:0]  # nothing to intersect with
+        det_rows.extend((det_start + top).tolist())
+        gt_rows.extend(range(gt_start, gt_start + len(group_gts)))
+        det_offsets.append(len(det_rows))
+        gt_offsets.append(len(gt_rows))
+        groups_meta.append((group_gts, group_dets, scores, top, gt_start, det_start))
+        gt_start += len(group_gts)
+        det_start += len(group_dets)
+    crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=np.uint8)
+    ious = kernels.rle_iou_groups(
+        runs,
+        lengths,
+        torch.tensor(det_rows, dtype=torch.int64),
+        torch.tensor(det_offsets, dtype=torch.int64),
+        torch.tensor(gt_rows, dtype=torch.int64),
+        torch.tensor(gt_offsets, dtype=torch.int64),
+        torch.from_numpy(crowd[np.asarray(gt_rows, dtype=np.int64)] if gt_rows else np.zeros(0, dtype=np.uint8)),
+    ).numpy()
+    groups, position = [], 0
+    for group_gts, group_dets, scores, top, first_gt, first_det in groups_meta:
+        block = np.zeros((len(group_dets), len(group_gts)))
+        size = len(top) * len(group_gts)
+        block[top] = ious[position : position + size].reshape(len(top), len(group_gts))
+        position += size
+        groups.append(
+            MatchGroup(
+                ious=block,
+                det_scores=scores,
+                det_areas=_annotation_areas(group_dets, areas[first_det : first_det + len(group_dets)]),
+                gt_areas=_annotation_areas(group_gts, areas[first_gt : first_gt + len(group_gts)]),
+                gt_crowd=crowd[first_gt : first_gt + len(group_gts)].astype(bool),
+            )
+        )
+    return groups

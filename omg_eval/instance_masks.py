@@ -59,3 +59,9 @@ def mask_ious(det_rles: Sequence[Rle], gt_rles: Sequence[Rle], gt_crowd: np.ndar
     if not det_rles or not gt_rles:
         return np.zeros((len(det_rles), len(gt_rles)))
     return np.asarray(coco_mask.iou(list(det_rles), list(gt_rles), [int(c) for c in gt_crowd]), dtype=np.float64)
+
+
+def coco_mask_counts(rle: Rle) -> bytes:
+    """The compressed ``counts`` string of an RLE whose counts are still a list."""
+    height, width = rle["size"]
+    return coco_mask.frPyObjects(rle, height, width)["counts"]

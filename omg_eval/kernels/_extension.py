@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import ModuleType
 
 from omg_core.ext_build import load_extension
 
-EXTENSION_NAME = "omg_eval_kernels_v6"
+EXTENSION_NAME = "omg_eval_kernels_v8"
 ENV_VAR = "OMG_EVAL_BACKEND"
 _CSRC = Path(__file__).resolve().parent / "csrc"
+
+
+_loaded: dict[str, ModuleType | None] = {}
 
 
 def fused_kernels() -> ModuleType | None:
@@ -18,6 +22,14 @@ def fused_kernels() -> ModuleType | None:
     Raises:
       omg_core.ext_build.ExtensionBuildError: when ``OMG_EVAL_BACKEND=fused`` and the build fails.
     """
+    # remembered per value of the override, so per-image callers do not re-probe the compiler every time
+    setting = os.environ.get(ENV_VAR, "")
+    if setting not in _loaded:
+        _loaded[setting] = _load()
+    return _loaded[setting]
+
+
+def _load() -> ModuleType | None:
     return load_extension(
         EXTENSION_NAME,
         [_CSRC / "eval_kernels.cpp"],

@@ -24,6 +24,11 @@ namespace {
 
 constexpr uint64_t kEmptySlot = ~uint64_t{0};
 
+// Entering a parallel region costs microseconds on an idle machine but milliseconds when the cores are shared and a
+// worker thread is descheduled; per-image calls of the AP kernels (a few dozen groups) therefore run inline, and only
+// data-set-sized calls fan out.
+constexpr int64_t kSmallWorkGrain = 256;
+
 // Open-addressing hash table from a packed (gt id, pred id) key to a pixel count. Segment ids are below 2^31 so a key
 // never equals kEmptySlot.
 class PairCounter {
@@ -381,7 +386,7 @@ torch::Tensor rle_iou(const torch::Tensor& det_runs, const torch::Tensor& det_le
   const uint8_t* crowd = gt_iscrowd.data_ptr<uint8_t>();
   torch::Tensor ious = torch::zeros({num_det, num_gt}, torch::TensorOptions().dtype(torch::kFloat64));
   double* out = ious.data_ptr<double>();
-  at::parallel_for(0, num_det, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, num_det, kSmallWorkGrain, [&](int64_t begin, int64_t end) {
     for (int64_t d = begin; d < end; ++d) {
       for (int64_t g = 0; g < num_gt; ++g) {
         const int64_t inter = rle_intersection(dr + det_start[d], det_start[d + 1] - det_start[d], gr + gt_start[g],
@@ -438,7 +443,7 @@ std::vector<torch::Tensor> coco_match_groups(const torch::Tensor& ious, const to
   bool* ignored_out = ignored.data_ptr<bool>();
   int64_t* regular_out = regular.data_ptr<int64_t>();
 
-  at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, groups, kSmallWorkGrain, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> order;
     std::vector<uint8_t> gt_ignored, taken;
     for (int64_t g = begin; g < end; ++g) {
@@ -497,6 +502,111 @@ std::vector<torch::Tensor> coco_match_groups(const torch::Tensor& ious, const to
   return {kept, kept_count, matched, ignored, regular};
 }
 
+// Run lengths of COCO compressed RLE strings (the "counts" of pycocotools' compressed form: each count written as
+// 5-bit groups in characters from '0', bit 0x20 = more groups follow, bit 0x10 of the last group = negative, and from
+// the third count on stored as the difference to the count two places back).
+// Returns (runs concatenated (R,), runs per string (N,), mask areas (N,)) int64; an empty runs tensor with lengths
+// of -1 marks a malformed string.
+std::vector<torch::Tensor> rle_from_strings(const std::vector<std::string>& strings) {
+  const int64_t count = static_cast<int64_t>(strings.size());
+  std::vector<std::vector<int64_t>> decoded(count);
+  std::vector<char> malformed(count, 0);
+  at::parallel_for(0, count, 4 * kSmallWorkGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t index = begin; index < end; ++index) {
+      const std::string& text = strings[index];
+      std::vector<int64_t>& runs = decoded[index];
+      size_t position = 0;
+      while (position < text.size()) {
+        int64_t value = 0;
+        int shift = 0;
+        bool more = true;
+        while (more) {
+          if (position >= text.size() || shift > 60) {
+            malformed[index] = 1;
+            break;
+          }
+          const int64_t chunk = static_cast<int64_t>(text[position]) - 48;
+          value |= (chunk & 0x1f) << shift;
+          more = (chunk & 0x20) != 0;
+          ++position;
+          shift += 5;
+          if (!more && (chunk & 0x10)) value |= -(int64_t{1} << shift);
+        }
+        if (malformed[index]) break;
+        if (runs.size() > 2) value += runs[runs.size() - 2];
+        if (value < 0) {
+          malformed[index] = 1;
+          break;
+        }
+        runs.push_back(value);
+      }
+    }
+  });
+  auto options = torch::TensorOptions().dtype(torch::kInt64);
+  torch::Tensor lengths = torch::empty({count}, options);
+  torch::Tensor areas = torch::empty({count}, options);
+  int64_t total = 0;
+  for (int64_t index = 0; index < count; ++index) {
+    if (malformed[index]) {
+      lengths.fill_(-1);
+      return {torch::empty({0}, options), lengths, areas.zero_()};
+    }
+    total += static_cast<int64_t>(decoded[index].size());
+  }
+  torch::Tensor runs = torch::empty({total}, options);
+  int64_t* out = runs.data_ptr<int64_t>();
+  for (int64_t index = 0; index < count; ++index) {
+    const auto& r = decoded[index];
+    std::copy(r.begin(), r.end(), out);
+    out += r.size();
+    lengths.data_ptr<int64_t>()[index] = static_cast<int64_t>(r.size());
+    areas.data_ptr<int64_t>()[index] = rle_area(r.data(), static_cast<int64_t>(r.size()));
+  }
+  return {runs, lengths, areas};
+}
+
+// IoUs of many (detections x ground truths) groups over one table of RLEs (as pycocotools maskUtils.iou, crowd-aware).
+//   runs / lengths: the RLE table (rle_from_strings); det_rows / gt_rows: table rows of each group's members,
+//   concatenated; det_offsets / gt_offsets (N + 1): where each group's members start; gt_crowd: per gt_rows entry.
+// Returns the groups' row-major (D_g, G_g) blocks concatenated, float64.
+torch::Tensor rle_iou_groups(const torch::Tensor& runs, const torch::Tensor& lengths, const torch::Tensor& det_rows,
+                             const torch::Tensor& det_offsets, const torch::Tensor& gt_rows,
+                             const torch::Tensor& gt_offsets, const torch::Tensor& gt_crowd) {
+  const int64_t table = lengths.numel(), groups = det_offsets.numel() - 1;
+  const int64_t* run = runs.data_ptr<int64_t>();
+  const int64_t* length = lengths.data_ptr<int64_t>();
+  std::vector<int64_t> start(table + 1, 0), area(table, 0);
+  for (int64_t r = 0; r < table; ++r) start[r + 1] = start[r] + length[r];
+  for (int64_t r = 0; r < table; ++r) area[r] = rle_area(run + start[r], length[r]);
+  const int64_t* det = det_rows.data_ptr<int64_t>();
+  const int64_t* gt = gt_rows.data_ptr<int64_t>();
+  const int64_t* det_start = det_offsets.data_ptr<int64_t>();
+  const int64_t* gt_start = gt_offsets.data_ptr<int64_t>();
+  const uint8_t* crowd = gt_crowd.data_ptr<uint8_t>();
+  std::vector<int64_t> block_start(groups + 1, 0);
+  for (int64_t g = 0; g < groups; ++g) {
+    block_start[g + 1] = block_start[g] + (det_start[g + 1] - det_start[g]) * (gt_start[g + 1] - gt_start[g]);
+  }
+  torch::Tensor ious = torch::empty({block_start[groups]}, torch::TensorOptions().dtype(torch::kFloat64));
+  double* out = ious.data_ptr<double>();
+  at::parallel_for(0, groups, kSmallWorkGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      const int64_t num_gt = gt_start[g + 1] - gt_start[g];
+      double* block = out + block_start[g];
+      for (int64_t i = det_start[g]; i < det_start[g + 1]; ++i) {
+        const int64_t d = det[i];
+        for (int64_t j = 0; j < num_gt; ++j) {
+          const int64_t k = gt_start[g] + j, t = gt[k];
+          const int64_t inter = rle_intersection(run + start[d], length[d], run + start[t], length[t]);
+          const int64_t uni = crowd[k] ? area[d] : area[d] + area[t] - inter;
+          block[(i - det_start[g]) * num_gt + j] = uni > 0 ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;
+        }
+      }
+    }
+  });
+  return ious;
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -511,5 +621,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("confusion_matrix", &confusion_matrix, "(K, K) confusion matrix of two label maps");
   m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
   m.def("rle_iou", &rle_iou, "IoU between two sets of COCO RLEs (crowd-aware)");
+  m.def("rle_from_strings", &rle_from_strings, "run lengths of COCO compressed RLE strings");
+  m.def("rle_iou_groups", &rle_iou_groups, "crowd-aware IoUs of many (detection x ground truth) RLE groups");
   m.def("coco_match_groups", &coco_match_groups, "COCOeval greedy matching of many (image, category) groups");
 }
