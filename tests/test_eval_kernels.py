@@ -133,3 +133,18 @@ def test_confusion_cuda_equals_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
         assert torch.equal(on_gpu.cpu(), confusion_matrix(gt, pred, num_classes))
     with pytest.raises(ValueError, match="outside"):
         confusion_matrix(gt.cuda(), (pred + 200).cuda(), num_classes)
+
+
+def test_compressed_rle_decoding_equals_pycocotools() -> None:
+    kernels = fused_kernels()
+    assert kernels is not None
+    generator = torch.Generator().manual_seed(4)
+    masks = _random_masks(generator, 5)
+    masks[2, 3:9, 2:7] = True  # long runs: multi-character counts
+    coco = coco_mask.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
+    runs, lengths, areas = kernels.rle_from_strings([r["counts"] for r in coco])
+    for decoded, expected, area, rle in zip(torch.split(runs, lengths.tolist()), encode_masks(masks), areas, coco):
+        assert torch.equal(decoded, expected)
+        assert int(area) == int(coco_mask.area(rle))
+    _, bad_lengths, _ = kernels.rle_from_strings(["0a"])  # 'a' says more characters follow, but none do
+    assert int(bad_lengths[0]) == -1
