@@ -40,6 +40,8 @@ from omg_eval.panoptic import PanopticQuality  # noqa: E402
 from omg_eval.panoptic_files import evaluate_panoptic_files  # noqa: E402
 
 NUM_IMAGES = 200
+# torchvision 0.29 marks its PNG decoder deprecated (torchcodec replaces it); ours uses it to decode in parallel
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
 
 
 @pytest.fixture(scope="module")

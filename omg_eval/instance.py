@@ -1,9 +1,9 @@
 """COCO mask AP (AP, AP50, AP75, APs/m/l, AR@1/10/100, ARs/m/l), equal to pycocotools ``COCOeval(iouType="segm")``.
 
 ``update`` matches each image's detections at once (IoUs from COCO run-length encodings, then the greedy matching of
-:mod:`omg_eval.instance_matching`) and keeps only the compact per-(image, category) match records, so states are
-small and sync across processes by concatenation; ``compute`` orders records by image id, exactly as COCOeval
-iterates images, and accumulates.
+:mod:`omg_eval.instance_matching`; with the fused kernels, RLE decoding, IoUs and matching of a whole image are three
+C++ calls) and keeps only a compact per-image record of match flags, so states are small and sync across processes
+by concatenation; ``compute`` orders detections by image id, exactly as COCOeval iterates images, and accumulates.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ class CocoMaskAP(Metric):
         if len(set(self.category_ids)) != len(self.category_ids):
             raise ValueError("category_ids lists an id twice")
         self._category_index = {c: k for k, c in enumerate(self.category_ids)}
-        # one record per (image, category) with a ground truth or a detection:
-        # (image id, category index, scores (D,), matched (A, T, D), ignored (A, T, D), regular gt (A,))
         # one record per image: (image id, per-category regular gt counts (C, A) for its categories, and per kept
         # detection: category index, rank by score, score, matched (A, T), ignored (A, T))
         self.add_state("records", [], "cat")
@@ -116,7 +114,7 @@ class CocoMaskAP(Metric):
     def _group(
         gts: Sequence[Annotation], dets: Sequence[Annotation], height: int, width: int, image_id: int
     ) -> MatchGroup:
-        """Areas, scores and IoUs of one (image, category)."""
+        """Areas, scores and IoUs of one (image, category) through pycocotools' mask API (the path without kernels)."""
         gt_rles = to_rles([g["segmentation"] for g in gts], height, width, image_id)
         det_rles = to_rles([d["segmentation"] for d in dets], height, width, image_id)
         gt_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)

@@ -17,6 +17,9 @@ from pycocotools.cocoeval import COCOeval
 from omg_eval.instance import CocoMaskAP
 from omg_eval.instance_files import evaluate_instance_files
 
+# pycocotools' mask.decode trips NumPy 2's copy-keyword deprecation; it is the reference's own code, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 CATEGORY_IDS = [1, 3, 5, 8]  # 5: no detection at all; 8: detections but no ground truth
 
 
