@@ -7,7 +7,9 @@ Groups (one reference each):
   * ``tiny``: a few queries on two small maps, where fixed per-call overheads dominate.
   * ``encoder_512_forward``: the encoder shape, forward only (inference).
 
-Every benchmark first checks that both backends give the same output and gradients.
+Sampling locations are made the way Deformable-DETR makes them: a reference point per query (the query's own pixel
+centre for the encoder, a random point for the decoder) plus offsets of about two pixels of each level, some of them
+past the border. Every benchmark first checks that both backends give the same output and gradients.
 """
 
 from __future__ import annotations
@@ -31,18 +33,39 @@ class Shape:
     points: int
     batch: int
     rounds: int  # timing rounds of the reference (ours gets twice as many; it is faster)
+    queries_on_grid: bool = False  # encoder self-attention: one query per value position, at that pixel's centre
 
 
 PYRAMID_512 = ((64, 64), (32, 32), (16, 16))  # strides 8, 16, 32 of a 512 x 512 image
 SHAPES = {
     "encoder_512": Shape(
-        PYRAMID_512, queries=64 * 64 + 32 * 32 + 16 * 16, heads=8, channels=32, points=4, batch=1, rounds=4
+        PYRAMID_512,
+        queries=64 * 64 + 32 * 32 + 16 * 16,
+        heads=8,
+        channels=32,
+        points=4,
+        batch=1,
+        rounds=4,
+        queries_on_grid=True,
     ),
     "decoder_100q": Shape(PYRAMID_512, queries=100, heads=8, channels=32, points=4, batch=1, rounds=20),
     "tiny": Shape(((8, 8), (4, 4)), queries=16, heads=2, channels=8, points=2, batch=2, rounds=200),
 }
 
 Inputs = dict[str, torch.Tensor]
+
+
+def reference_points(shape: Shape, generator: torch.Generator) -> torch.Tensor:
+    """B x Q x 2 normalised (x, y): pixel centres of every level for the encoder, random points otherwise."""
+    if not shape.queries_on_grid:
+        return torch.rand(shape.batch, shape.queries, 2, generator=generator)
+    centres = []
+    for height, width in shape.level_shapes:
+        ys, xs = torch.meshgrid(
+            (torch.arange(height) + 0.5) / height, (torch.arange(width) + 0.5) / width, indexing="ij"
+        )
+        centres.append(torch.stack([xs, ys], -1).reshape(-1, 2))
+    return torch.cat(centres).expand(shape.batch, -1, -1)
 
 
 def make_inputs(shape: Shape) -> Inputs:
@@ -53,8 +76,10 @@ def make_inputs(shape: Shape) -> Inputs:
     location_shape = (shape.batch, shape.queries, shape.heads, levels, shape.points, 2)
     # B x S x heads x C
     value = torch.randn(shape.batch, int(sizes.sum()), shape.heads, shape.channels, generator=generator)
-    # reference point plus small offsets, a few of them past the border as in a real decoder
-    locations = torch.rand(location_shape, generator=generator) * 1.04 - 0.02
+    # B x Q x heads x L x P x 2: reference point + offsets of ~2 pixels of each level (normalised by its W, H)
+    pixel_size = 1 / spatial_shapes.flip(-1).to(torch.float32)  # L x 2 as (1/W, 1/H), matching (x, y)
+    offsets = torch.randn(location_shape, generator=generator) * 2 * pixel_size[:, None, :]
+    locations = reference_points(shape, generator)[:, :, None, None, None, :] + offsets
     logits = torch.randn(location_shape[:3] + (levels * shape.points,), generator=generator)
     return {
         "value": value.requires_grad_(),

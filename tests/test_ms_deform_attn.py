@@ -41,7 +41,7 @@ CASES = {
     "decoder_like": Case(((8, 8), (4, 4), (2, 2)), queries=10, heads=2, channels=32, points=4, spread=0.05),
     # one (batch, head) slice with enough work that the CPU backward splits the queries across threads (each split
     # writes its own grad_value copy, summed at the end)
-    "one_slice": Case(((5, 3), (2, 2)), batch=1, queries=600, heads=1, channels=16, points=4),
+    "one_slice": Case(((5, 3), (2, 2)), batch=1, queries=4100, heads=1, channels=64, points=4),
 }
 
 

@@ -10,8 +10,8 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <ATen/ops/zeros.h>
-#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,8 +51,12 @@ void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
               "omg_msda: value, sampling_locations and attention_weights must share one dtype");
 }
 
-// Below this many multiply-adds a task is not worth waking another thread for (a few tens of microseconds).
+// Below this many multiply-adds a chunk is not worth handing to another thread (a few tens of microseconds).
 constexpr int64_t kMinWorkPerTask = 1 << 16;
+// Below this many multiply-adds a whole call (about a millisecond on one core) runs on the calling thread: joining
+// a parallel region costs little on an idle machine but milliseconds on a busy one (a descheduled worker holds up
+// the join), which would make small calls, like a decoder's 100 queries, slower than doing them serially.
+constexpr int64_t kMinParallelWork = 1 << 22;
 
 // Items per chunk so that every chunk holds at least kMinWorkPerTask of work.
 int64_t min_items_per_chunk(int64_t work_per_item) {
@@ -65,7 +69,7 @@ int64_t min_items_per_chunk(int64_t work_per_item) {
 template <typename Body>
 void parallel_chunks(int64_t items, int64_t work_per_item, const Body& body) {
   const int64_t threads = at::get_num_threads();
-  if (threads == 1 || items < 2 || items * work_per_item < 2 * kMinWorkPerTask || at::in_parallel_region()) {
+  if (threads == 1 || items < 2 || items * work_per_item < kMinParallelWork || at::in_parallel_region()) {
     body(0, items);
     return;
   }
@@ -94,7 +98,7 @@ int64_t query_splits(const Geometry& g) {
   const int64_t slices = g.batch * g.heads;
   const int64_t threads = at::get_num_threads();
   const int64_t total_work = g.batch * g.queries * g.heads * g.levels * g.points * 4 * g.channels;
-  if (slices >= threads || g.queries < 2 || total_work < 2 * kMinWorkPerTask) {
+  if (slices >= threads || g.queries < 2 || total_work < kMinParallelWork) {
     return 1;
   }
   return std::min<int64_t>((threads + slices - 1) / slices, g.queries);
@@ -149,7 +153,9 @@ at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes
                        const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   check_cpu_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const Geometry g = read_geometry(value, sampling_locations);
-  auto output = at::zeros({g.batch, g.queries, g.heads * g.channels}, value.options());  // B x Q x heads*C
+  // B x Q x heads*C. Allocated uninitialised and zeroed by the kernel's own tasks: a separate fill would be one more
+  // parallel region to join, which on a busy machine costs more than a small call itself.
+  auto output = at::empty({g.batch, g.queries, g.heads * g.channels}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "omg_msda_forward_cpu", [&] {
     const auto kernel = use_avx2_kernels() ? &avx2::forward_kernel<scalar_t> : &baseline::forward_kernel<scalar_t>;
     kernel(g, value.const_data_ptr<scalar_t>(), spatial_shapes.const_data_ptr<int64_t>(),
@@ -169,9 +175,10 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& value, const at::Tensor& 
   const Geometry g = read_geometry(value, sampling_locations);
   const int64_t splits = query_splits(g);
   // splits x B x S x heads x C: one grad_value copy per query range (a view of the result when there is one range).
-  auto grad_value_splits = at::zeros({splits, g.batch, g.spatial, g.heads, g.channels}, value.options());
-  auto grad_locations = at::zeros_like(sampling_locations);
-  auto grad_weights = at::zeros_like(attention_weights);
+  // Every element of these is written by the kernel's tasks (zeros included), as in the forward.
+  auto grad_value_splits = at::empty({splits, g.batch, g.spatial, g.heads, g.channels}, value.options());
+  auto grad_locations = at::empty_like(sampling_locations);
+  auto grad_weights = at::empty_like(attention_weights);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "omg_msda_backward_cpu", [&] {
     const auto kernel = use_avx2_kernels() ? &avx2::backward_kernel<scalar_t> : &baseline::backward_kernel<scalar_t>;
     kernel(g, splits, value.const_data_ptr<scalar_t>(), spatial_shapes.const_data_ptr<int64_t>(),

@@ -64,6 +64,7 @@ void forward_kernel(const Geometry& g, const scalar_t* value, const int64_t* sha
       for (int64_t h = 0; h < g.heads; ++h) {
         const int64_t head_item = batch_query * g.heads + h;
         scalar_t* out = output + head_item * g.channels;
+        std::fill(out, out + g.channels, scalar_t(0));  // output is allocated uninitialised
         const scalar_t* head_locations = locations + head_item * points_per_head * 2;
         const scalar_t* head_weights = weights + head_item * points_per_head;
         for (int64_t l = 0; l < g.levels; ++l) {
@@ -113,6 +114,11 @@ void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, c
       const int64_t q_begin = split * g.queries / splits;
       const int64_t q_end = (split + 1) * g.queries / splits;
       scalar_t* grad_value = grad_value_splits + split * value_numel;
+      // grad_value is allocated uninitialised; this task zeroes the head slice it owns (one C-row per position).
+      for (int64_t position = 0; position < g.spatial; ++position) {
+        scalar_t* row = grad_value + ((b * g.spatial + position) * g.heads + h) * g.channels;
+        std::fill(row, row + g.channels, scalar_t(0));
+      }
       for (int64_t q = q_begin; q < q_end; ++q) {
         const int64_t head_item = (b * g.queries + q) * g.heads + h;
         const scalar_t* grad_out = grad_output + head_item * g.channels;
@@ -131,7 +137,11 @@ void backward_kernel(const Geometry& g, int64_t splits, const scalar_t* value, c
             const auto corners =
                 bilinear_corners<scalar_t>(head_locations[2 * point], head_locations[2 * point + 1], height, width);
             if (!corners.inside) {
-              continue;  // gradients stay zero: the point reads only padding
+              // the point reads only padding: no gradient (the buffers are allocated uninitialised)
+              head_grad_weights[point] = 0;
+              head_grad_locations[2 * point] = 0;
+              head_grad_locations[2 * point + 1] = 0;
+              continue;
             }
             const scalar_t attention = head_weights[point];
             for (int k = 0; k < 4; ++k) {
