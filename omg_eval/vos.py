@@ -27,6 +27,18 @@ VOID_ID = 255
 TASKS = ("semi-supervised", "unsupervised")
 
 
+def _min_max(ids: torch.Tensor) -> tuple[int, int]:
+    """Smallest and largest id; numpy on the CPU, whose single-threaded reductions avoid torch's parallel region for
+    these few-millisecond checks (costly when the machine's cores are busy)."""
+    if ids.numel() == 0:
+        return 0, 0
+    if ids.is_cuda:
+        low, high = torch.aminmax(ids)
+        return int(low), int(high)
+    values = ids.numpy()
+    return int(values.min()), int(values.max())
+
+
 class DAVISMetric(Metric):
     """J&F of DAVIS-2017.
 
@@ -66,13 +78,13 @@ class DAVISMetric(Metric):
             )
         if pred_ids.is_floating_point() or gt_ids.is_floating_point():
             raise ValueError(f"sequence {sequence!r}: id maps must be integer tensors, not floating point")
-        gt_low, gt_high = (int(v) for v in torch.aminmax(gt_ids)) if gt_ids.numel() else (0, 0)
+        gt_low, gt_high = _min_max(gt_ids)
         if gt_low < 0 or gt_high > VOID_ID:
             raise ValueError(f"sequence {sequence!r}: gt_ids must hold object ids 0..254 and void {VOID_ID}")
         # DAVIS masks are 8-bit PNGs: uint8 keeps every whole-sequence pass four to eight times lighter than int64.
         gt_ids = gt_ids.to(torch.uint8)
-        first_frame = gt_ids[0]
-        num_objects = int(first_frame.masked_fill(first_frame == VOID_ID, 0).max()) if gt_ids.numel() else 0
+        first_ids = torch.unique(gt_ids[0]).tolist() if gt_ids.numel() else []
+        num_objects = max([i for i in first_ids if i != VOID_ID], default=0)
         if num_objects == 0:
             raise ValueError(
                 f"sequence {sequence!r}: the first ground-truth frame has no object; DAVIS scores the objects of the "
@@ -85,7 +97,7 @@ class DAVISMetric(Metric):
                     "are not scored (or pass skip_first_and_last=False)"
                 )
             gt_ids, pred_ids = gt_ids[1:-1], pred_ids[1:-1]
-        pred_low, pred_high = (int(v) for v in torch.aminmax(pred_ids)) if pred_ids.numel() else (0, 0)
+        pred_low, pred_high = _min_max(pred_ids)
         if pred_low < 0:
             raise ValueError(f"sequence {sequence!r}: pred_ids must be non-negative object ids")
         height, width = gt_ids.shape[-2:]

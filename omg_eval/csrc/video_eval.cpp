@@ -42,8 +42,9 @@ void pack_bits(const uint8_t* bytes, int64_t n, uint64_t* words) {
   }
 }
 
-// Work below this many pixel operations runs on one thread: on a busy machine waking the pool costs more than it saves.
-constexpr int64_t kSerialWork = 1 << 21;
+// Work below this many pixel operations (a few ms) runs inline: entering a parallel region costs more than it saves
+// on small inputs, and far more on a machine whose cores are busy with other processes.
+constexpr int64_t kSerialWork = 1 << 23;
 
 int64_t grain_for(int64_t items, int64_t work_per_item) {
   return std::max<int64_t>(1, kSerialWork / std::max<int64_t>(1, work_per_item));
