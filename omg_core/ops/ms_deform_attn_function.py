@@ -17,7 +17,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from omg_core.ext_build import load_extension
 
 # Bump the suffix whenever the kernel's interface changes, so no stale build is ever imported.
-EXTENSION_NAME = "omg_msda_v1"
+EXTENSION_NAME = "omg_msda_v2"
 BACKEND_ENV_VAR = "OMG_MSDA_BACKEND"
 
 _CSRC_DIR = Path(__file__).resolve().parent / "csrc"
