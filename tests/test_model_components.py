@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from omg_core.model import OMGInputs, OMGModel, create_model
+from omg_core.model.box_query_encoder import BoxQueryPromptEncoder, box_sine_encoding
 from omg_core.model.ov_classifier import geometric_ensemble, mask_pool
 from omg_core.model.position_encoding import SinePositionEncoding
 from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name, split_synonyms
@@ -197,3 +198,39 @@ def test_prototype_logits_take_the_best_synonym(model: OMGModel) -> None:
     torch.testing.assert_close(logits[:, :2], expected)
     with pytest.raises(ValueError, match="empty"):
         model.encode_vocabulary([])
+
+
+def test_box_sine_encoding_order_and_values() -> None:
+    box = torch.tensor([[0.5, 0.25, 0.1, 0.2]])  # cx, cy, w, h
+    encoding = box_sine_encoding(box, num_feats=2)  # 1 x 8: y, x, w, h blocks of (sin, cos)
+    angles = box[0] * 2 * math.pi  # frequencies 10000 ** (2 * (i // 2) / 2) = 1 for i in (0, 1)
+    expected = torch.stack([angles[1].sin(), angles[1].cos(), angles[0].sin(), angles[0].cos(),
+                            angles[2].sin(), angles[2].cos(), angles[3].sin(), angles[3].cos()])
+    torch.testing.assert_close(encoding[0], expected)
+
+
+def test_box_query_prompts_follow_omg_seg() -> None:
+    torch.manual_seed(0)
+    encoder = BoxQueryPromptEncoder(8)
+    # A click becomes the 6-pixel box around it, normalised by the image size.
+    click = encoder((100, 200), points=torch.tensor([[[[50.0, 20.0], [0.0, 0.0]]]]),
+                    point_labels=torch.tensor([[[1, -1]]]))
+    box = encoder((100, 200), boxes=torch.tensor([[[47.0, 17.0, 53.0, 23.0]]]))
+    torch.testing.assert_close(click[1], box[1])
+    torch.testing.assert_close(click[0], box[0])
+    expected_pos = encoder.pos_linear(box_sine_encoding(torch.tensor([[[0.25, 0.2, 0.03, 0.06]]]), 4))
+    torch.testing.assert_close(box[1], expected_pos)
+    torch.testing.assert_close(box[0][0, 0], encoder.pb_embedding.weight[0] + encoder.mask_tokens.weight[0])
+    with pytest.raises(ValueError, match="negative clicks"):
+        encoder((100, 200), points=torch.zeros(1, 1, 2, 2), point_labels=torch.tensor([[[1, 0]]]))
+    with pytest.raises(ValueError, match="exactly one positive click"):
+        encoder((100, 200), points=torch.zeros(1, 1, 2, 2), point_labels=torch.tensor([[[1, 1]]]))
+
+
+@torch.no_grad()
+def test_official_prompt_encoding_model_forward() -> None:
+    model = create_model("omg-tiny", prompt_encoding="official")
+    outputs = model(OMGInputs(images=torch.rand(1, 3, 64, 64) * 255, class_names=CLASSES,
+                              boxes=torch.tensor([[[4.0, 4.0, 40.0, 50.0], [10.0, 10.0, 20.0, 20.0]]]),
+                              use_learned_queries=False))
+    assert outputs.mask_logits.shape == (1, 2, 16, 16) and outputs.is_prompt_query.all()

@@ -181,6 +181,7 @@ def test_named_configs_and_errors() -> None:
     assert (large.pixel_decoder.num_layers, large.pixel_decoder.ffn_dim, large.pixel_decoder.num_points) == (6, 1024, 4)
     assert (large.transformer_decoder.num_layers, large.transformer_decoder.ffn_dim) == (9, 2048)
     assert large.transformer_decoder.num_queries == 300
+    assert large.prompt_encoding == "official" and get_model_config("omg-tiny").prompt_encoding == "sam"
     with pytest.raises(ValueError, match="omg-convnext-large, omg-tiny"):
         create_model("omg-huge")
     with pytest.raises(ValueError, match="num_layerz"):

@@ -18,7 +18,7 @@ from omg_core.weights import (
     save_weights,
 )
 from omg_core.weights.cli import convert_command
-from omg_core.weights.official import OFFICIAL_KEYS_NOT_PORTED, official_to_ours, to_official_state_dict
+from omg_core.weights.official import official_to_ours, to_official_state_dict
 
 CLASSES = ["cat", "dog"]
 
@@ -65,26 +65,21 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path: Pa
 
 
 def test_official_layout_round_trip(tmp_path: Path) -> None:
-    # A tiny model written under the official mmdet names, as the released .pth stores them.
-    source = _fresh(0, enable_prompts=False)
+    # A tiny model (with OMG-Seg's box-query prompts) written under the official mmdet names, as in the .pth.
+    source = _fresh(0, prompt_encoding="official")
     official = to_official_state_dict(source.state_dict())
     assert "panoptic_head.transformer_decoder.layers.0.cross_attn.attn.in_proj_weight" in official
     assert "panoptic_head.pixel_decoder.input_convs.0.conv.weight" in official
     assert "panoptic_head.pixel_decoder.level_encoding.weight" in official
     assert "backbone.layer4.blocks.0.conv_dw.weight" in official
     assert "backbone.head.0.norm.weight" in official and "backbone.head.1.mlp.fc1.weight" in official
+    assert "panoptic_head.pos_linear.weight" in official and "panoptic_head.mask_tokens.weight" in official
     assert not any(key.startswith("backbone.text") for key in official)
-    for key in OFFICIAL_KEYS_NOT_PORTED:
-        official[key] = torch.zeros(1)
-    official = {key: value for key, value in official.items()}
     torch.save({"meta": {"epoch": 12}, "state_dict": official}, tmp_path / "official.pth")
-
-    with pytest.raises(UnmappedKeysError, match="panoptic_head.pos_linear.weight"):
-        convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "converted.safetensors")
     converted = convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "converted.safetensors",
-                                            drop_not_ported=True, model_name="omg-tiny")
+                                            model_name="omg-tiny")
 
-    target = _fresh(1, enable_prompts=False)
+    target = _fresh(1, prompt_encoding="official")
     # The text tower is not in official checkpoints (OMG-Seg takes it from open_clip): give the target the same
     # text weights, as loading the open_clip pretrained weights would.
     text_state = {k: v for k, v in source.state_dict().items() if k.startswith("backbone.text.")}
@@ -93,7 +88,22 @@ def test_official_layout_round_trip(tmp_path: Path) -> None:
         report = load_weights(target, converted, strict=True)
     assert report.ok
     assert report.missing_by_design and all(k.startswith("backbone.text.") for k in report.missing_by_design)
-    torch.testing.assert_close(_forward(target), _forward(source))
+    boxes = torch.tensor([[[4.0, 4.0, 40.0, 50.0]]])
+    torch.testing.assert_close(_forward(target, boxes=boxes), _forward(source, boxes=boxes))
+
+    # A SAM-style model cannot take the box-query weights: strict loading names them.
+    with pytest.raises(WeightsMismatchError, match="prompt_encoder.pos_linear.weight"):
+        load_weights(_fresh(2), converted)
+
+
+def test_checkpoint_without_prompt_weights_converts(tmp_path: Path) -> None:
+    source = _fresh(0, enable_prompts=False)
+    torch.save(to_official_state_dict(source.state_dict()), tmp_path / "official.pth")
+    converted = convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "converted.safetensors",
+                                            model_name="omg-tiny")
+    with pytest.warns(UserWarning, match="prompt_encoder."):
+        report = load_weights(_fresh(1), converted)
+    assert any(key.startswith("prompt_encoder.") for key in report.missing_by_design)
 
 
 def test_unmapped_official_keys_are_listed(tmp_path: Path) -> None:
@@ -102,7 +112,7 @@ def test_unmapped_official_keys_are_listed(tmp_path: Path) -> None:
     official["neck.conv.weight"] = torch.zeros(1)
     torch.save(official, tmp_path / "official.pth")
     with pytest.raises(UnmappedKeysError) as error:
-        convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "out.safetensors", drop_not_ported=True)
+        convert_official_checkpoint(tmp_path / "official.pth", tmp_path / "out.safetensors")
     assert "panoptic_head.some_new_head.weight" in str(error.value) and "neck.conv.weight" in str(error.value)
     assert official_to_ours("panoptic_head.transformer_decoder.layers.8.norms.2.bias") == \
         "transformer_decoder.layers.8.norm_ffn.bias"
@@ -157,5 +167,6 @@ def test_from_pretrained_offline_names_the_file(tmp_path: Path, monkeypatch: pyt
     message = str(error.value)
     assert "omg_seg_convl.pth" in message and "LXT/OMG_Seg" in message
     assert str(tmp_path / "omg-convnext-large" / "model.safetensors") in message
+    assert "omg convert omg_seg_convl.pth" in message
     with pytest.raises(hub.WeightsNotAvailableError, match="released weights"):
         hub.from_pretrained("omg-tiny")

@@ -25,8 +25,9 @@ def register_model_config(name: str) -> Callable[[Callable[[], dict[str, Any]]],
 
 @register_model_config("omg-convnext-large")
 def _omg_convnext_large() -> dict[str, Any]:
-    # The official OMG-Seg sizes (m2_convl_300q): ConvNeXt-L CLIP, 6 deformable layers, 9 decoder layers, 300 q.
-    return {"name": "omg-convnext-large"}
+    # The official OMG-Seg sizes (m2_convl_300q): ConvNeXt-L CLIP, 6 deformable layers, 9 decoder layers, 300 q,
+    # and OMG-Seg's box-query prompts so the released weights cover interactive segmentation too.
+    return {"name": "omg-convnext-large", "prompt_encoding": "official"}
 
 
 @register_model_config("omg-tiny")

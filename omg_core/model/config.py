@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -54,6 +55,9 @@ class ModelConfig(_Strict):
     transformer_decoder: TransformerDecoderConfig = TransformerDecoderConfig()
     open_vocabulary: OpenVocabularyConfig = OpenVocabularyConfig()
     enable_prompts: bool = True
+    # "sam": SAM-style Fourier encoding of any clicks (positive/negative) and boxes. "official": OMG-Seg's box
+    # queries (one box or one positive click per prompt), what the released weights were trained with.
+    prompt_encoding: Literal["sam", "official"] = "sam"
     # Vocabulary used when a request names none: a file under omg_core/configs/vocabularies/ (without .json).
     default_vocabulary: str = "coco_panoptic"
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)

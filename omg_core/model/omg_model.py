@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from omg_core.model.backbone import ClipConvNeXtBackbone
+from omg_core.model.box_query_encoder import BoxQueryPromptEncoder
 from omg_core.model.config import ModelConfig
 from omg_core.model.inputs import OMGInputs
 from omg_core.model.outputs import AuxiliaryPrediction, OMGOutputs
@@ -42,7 +43,10 @@ class OMGModel(nn.Module):
             pixel_cfg.feat_channels, pixel_cfg.mask_channels, decoder_cfg.num_layers, decoder_cfg.num_heads,
             decoder_cfg.ffn_dim, decoder_cfg.num_queries, decoder_cfg.num_feature_levels,
         )
-        self.prompt_encoder = PromptEncoder(pixel_cfg.feat_channels) if config.enable_prompts else None
+        self.prompt_encoder: PromptEncoder | BoxQueryPromptEncoder | None = None
+        if config.enable_prompts:
+            encoder_class = PromptEncoder if config.prompt_encoding == "sam" else BoxQueryPromptEncoder
+            self.prompt_encoder = encoder_class(pixel_cfg.feat_channels)
         self.ov_classifier = OpenVocabularyClassifier(
             pixel_cfg.feat_channels, self.backbone.embed_dim, config.open_vocabulary.initial_logit_scale
         )

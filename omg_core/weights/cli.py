@@ -12,14 +12,12 @@ from omg_core.weights.official import UnmappedKeysError, convert_official_checkp
 @click.command("convert")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--drop-not-ported", is_flag=True, default=False,
-              help="Drop OMG-Seg's box-query prompt parameters (this package's prompt encoder is SAM style).")
 @click.option("--model", "model_name", default="omg-convnext-large", show_default=True,
               help="Named model config the weights belong to.")
-def convert_command(src: Path, dst: Path, drop_not_ported: bool, model_name: str) -> None:
+def convert_command(src: Path, dst: Path, model_name: str) -> None:
     """Convert the official OMG-Seg checkpoint SRC (.pth) into the safetensors file DST."""
     try:
-        written = convert_official_checkpoint(src, dst, drop_not_ported=drop_not_ported, model_name=model_name)
+        written = convert_official_checkpoint(src, dst, model_name=model_name)
     except (UnmappedKeysError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote {written}")

@@ -78,11 +78,11 @@ def _download_official(name: str) -> Path:
         raise WeightsNotAvailableError(
             f"could not get {filename} from https://huggingface.co/{HF_REPO_ID} ({type(error).__name__}: {error}).\n"
             f"Download {filename} by hand, then either convert it:\n"
-            f"  omg convert --drop-not-ported {filename} {converted}\n"
+            f"  omg convert {filename} {converted}\n"
             f"(that path is where from_pretrained({name!r}) looks first), or put it in the Hugging Face cache "
             f"(huggingface-cli download {HF_REPO_ID} {filename})."
         ) from error
-    return convert_official_checkpoint(official, converted, drop_not_ported=True, model_name=name)
+    return convert_official_checkpoint(official, converted, model_name=name)
 
 
 def from_pretrained(name_or_path: str | os.PathLike[str], config: ModelConfig | None = None,

@@ -1,8 +1,8 @@
 """Convert an official OMG-Seg checkpoint (mmdet module names) into this package's safetensors layout.
 
 The key map below is the whole contract: each rule pairs an official name template with ours. `{i}` matches
-an integer, `{rest}` the remaining dotted tail. Every official key must match exactly one rule or be listed in
-OFFICIAL_KEYS_NOT_PORTED; anything else is an error that names the keys.
+an integer, `{rest}` the remaining dotted tail. Every official key must match a rule; anything else is an error
+that names the keys.
 """
 
 from __future__ import annotations
@@ -60,17 +60,11 @@ KEY_MAP: list[tuple[str, str]] = [
     # sphere_cls=True classifier: cls_proj MLP into CLIP space and the mask-pooling projection.
     ("panoptic_head.cls_proj.{i}.{rest}", "ov_classifier.query_proj.{i}.{rest}"),
     ("panoptic_head.mask_pooling_proj.{i}.{rest}", "ov_classifier.mask_pool_proj.{i}.{rest}"),
+    # Box-query prompts (enable_box_query=True): models built with prompt_encoding="official".
+    ("panoptic_head.mask_tokens.weight", "prompt_encoder.mask_tokens.weight"),
+    ("panoptic_head.pb_embedding.weight", "prompt_encoder.pb_embedding.weight"),
+    ("panoptic_head.pos_linear.{rest}", "prompt_encoder.pos_linear.{rest}"),
 ]
-
-# Official parameters with no counterpart here: OMG-Seg's interactive queries are box queries (a sine encoding
-# of the box through `pos_linear`, a point/box embedding and a mask token); this package encodes prompts SAM
-# style instead, so these are dropped only when the caller says so (drop_not_ported=True).
-OFFICIAL_KEYS_NOT_PORTED: tuple[str, ...] = (
-    "panoptic_head.mask_tokens.weight",
-    "panoptic_head.pb_embedding.weight",
-    "panoptic_head.pos_linear.weight",
-    "panoptic_head.pos_linear.bias",
-)
 
 # Our parameters that the official checkpoint stores as fixed values rather than tensors.
 FIXED_OFFICIAL_VALUES: dict[str, torch.Tensor] = {
@@ -81,9 +75,10 @@ FIXED_OFFICIAL_VALUES: dict[str, torch.Tensor] = {
 VOID_EMBEDDING_KEY = "ov_classifier.void_embedding"
 CLIP_PROJ_LAST_LINEAR = "ov_classifier.query_proj.4.weight"  # D x C: gives the CLIP width D
 
-# Our key prefixes the official checkpoint lacks by design: the CLIP text tower (taken from open_clip's
-# pretrained weights) and the SAM-style prompt encoder.
-PREFIXES_MISSING_BY_DESIGN: tuple[str, ...] = ("backbone.text.", "prompt_encoder.")
+# Our key prefix the official checkpoint lacks by design: the CLIP text tower (taken from open_clip's pretrained
+# weights). Checkpoints trained without box queries also lack "prompt_encoder.".
+TEXT_TOWER_PREFIX = "backbone.text."
+PROMPT_ENCODER_PREFIX = "prompt_encoder."
 
 
 class UnmappedKeysError(KeyError):
@@ -140,15 +135,11 @@ def _unwrap(checkpoint: object) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in checkpoint.items()}
 
 
-def convert_official_state_dict(
-    official_state: dict[str, torch.Tensor], drop_not_ported: bool = False
-) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(official_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename an official state dict into ours.
 
     Arguments:
       official_state: the official tensors by official name.
-      drop_not_ported: drop the official box-query prompt parameters (OFFICIAL_KEYS_NOT_PORTED) instead of
-        failing on them.
 
     Returns:
       Our state dict (plus the fixed official logit scale and zero void embedding).
@@ -157,24 +148,16 @@ def convert_official_state_dict(
       UnmappedKeysError listing every official key that no rule maps.
     """
     converted: dict[str, torch.Tensor] = {}
-    unmapped, not_ported = [], []
+    unmapped = []
     for key, value in official_state.items():
         ours = official_to_ours(key)
-        if ours is not None:
-            converted[ours] = value
-        elif key in OFFICIAL_KEYS_NOT_PORTED:
-            not_ported.append(key)
-        else:
+        if ours is None:
             unmapped.append(key)
+        else:
+            converted[ours] = value
     if unmapped:
         raise UnmappedKeysError(f"{len(unmapped)} official key(s) have no mapping in KEY_MAP "
                                 f"(omg_core/weights/official.py):\n" + "\n".join(f"  {k}" for k in sorted(unmapped)))
-    if not_ported and not drop_not_ported:
-        raise UnmappedKeysError(
-            "the checkpoint holds OMG-Seg's box-query prompt parameters, which this package does not port "
-            "(its prompt encoder is SAM style):\n" + "\n".join(f"  {k}" for k in not_ported)
-            + "\npass drop_not_ported=True (CLI: --drop-not-ported) to convert without them"
-        )
     if CLIP_PROJ_LAST_LINEAR in converted:
         clip_dim = converted[CLIP_PROJ_LAST_LINEAR].shape[0]
         converted.setdefault(VOID_EMBEDDING_KEY, torch.zeros(clip_dim))
@@ -184,15 +167,15 @@ def convert_official_state_dict(
 
 
 def convert_official_checkpoint(
-    pth_path: str | Path, out_path: str | Path, drop_not_ported: bool = False, model_name: str = "omg-convnext-large"
+    pth_path: str | Path, out_path: str | Path, model_name: str = "omg-convnext-large"
 ) -> Path:
     """Read an official OMG-Seg `.pth` (with torch.load(weights_only=True) only) and write our safetensors.
 
     Arguments:
       pth_path: the official checkpoint, e.g. omg_seg_convl.pth from https://huggingface.co/LXT/OMG_Seg.
       out_path: destination .safetensors file.
-      drop_not_ported: see convert_official_state_dict.
-      model_name: the named config the weights belong to (stored in the metadata).
+      model_name: the named config the weights belong to (stored in the metadata; its prompt_encoding must be
+        "official" when the checkpoint holds box-query prompt weights).
 
     Returns:
       out_path.
@@ -207,6 +190,9 @@ def convert_official_checkpoint(
             f"{pth_path} cannot be read with torch.load(weights_only=True) ({error}); only plain tensor "
             "checkpoints are accepted (pickled code is never executed)"
         ) from error
-    converted = convert_official_state_dict(_unwrap(checkpoint), drop_not_ported=drop_not_ported)
-    metadata = {"source": pth_path.name, "model": model_name, MISSING_BY_DESIGN: ",".join(PREFIXES_MISSING_BY_DESIGN)}
+    converted = convert_official_state_dict(_unwrap(checkpoint))
+    missing_by_design = [TEXT_TOWER_PREFIX]
+    if not any(key.startswith(PROMPT_ENCODER_PREFIX) for key in converted):
+        missing_by_design.append(PROMPT_ENCODER_PREFIX)
+    metadata = {"source": pth_path.name, "model": model_name, MISSING_BY_DESIGN: ",".join(missing_by_design)}
     return save_weights(converted, out_path, metadata=metadata)
