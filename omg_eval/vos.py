@@ -39,6 +39,15 @@ def _min_max(ids: torch.Tensor) -> tuple[int, int]:
     return int(values.min()), int(values.max())
 
 
+def _first_frame_objects(frame: torch.Tensor) -> int:
+    """Largest object id of a uint8 frame, void excluded (the official's object count)."""
+    if frame.is_cuda:
+        present = torch.unique(frame).tolist()
+    else:  # a 256-bin histogram: one cheap single-threaded pass, unlike a parallel sort
+        present = np.flatnonzero(np.bincount(frame.numpy().ravel(), minlength=256)).tolist()
+    return max([i for i in present if i != VOID_ID], default=0)
+
+
 class DAVISMetric(Metric):
     """J&F of DAVIS-2017.
 
@@ -83,8 +92,7 @@ class DAVISMetric(Metric):
             raise ValueError(f"sequence {sequence!r}: gt_ids must hold object ids 0..254 and void {VOID_ID}")
         # DAVIS masks are 8-bit PNGs: uint8 keeps every whole-sequence pass four to eight times lighter than int64.
         gt_ids = gt_ids.to(torch.uint8)
-        first_ids = torch.unique(gt_ids[0]).tolist() if gt_ids.numel() else []
-        num_objects = max([i for i in first_ids if i != VOID_ID], default=0)
+        num_objects = _first_frame_objects(gt_ids[0]) if gt_ids.numel() else 0
         if num_objects == 0:
             raise ValueError(
                 f"sequence {sequence!r}: the first ground-truth frame has no object; DAVIS scores the objects of the "
