@@ -91,6 +91,12 @@ def test_official_layout_round_trip(tmp_path: Path) -> None:
     boxes = torch.tensor([[[4.0, 4.0, 40.0, 50.0]]])
     torch.testing.assert_close(_forward(target, boxes=boxes), _forward(source, boxes=boxes))
 
+    # from_pretrained on the converted file: config from its metadata, CLIP text tower from open_clip (omg-tiny
+    # has no pretrained tag, so it stays random here), everything else from the file.
+    with pytest.warns(UserWarning, match="backbone.text."):
+        reloaded = hub.from_pretrained(converted, config=target.config)
+    assert torch.equal(reloaded.prompt_encoder.pos_linear.weight, source.prompt_encoder.pos_linear.weight)
+
     # A SAM-style model cannot take the box-query weights: strict loading names them.
     with pytest.raises(WeightsMismatchError, match="prompt_encoder.pos_linear.weight"):
         load_weights(_fresh(2), converted)
