@@ -196,3 +196,11 @@ def test_file_errors_name_the_problem(gt: dict, results: list) -> None:
         evaluate_youtube_vis(bad, gt)
     with pytest.raises(FileNotFoundError):
         evaluate_youtube_vis(FIXTURES / "missing.json", gt)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_track_intersections_match_cpu() -> None:
+    generator = torch.Generator().manual_seed(9)
+    pred = torch.rand(4, 3001, generator=generator) > 0.5
+    gt = torch.rand(3, 3001, generator=generator) > 0.4
+    assert torch.equal(track_intersections(pred.cuda(), gt.cuda()).cpu(), track_intersections_torch(pred, gt))

@@ -197,3 +197,16 @@ def test_unsupervised_matches_official(backend: str, monkeypatch: pytest.MonkeyP
         gt_ids = torch.zeros(2, 6, 6, dtype=torch.uint8)
         gt_ids[:, 1:3, 1:3] = 1
         DAVISMetric(task="unsupervised").update(torch.full_like(gt_ids, 21), gt_ids, "too_many_proposals")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_kernels_match_cpu() -> None:
+    generator = torch.Generator().manual_seed(4)
+    fg = torch.rand(3, 40, 57, generator=generator) > 0.6
+    gt = torch.rand(3, 40, 57, generator=generator) > 0.5
+    assert torch.equal(boundary_match_counts(fg.cuda(), gt.cuda(), 3).cpu(), boundary_match_counts_torch(fg, gt, 3))
+    pred_ids = torch.randint(0, 4, (3, 21, 34), generator=generator, dtype=torch.uint8)
+    gt_ids = torch.randint(0, 6, (3, 21, 34), generator=generator, dtype=torch.uint8)
+    assert torch.equal(
+        object_counts(pred_ids.cuda(), gt_ids.cuda(), 3, 2).cpu(), object_counts_torch(pred_ids, gt_ids, 3, 2)
+    )
