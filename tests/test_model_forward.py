@@ -43,6 +43,12 @@ def test_odd_sizes_are_padded_to_32(model: OMGModel) -> None:
     outputs = model(OMGInputs(images=torch.rand(1, 3, 50, 70) * 255, class_names=CLASSES))
     assert outputs.image_size == (50, 70) and outputs.padded_size == (64, 96)
     assert outputs.mask_logits.shape[-2:] == (16, 24)
+    full = outputs.mask_logits_at_image_size()
+    assert full.shape == (1, 10, 50, 70)
+    expected = torch.nn.functional.interpolate(outputs.mask_logits, size=(64, 96), mode="bilinear",
+                                               align_corners=False)[..., :50, :70]
+    torch.testing.assert_close(full, expected)
+    assert outputs.mask_logits_at_image_size(slice(2, 4)).shape == (1, 2, 50, 70)
 
 
 @torch.no_grad()
@@ -67,6 +73,10 @@ def test_clip_forward_shapes_and_single_frame_clip_equals_image(model: OMGModel,
     assert outputs.class_logits.shape == (2, queries, len(CLASSES) + 1)
     assert outputs.num_frames == 2
     assert all(aux.mask_logits.shape == (2, queries, 2, 16, 24) for aux in outputs.auxiliary)
+    full = outputs.mask_logits_at_image_size(torch.tensor([0, 3]))
+    assert full.shape == (2, 2, 2, 64, 96)
+    torch.testing.assert_close(full[:, 1, 1], torch.nn.functional.interpolate(
+        outputs.mask_logits[:, 3, 1][:, None], size=(64, 96), mode="bilinear", align_corners=False)[:, 0])
 
     # A one-frame clip runs exactly the image path (same positional encoding, same attention).
     single = model(OMGInputs(images=images[:, None], class_names=CLASSES))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -63,3 +64,24 @@ class OMGOutputs:
     def prompt_mask_logits(self) -> torch.Tensor:
         """B x N x h x w (or B x N x T x h x w) mask logits of the prompt queries."""
         return self.mask_logits[:, self.num_learned_queries:]
+
+    def mask_logits_at_image_size(self, queries: slice | torch.Tensor | None = None) -> torch.Tensor:
+        """Mask logits resized to the input image, as OMG-Seg post-processes them: bilinear upsampling to the
+        padded input size, then the padding cropped off.
+
+        Arguments:
+          queries: which queries to resize (a slice or index tensor over Q); all by default. Resizing all 300
+            queries of a large image takes a lot of memory, so select the kept ones first when you can.
+
+        Returns:
+          B x Q' x H x W (images) or B x Q' x T x H x W (clips) logits, (H, W) = image_size.
+        """
+        logits = self.mask_logits if queries is None else self.mask_logits[:, queries]
+        height, width = self.image_size
+        if self.num_frames:
+            batch, count, frames = logits.shape[:3]
+            resized = F.interpolate(logits.flatten(1, 2), size=self.padded_size, mode="bilinear",
+                                    align_corners=False)
+            return resized[..., :height, :width].view(batch, count, frames, height, width)
+        resized = F.interpolate(logits, size=self.padded_size, mode="bilinear", align_corners=False)
+        return resized[..., :height, :width]
