@@ -50,6 +50,14 @@ def test_segment_pairs_fused_equals_torch(both_backends) -> None:
         for a, b in zip(fused, reference):
             assert torch.equal(a, b)
     assert int(fused[2].sum()) == 0  # the empty case
+    # runs crossing the kernel's 1024-pixel chunks and 8-pixel flag words, ids changing at a chunk's first pixel
+    long_gt = torch.zeros(3000, dtype=torch.int32)
+    long_gt[1023:2049] = 5
+    long_gt[2057] = 9
+    long_pred = torch.arange(3000, dtype=torch.int64) // 700
+    fused, reference = both_backends(intersect_segment_ids, long_gt, long_pred)
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
     counts = intersect_segment_ids(gt, pred)[2]
     assert int(counts.sum()) == gt.numel()
     maps = [_maps(generator) for _ in range(4)]

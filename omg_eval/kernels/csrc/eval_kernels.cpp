@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -110,21 +111,49 @@ struct IdReader {
       return static_cast<int64_t>(data[index]);
     }
   }
+  // The id in the form differs() compares against: the map's own integer type for id maps (no widening per pixel).
+  inline auto native(int64_t id) const {
+    if constexpr (kLayout == Layout::kIds) {
+      return static_cast<scalar_t>(id);
+    } else {
+      return id;
+    }
+  }
+  // Non-zero where the pixel's id differs from `value`, in the map's own width so 16 of them OR in a few vector ops.
+  template <typename value_t>
+  inline value_t bits(int64_t index, value_t value) const {
+    if constexpr (kLayout == Layout::kIds) {
+      return data[index] ^ value;
+    } else {
+      return (*this)(index) ^ value;
+    }
+  }
+  template <typename value_t>
+  inline bool differs(int64_t index, value_t value) const {
+    if constexpr (kLayout == Layout::kIds) {
+      return data[index] != value;
+    } else {
+      return (*this)(index) != value;
+    }
+  }
 };
 
-// Pixels sharing the current run's pair, from `index` on. Id maps are scanned in blocks of 16 with a branch-free
-// comparison the compiler vectorises; segments are large, so most of an image is skipped a block at a time.
+// Pixels sharing the current run's pair, from `index` on. Blocks of 16 pixels are compared branch-free in the maps'
+// own integer width (the compiler vectorises the OR-reduction); segments are large, so most of an image is skipped a
+// block at a time, and only the block holding the run's end is searched pixel by pixel.
 template <typename gt_reader, typename pred_reader>
 inline int64_t run_end(const gt_reader& gt, const pred_reader& pred, int64_t index, int64_t num_pixels,
                        int64_t gt_id, int64_t pred_id) {
   constexpr int64_t kBlock = 16;
+  const auto gt_value = gt.native(gt_id);
+  const auto pred_value = pred.native(pred_id);
   while (index + kBlock <= num_pixels) {
     int64_t differs = 0;
-    for (int64_t k = 0; k < kBlock; ++k) differs |= (gt(index + k) ^ gt_id) | (pred(index + k) ^ pred_id);
+    for (int64_t k = 0; k < kBlock; ++k) differs |= gt.bits(index + k, gt_value) | pred.bits(index + k, pred_value);
     if (differs) break;
     index += kBlock;
   }
-  while (index < num_pixels && gt(index) == gt_id && pred(index) == pred_id) ++index;
+  while (index < num_pixels && !gt.differs(index, gt_value) && !pred.differs(index, pred_value)) ++index;
   return index;
 }
 
@@ -141,6 +170,46 @@ bool count_pairs(const gt_reader& gt, const pred_reader& pred, int64_t num_pixel
                 end - index);
     index = end;
   }
+  return ids_valid;
+}
+
+// Integer id maps: flag every pixel where either id changes from its left neighbour in a first, fully vectorisable
+// pass over a chunk, then walk the flags a machine word at a time; only run starts do scalar work.
+template <typename gt_t, typename pred_t>
+bool count_pairs_ids(const gt_t* gt, const pred_t* pred, int64_t num_pixels, PairCounter& counter) {
+  if (num_pixels == 0) return true;
+  constexpr int64_t kChunk = 1024;
+  alignas(8) uint8_t changes[kChunk];
+  bool ids_valid = true;
+  int64_t run_start = 0;
+  auto flush = [&](int64_t end) {
+    const int64_t gt_id = static_cast<int64_t>(gt[run_start]);
+    const int64_t pred_id = static_cast<int64_t>(pred[run_start]);
+    ids_valid &= (gt_id >= 0) & (gt_id <= INT32_MAX) & (pred_id >= 0) & (pred_id <= INT32_MAX);
+    counter.add((static_cast<uint64_t>(gt_id & 0x7fffffff) << 32) | static_cast<uint64_t>(pred_id & 0x7fffffff),
+                end - run_start);
+    run_start = end;
+  };
+  for (int64_t chunk = 1; chunk < num_pixels; chunk += kChunk) {
+    const int64_t length = std::min(kChunk, num_pixels - chunk);
+    const gt_t* g = gt + chunk;
+    const pred_t* p = pred + chunk;
+    for (int64_t k = 0; k < length; ++k) changes[k] = (g[k] != g[k - 1]) | (p[k] != p[k - 1]);
+    int64_t k = 0;
+    for (; k + 8 <= length; k += 8) {
+      uint64_t word;
+      std::memcpy(&word, changes + k, 8);
+      while (word) {
+        const int byte = __builtin_ctzll(word) >> 3;
+        flush(chunk + k + byte);
+        word &= word - 1;  // clear the lowest set bit (flags are 0/1 bytes, so one bit per flagged byte)
+      }
+    }
+    for (; k < length; ++k) {
+      if (changes[k]) flush(chunk + k);
+    }
+  }
+  flush(num_pixels);
   return ids_valid;
 }
 
@@ -170,6 +239,15 @@ void with_reader(const torch::Tensor& map, Body&& body) {
 bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter& counter) {
   const int64_t n = num_pixels_of(pred);
   bool valid = true;
+  if (!is_rgb(gt) && !is_rgb(pred)) {
+    AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_ids_gt", [&] {
+      using gt_t = scalar_t;
+      AT_DISPATCH_INTEGRAL_TYPES(pred.scalar_type(), "segment_pairs_ids_pred", [&] {
+        valid = count_pairs_ids(gt.data_ptr<gt_t>(), pred.data_ptr<scalar_t>(), n, counter);
+      });
+    });
+    return valid;
+  }
   with_reader(gt, [&](const auto& gt_reader) {
     with_reader(pred, [&](const auto& pred_reader) { valid = count_pairs(gt_reader, pred_reader, n, counter); });
   });
