@@ -13,7 +13,11 @@ from omg_core.model.box_query_encoder import BoxQueryPromptEncoder, box_sine_enc
 from omg_core.model.ov_classifier import geometric_ensemble, mask_pool
 from omg_core.model.position_encoding import SinePositionEncoding
 from omg_core.model.prompt_templates import VILD_TEMPLATES, expand_class_name, split_synonyms
-from omg_core.model.transformer_decoder import attention_mask_from_masks, prompt_self_attention_mask
+from omg_core.model.transformer_decoder import (
+    attention_mask_from_masks,
+    multi_head_attention,
+    prompt_self_attention_mask,
+)
 
 CLASSES = ["cat", "dog"]
 
@@ -71,20 +75,20 @@ def test_masked_attention_unmasks_rows_that_would_block_everything() -> None:
         [[-1.0, 4.0], [-2.0, -1.0]],  # query 1: only pixel (0, 1) is foreground
         [[0.0, 1.0], [2.0, 3.0]],  # query 2: logit 0 is sigmoid 0.5, which is not < 0.5 -> attend
     ])[None, :, None]  # B=1 x Q=3 x T=1 x 2 x 2
-    blocked = attention_mask_from_masks(logits, (2, 2), num_heads=2)
-    assert blocked.shape == (2, 3, 4)
+    blocked = attention_mask_from_masks(logits, (2, 2))
+    assert blocked.shape == (1, 3, 4)
     expected = torch.tensor([
         [False, False, False, False],
         [True, False, True, True],
         [False, False, False, False],
     ])
-    assert torch.equal(blocked[0], expected) and torch.equal(blocked[1], expected)
+    assert torch.equal(blocked[0], expected)
 
 
 def test_masked_attention_over_frames_uses_the_whole_tube() -> None:
     logits = torch.full((1, 1, 2, 2, 2), -5.0)
     logits[0, 0, 1, 0, 0] = 5.0  # foreground only in frame 2
-    blocked = attention_mask_from_masks(logits, (2, 2), num_heads=1)
+    blocked = attention_mask_from_masks(logits, (2, 2))
     assert blocked.shape == (1, 1, 8)
     assert blocked[0, 0].tolist() == [True] * 4 + [False, True, True, True]
 
@@ -234,3 +238,20 @@ def test_official_prompt_encoding_model_forward() -> None:
                               boxes=torch.tensor([[[4.0, 4.0, 40.0, 50.0], [10.0, 10.0, 20.0, 20.0]]]),
                               use_learned_queries=False))
     assert outputs.mask_logits.shape == (1, 2, 16, 16) and outputs.is_prompt_query.all()
+
+
+def test_multi_head_attention_matches_torch_with_per_head_masks() -> None:
+    torch.manual_seed(0)
+    attention = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    query, key, value = torch.randn(2, 5, 16), torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+    blocked = torch.rand(2, 5, 7) > 0.5
+    blocked[:, :, 0] = False  # every row keeps one key
+    ours = multi_head_attention(attention, query, key, value, blocked)
+    reference = attention(query, key, value, attn_mask=blocked.repeat_interleave(4, dim=0), need_weights=False)[0]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    square = prompt_self_attention_mask(3, 2, torch.device("cpu"))
+    ours = multi_head_attention(attention, query, query, query, square)
+    reference = attention(query, query, query, attn_mask=square, need_weights=False)[0]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(multi_head_attention(attention, query, key, value),
+                               attention(query, key, value, need_weights=False)[0], rtol=1e-5, atol=1e-5)

@@ -23,23 +23,58 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 3) -> nn.S
     return nn.Sequential(*layers)
 
 
-def attention_mask_from_masks(mask_logits: torch.Tensor, size: tuple[int, int], num_heads: int) -> torch.Tensor:
+def attention_mask_from_masks(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Masked-attention mask: a query may only look where its current mask prediction is foreground.
 
     Arguments:
       mask_logits: B x Q x T x H x W mask logits.
       size: (h, w) of the feature level the next layer attends to.
-      num_heads: attention heads (the mask is repeated per head, as nn.MultiheadAttention expects).
 
     Returns:
-      (B * heads) x Q x (T * h * w) bool, True where attention is blocked (sigmoid < 0.5). A row that would
-      block everything is fully unblocked instead: a query with an empty mask attends to the whole map.
+      B x Q x (T * h * w) bool, True where attention is blocked (sigmoid < 0.5), shared by all heads. A row that
+      would block everything is fully unblocked instead: a query with an empty mask attends to the whole map.
     """
     batch, queries, frames = mask_logits.shape[:3]
     resized = F.interpolate(mask_logits.flatten(1, 2), size=size, mode="bilinear", align_corners=False)
     blocked = resized.view(batch, queries, frames * size[0] * size[1]) < 0  # sigmoid(x) < 0.5 <=> x < 0
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
-    return blocked.repeat_interleave(num_heads, dim=0).detach()
+    return blocked.detach()
+
+
+def multi_head_attention(
+    attention: nn.MultiheadAttention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    blocked: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """nn.MultiheadAttention's computation with its own weights, through scaled_dot_product_attention, with one
+    mask broadcast over the heads (instead of one copy per head).
+
+    Arguments:
+      attention: a batch_first nn.MultiheadAttention (its in_proj and out_proj weights are used).
+      query: B x Q x C; key, value: B x S x C.
+      blocked: B x Q x S or Q x S bool, True = may not attend (every row must allow something), or None.
+
+    Returns:
+      B x Q x C.
+    """
+    batch, num_queries, channels = query.shape
+    heads = attention.num_heads
+    w_q, w_k, w_v = attention.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attention.in_proj_bias.chunk(3)
+
+    def split_heads(x: torch.Tensor) -> torch.Tensor:  # B x L x C -> B x heads x L x C/heads
+        return x.view(batch, x.shape[1], heads, channels // heads).transpose(1, 2)
+
+    q = split_heads(F.linear(query, w_q, b_q))
+    k = split_heads(F.linear(key, w_k, b_k))
+    v = split_heads(F.linear(value, w_v, b_v))
+    allowed = None
+    if blocked is not None:
+        allowed = ~(blocked[:, None] if blocked.dim() == 3 else blocked)  # SDPA's bool mask means "may attend"
+    attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # B x heads x Q x C/heads
+    return attention.out_proj(attended.transpose(1, 2).reshape(batch, num_queries, channels))
 
 
 class MaskedDecoderLayer(nn.Module):
@@ -70,17 +105,17 @@ class MaskedDecoderLayer(nn.Module):
           query_pos: B x Q x C query positional embeddings.
           memory: B x S x C features of one level (all frames).
           memory_pos: B x S x C positional encoding of the memory.
-          cross_attn_mask: (B * heads) x Q x S bool, True = blocked.
+          cross_attn_mask: B x Q x S bool, True = blocked.
           self_attn_mask: Q x Q bool, True = blocked, or None.
 
         Returns:
           B x Q x C updated queries.
         """
-        attended = self.cross_attn(queries + query_pos, memory + memory_pos, memory, attn_mask=cross_attn_mask,
-                                   need_weights=False)[0]
+        attended = multi_head_attention(self.cross_attn, queries + query_pos, memory + memory_pos, memory,
+                                        cross_attn_mask)
         queries = self.norm_cross(queries + attended)
         qk = queries + query_pos
-        attended = self.self_attn(qk, qk, queries, attn_mask=self_attn_mask, need_weights=False)[0]
+        attended = multi_head_attention(self.self_attn, qk, qk, queries, self_attn_mask)
         queries = self.norm_self(queries + attended)
         queries = self.norm_ffn(queries + self.linear2(F.relu(self.linear1(queries))))
         return queries
@@ -203,7 +238,7 @@ class MaskedTransformerDecoder(nn.Module):
         predictions = [self.predict(queries, mask_features)]
         for index, layer in enumerate(self.layers):
             level = index % self.num_levels
-            cross_mask = attention_mask_from_masks(predictions[-1].mask_logits, level_sizes[level], self.num_heads)
+            cross_mask = attention_mask_from_masks(predictions[-1].mask_logits, level_sizes[level])
             queries = layer(queries, query_pos, memories[level], memory_positions[level], cross_mask,
                             self_attn_mask)
             predictions.append(self.predict(queries, mask_features))
