@@ -160,3 +160,17 @@ def test_eval_command_table_and_json(tmp_path: Path) -> None:
     ]
     result = CliRunner().invoke(eval_command, swapped)
     assert result.exit_code != 0 and "no 'categories' list" in str(result.exception)
+
+
+def test_runner_table_resolves_every_task_and_names_mistakes(tmp_path: Path) -> None:
+    from omg_eval.runner import EVALUATORS, evaluate_task
+
+    assert {"panoptic", "instance", "semantic", "interactive"} <= set(EVALUATORS)
+    for evaluator in EVALUATORS.values():
+        assert callable(evaluator.load())
+    with pytest.raises(KeyError, match="known tasks"):
+        evaluate_task("panoptik", FIXTURE / "pred.json", FIXTURE / "gt.json")
+    with pytest.raises(ValueError, match="needs --ground-truth"):
+        evaluate_task("panoptic", FIXTURE / "pred.json", None)
+    with pytest.raises(FileNotFoundError, match="predictions"):
+        evaluate_task("instance", tmp_path / "missing.json", FIXTURE / "gt.json")
