@@ -58,6 +58,8 @@ def evaluate_instance_files(
             if not result.get("bbox"):
                 raise ValueError(f"result {index} has no 'bbox' although the first result has one; give all or none")
             result = {**result, "area": float(result["bbox"][2]) * float(result["bbox"][3])}
+        elif "area" in result:
+            result = {k: v for k, v in result.items() if k != "area"}  # loadRes recomputes it from the mask
         det_by_image[image_id].append(result)
     metric = CocoMaskAP([int(category["id"]) for category in gt["categories"]])
     for image_id in sorted(images):
