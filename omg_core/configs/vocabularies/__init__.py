@@ -1,0 +1,1 @@
+"""Named vocabularies (JSON) read by omg_core.model.vocabulary."""
