@@ -44,16 +44,18 @@ def main() -> int:
         includes = include_paths(device_type="cuda")
     except TypeError:  # older torch spells it cuda=True
         includes = include_paths(cuda=True)
-    include_flags = [f"-I{path}" for path in [*includes, sysconfig.get_paths()["include"]]]
+    # ATen/cuda headers need cuBLAS/cuSPARSE headers, which the pip CUDA wheels keep inside site-packages.
+    wheel_includes = [str(p) for p in Path(sysconfig.get_paths()["purelib"]).glob("nvidia/*/include") if p.is_dir()]
+    include_flags = [f"-I{path}" for path in [*includes, sysconfig.get_paths()["include"], *wheel_includes]]
     arch_flags = gencode_flags(os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0"))
     failures = 0
     with tempfile.TemporaryDirectory() as build_dir:
         for source in cuda_sources:
-            command = [nvcc, "-c", str(source), "-o", str(Path(build_dir) / (source.stem + ".o")), "-std=c++17",
+            command = [nvcc, "-c", str(source), "-o", str(Path(build_dir) / (source.stem + ".o")), "-std=c++20",
                        "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", *arch_flags, *include_flags]
             failures += _run(f"nvcc {source.relative_to(ROOT)}", command)
             for binding in sorted(source.parent.glob("*.cpp")):
-                command = ["c++", "-fsyntax-only", "-std=c++17", "-DWITH_CUDA", "-fopenmp", str(binding), *include_flags]
+                command = ["c++", "-fsyntax-only", "-std=c++20", "-DWITH_CUDA", "-fopenmp", str(binding), *include_flags]
                 failures += _run(f"c++ -DWITH_CUDA {binding.relative_to(ROOT)}", command)
     print(f"{len(cuda_sources)} CUDA source(s), {failures} failure(s)")
     return 1 if failures else 0
