@@ -58,6 +58,16 @@ def test_segment_pairs_fused_equals_torch(both_backends) -> None:
     fused, reference = both_backends(intersect_segment_ids, long_gt, long_pred)
     for a, b in zip(fused, reference):
         assert torch.equal(a, b)
+    # two decoded-PNG (planar) maps larger than one chunk, colours changing in one channel only
+    planes = torch.zeros(2, 3, 40, 60, dtype=torch.uint8)
+    planes[0, 1, 10:30, 5:50] = 7
+    planes[1, 2, :, 33:] = 1
+    planes[1, 0, 20:, :] = 200
+    views = planes.permute(0, 2, 3, 1)
+    fused, reference = both_backends(intersect_segment_ids, views[0], views[1])
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
+    assert len(fused[0]) == 8  # 2 gt colours x 4 pred colours, every combination present
     counts = intersect_segment_ids(gt, pred)[2]
     assert int(counts.sum()) == gt.numel()
     maps = [_maps(generator) for _ in range(4)]

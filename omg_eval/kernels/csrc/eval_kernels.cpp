@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef WITH_CUDA
@@ -173,18 +174,18 @@ bool count_pairs(const gt_reader& gt, const pred_reader& pred, int64_t num_pixel
   return ids_valid;
 }
 
-// Integer id maps: flag every pixel where either id changes from its left neighbour in a first, fully vectorisable
-// pass over a chunk, then walk the flags a machine word at a time; only run starts do scalar work.
-template <typename gt_t, typename pred_t>
-bool count_pairs_ids(const gt_t* gt, const pred_t* pred, int64_t num_pixels, PairCounter& counter) {
+// Flag every pixel where either id changes from its left neighbour in a first, fully vectorisable pass over a chunk
+// (`mark(first, length, changes)`), then walk the flags a machine word at a time: only run starts do scalar work.
+// `ids(index)` returns the (gt id, pred id) of a pixel.
+template <typename Mark, typename Ids>
+bool count_pairs_flagged(int64_t num_pixels, PairCounter& counter, Mark&& mark, Ids&& ids) {
   if (num_pixels == 0) return true;
   constexpr int64_t kChunk = 1024;
   alignas(8) uint8_t changes[kChunk];
   bool ids_valid = true;
   int64_t run_start = 0;
   auto flush = [&](int64_t end) {
-    const int64_t gt_id = static_cast<int64_t>(gt[run_start]);
-    const int64_t pred_id = static_cast<int64_t>(pred[run_start]);
+    const auto [gt_id, pred_id] = ids(run_start);
     ids_valid &= (gt_id >= 0) & (gt_id <= INT32_MAX) & (pred_id >= 0) & (pred_id <= INT32_MAX);
     counter.add((static_cast<uint64_t>(gt_id & 0x7fffffff) << 32) | static_cast<uint64_t>(pred_id & 0x7fffffff),
                 end - run_start);
@@ -192,9 +193,7 @@ bool count_pairs_ids(const gt_t* gt, const pred_t* pred, int64_t num_pixels, Pai
   };
   for (int64_t chunk = 1; chunk < num_pixels; chunk += kChunk) {
     const int64_t length = std::min(kChunk, num_pixels - chunk);
-    const gt_t* g = gt + chunk;
-    const pred_t* p = pred + chunk;
-    for (int64_t k = 0; k < length; ++k) changes[k] = (g[k] != g[k - 1]) | (p[k] != p[k - 1]);
+    mark(chunk, length, changes);
     int64_t k = 0;
     for (; k + 8 <= length; k += 8) {
       uint64_t word;
@@ -211,6 +210,44 @@ bool count_pairs_ids(const gt_t* gt, const pred_t* pred, int64_t num_pixels, Pai
   }
   flush(num_pixels);
   return ids_valid;
+}
+
+// Integer id maps.
+template <typename gt_t, typename pred_t>
+bool count_pairs_ids(const gt_t* gt, const pred_t* pred, int64_t num_pixels, PairCounter& counter) {
+  auto mark = [&](int64_t first, int64_t length, uint8_t* changes) {
+    const gt_t* g = gt + first;
+    const pred_t* p = pred + first;
+    for (int64_t k = 0; k < length; ++k) changes[k] = (g[k] != g[k - 1]) | (p[k] != p[k - 1]);
+  };
+  auto ids = [&](int64_t index) {
+    return std::pair<int64_t, int64_t>(static_cast<int64_t>(gt[index]), static_cast<int64_t>(pred[index]));
+  };
+  return count_pairs_flagged(num_pixels, counter, mark, ids);
+}
+
+// Two planar RGB maps (3 x H x W uint8 each, as decoded PNGs): the flag pass compares bytes, 16 or 32 per vector op.
+bool count_pairs_planar(const uint8_t* gt, const uint8_t* pred, int64_t num_pixels, PairCounter& counter) {
+  auto mark = [&](int64_t first, int64_t length, uint8_t* changes) {
+    const uint8_t* g0 = gt + first;
+    const uint8_t* g1 = g0 + num_pixels;
+    const uint8_t* g2 = g1 + num_pixels;
+    const uint8_t* p0 = pred + first;
+    const uint8_t* p1 = p0 + num_pixels;
+    const uint8_t* p2 = p1 + num_pixels;
+    for (int64_t k = 0; k < length; ++k) {
+      changes[k] = static_cast<uint8_t>(((g0[k] ^ g0[k - 1]) | (g1[k] ^ g1[k - 1]) | (g2[k] ^ g2[k - 1]) |
+                                         (p0[k] ^ p0[k - 1]) | (p1[k] ^ p1[k - 1]) | (p2[k] ^ p2[k - 1])) != 0);
+    }
+  };
+  auto ids = [&](int64_t index) {
+    const int64_t gt_id = gt[index] + 256 * static_cast<int64_t>(gt[index + num_pixels]) +
+                          65536 * static_cast<int64_t>(gt[index + 2 * num_pixels]);
+    const int64_t pred_id = pred[index] + 256 * static_cast<int64_t>(pred[index + num_pixels]) +
+                            65536 * static_cast<int64_t>(pred[index + 2 * num_pixels]);
+    return std::pair<int64_t, int64_t>(gt_id, pred_id);
+  };
+  return count_pairs_flagged(num_pixels, counter, mark, ids);
 }
 
 bool is_rgb(const torch::Tensor& map) { return map.scalar_type() == torch::kUInt8 && map.dim() == 3 && map.size(2) == 3; }
@@ -239,6 +276,9 @@ void with_reader(const torch::Tensor& map, Body&& body) {
 bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter& counter) {
   const int64_t n = num_pixels_of(pred);
   bool valid = true;
+  if (is_planar(gt) && is_planar(pred)) {
+    return count_pairs_planar(gt.data_ptr<uint8_t>(), pred.data_ptr<uint8_t>(), n, counter);
+  }
   if (!is_rgb(gt) && !is_rgb(pred)) {
     AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_ids_gt", [&] {
       using gt_t = scalar_t;
