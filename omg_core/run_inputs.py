@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from omg_core.errors import InputError
@@ -24,7 +23,6 @@ class InputSource:
 
     path: Path
     modality: Modality
-    frame_paths: tuple[Path, ...] = ()  # frames of a folder clip, in order
 
 
 def plan_inputs(path: Path, modality: Modality) -> list[InputSource]:
@@ -58,10 +56,9 @@ def plan_inputs(path: Path, modality: Modality) -> list[InputSource]:
         if suffix not in VIDEO_SUFFIXES:
             raise InputError(f"--input {path}: {suffix or 'no suffix'} is not a video ({_names(VIDEO_SUFFIXES)})")
         return [InputSource(path, "video")]
-    frames = _images_in(path)
-    if not frames:
+    if not _images_in(path):
         raise InputError(f"--input {path}: the folder holds no frames ({_names(IMAGE_SUFFIXES)})")
-    return [InputSource(path, "video", tuple(frames))]
+    return [InputSource(path, "video")]
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -73,40 +70,26 @@ def _names(suffixes: frozenset[str]) -> str:
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """Decode one image file into (3, H, W) uint8 RGB."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode one image file into (3, H, W) uint8 RGB (a corrupt file is an error naming it)."""
+    from omg_data.image_io import load_image
 
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{path}: cannot decode the image ({exc}); is the file complete?") from exc
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+    return load_image(path)
 
 
 def iter_frames(source: InputSource) -> Iterator[torch.Tensor]:
     """Yield the frames of a clip one at a time, (3, H, W) uint8, so a long video never sits in memory whole."""
-    if source.frame_paths:
-        first_shape = None
-        for frame_path in source.frame_paths:
-            frame = read_image(frame_path)
-            if first_shape is None:
-                first_shape = frame.shape
-            elif frame.shape != first_shape:
-                raise InputError(
-                    f"{frame_path}: frame size {tuple(frame.shape[1:])} differs from the first frame's "
-                    f"{tuple(first_shape[1:])}; all frames of a clip must have one size"
-                )
-            yield frame
-        return
-    import av
+    from omg_data.video_stream import FrameStream
 
-    try:
-        with av.open(str(source.path)) as container:
-            for frame in container.decode(video=0):
-                yield torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{source.path}: cannot decode the video ({exc})") from exc
+    first_shape = None
+    for index, frame in enumerate(FrameStream(source.path)):
+        if first_shape is None:
+            first_shape = frame.shape
+        elif frame.shape != first_shape:
+            raise InputError(
+                f"{source.path}: frame {index} has size {tuple(frame.shape[1:])}, the first frame "
+                f"{tuple(first_shape[1:])}; all frames of a clip must have one size"
+            )
+        yield frame
 
 
 def read_prompts(path: Path) -> Prompts:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omg_core.errors import OMGError
 
-class DataError(ValueError):
+
+class DataError(OMGError, ValueError):
     """Bad dataset input: names the file, the record inside it, the problem and the fix.
 
     Arguments:
