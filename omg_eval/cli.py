@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from omg_core.errors import InputError
-from omg_eval.runner import EVALUATORS, evaluate_task
+from omg_eval.runner import EVALUATORS, SHARED_EVALUATORS, evaluate_task, evaluator_name_for
 
 
 def to_json_ready(value: Any) -> Any:
@@ -49,8 +49,71 @@ def _format(value: float | int) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
+def _resolve_evaluator(task: str) -> tuple[str, str]:
+    """(task name to report, evaluator key): registered task names and aliases, or an evaluator-only name (vos)."""
+    if task in EVALUATORS:
+        return task, task
+    from omg_core.registry import discover_tasks
+
+    root = click.get_current_context().find_root()
+    plugins = (root.obj or {}).get("plugins", ()) if isinstance(root.obj, dict) else ()
+    handle = discover_tasks(plugins=plugins).get(task)  # unknown names raise with suggestions
+    evaluator = evaluator_name_for(handle.name)
+    if evaluator is None:
+        raise InputError(
+            f"task {handle.name!r} has no file evaluator; file evaluators exist for: "
+            f"{', '.join(sorted({*EVALUATORS, *SHARED_EVALUATORS}))}"
+        )
+    return handle.name, evaluator
+
+
+def _all_tasks_with_inputs(predictions: Path, ground_truth: Path | None) -> list[tuple[str, str, Path, Path | None]]:
+    """For --all: every registered task (and vos) whose predictions/<task> exists, with ground-truth/<task>."""
+    from omg_core.registry import discover_tasks
+
+    if not predictions.is_dir():
+        raise InputError(
+            f"--all needs --predictions to be a folder holding one sub-folder per task; {predictions} is not"
+        )
+    root = click.get_current_context().find_root()
+    plugins = (root.obj or {}).get("plugins", ()) if isinstance(root.obj, dict) else ()
+    names = sorted({handle.name for handle in discover_tasks(plugins=plugins)} | {"vos"})
+    found = []
+    for name in names:
+        evaluator = evaluator_name_for(name)
+        task_predictions = predictions / name
+        if evaluator is None or not task_predictions.exists():
+            continue
+        candidates = sorted(task_predictions.glob("*.json")) if task_predictions.is_dir() else []
+        if (
+            task_predictions.is_dir()
+            and len(candidates) == 1
+            and not any(p.is_dir() for p in task_predictions.iterdir())
+        ):
+            task_predictions = candidates[0]  # a task whose predictions are one JSON file, kept in its folder
+        task_truth = None
+        if ground_truth is not None and (ground_truth / name).exists():
+            task_truth = ground_truth / name
+            truth_files = sorted(task_truth.glob("*.json")) if task_truth.is_dir() else []
+            if len(truth_files) == 1 and not any(p.is_dir() for p in task_truth.iterdir()):
+                task_truth = truth_files[0]
+        found.append((name, evaluator, task_predictions, task_truth))
+    if not found:
+        raise InputError(
+            f"--all found no task folder under {predictions}; name sub-folders after tasks "
+            f"(e.g. {predictions / 'panoptic'}) as listed by `omg tasks`"
+        )
+    return found
+
+
 @click.command("eval", help="Evaluate prediction files against the ground truth with the task's official metric.")
-@click.option("--task", required=True, type=click.Choice(sorted(EVALUATORS)), help="which task's metric to run")
+@click.option("--task", default=None, help="task name or alias (see `omg tasks`), or 'vos' for DAVIS J&F")
+@click.option(
+    "--all",
+    "all_tasks",
+    is_flag=True,
+    help="evaluate every task that has a sub-folder <task> under --predictions (ground truth in the same layout)",
+)
 @click.option(
     "--predictions", required=True, type=click.Path(exists=True, path_type=Path), help="prediction file or folder"
 )
@@ -62,29 +125,48 @@ def _format(value: float | int) -> str:
     help="ground-truth file or folder (not needed for interactive)",
 )
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write figures as JSON")
-def eval_command(task: str, predictions: Path, ground_truth: Path | None, output: Path | None) -> None:
+def eval_command(
+    task: str | None, all_tasks: bool, predictions: Path, ground_truth: Path | None, output: Path | None
+) -> None:
+    if (task is None) == (not all_tasks):
+        raise click.UsageError("give either --task T or --all")
+    if all_tasks:
+        jobs = _all_tasks_with_inputs(predictions, ground_truth)
+    else:
+        name, evaluator = _resolve_evaluator(task)  # type: ignore[arg-type]
+        jobs = [(name, evaluator, predictions, ground_truth)]
     console = Console()
+    results: dict[str, Any] = {}
+    for name, evaluator, task_predictions, task_truth in jobs:
+        results[name] = _evaluate_one(console, name, evaluator, task_predictions, task_truth)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        payload = results if all_tasks else next(iter(results.values()))
+        output.write_text(json.dumps(to_json_ready(payload), indent=1, sort_keys=True))
+        console.print(f"figures written to {output}")
+
+
+def _evaluate_one(
+    console: Console, name: str, evaluator: str, predictions: Path, ground_truth: Path | None
+) -> dict[str, Any]:
     with Progress(
         SpinnerColumn(),
-        TextColumn(f"evaluating {task}"),
+        TextColumn(f"evaluating {name}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
     ) as progress:
-        bar = progress.add_task(task, total=None)
+        bar = progress.add_task(name, total=None)
         try:
-            figures = evaluate_task(task, predictions, ground_truth, lambda n: progress.advance(bar, n))
+            figures = evaluate_task(evaluator, predictions, ground_truth, lambda n: progress.advance(bar, n))
         except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
-            raise InputError(f"{task}: {error.args[0] if error.args else error}") from error
-    table = Table(title=f"{task} evaluation", show_lines=False)
+            raise InputError(f"{name}: {error.args[0] if error.args else error}") from error
+    table = Table(title=f"{name} evaluation", show_lines=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for name, value in summary_rows(figures):
-        table.add_row(name, value)
+    for row_name, value in summary_rows(figures):
+        table.add_row(row_name, value)
     console.print(table)
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(to_json_ready(figures), indent=1, sort_keys=True))
-        console.print(f"figures written to {output}")
+    return figures

@@ -112,6 +112,16 @@ EVALUATORS: dict[str, Evaluator] = {
 }
 
 
+#: Tasks whose result files are scored by another task's evaluator (same formats, open vocabulary).
+SHARED_EVALUATORS: dict[str, str] = {"ov-seg": "panoptic", "ov-interactive": "interactive", "ov-vis": "video-instance"}
+
+
+def evaluator_name_for(task: str) -> str | None:
+    """The EVALUATORS key that scores ``task``'s files (None when the task has no file evaluator)."""
+    name = SHARED_EVALUATORS.get(task, task)
+    return name if name in EVALUATORS else None
+
+
 def evaluate_task(
     task: str, predictions: str | Path, ground_truth: str | Path | None, progress: Progress | None = None
 ) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""`omg eval` resolves tasks through the registry (names, aliases, open-vocabulary twins) and runs --all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from omg_core.cli import EXIT_USER_ERROR, main
+
+
+def write_semantic_folders(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        gt = rng.integers(0, 3, size=(6, 7)).astype(np.uint8)
+        pred = np.where(rng.random(gt.shape) < 0.5, gt, 0).astype(np.uint8)
+        for kind, labels in (("gt", gt), ("pred", pred)):
+            (root / kind / "semantic").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(labels).save(root / kind / "semantic" / f"{index}.png")
+
+
+def write_interactive_results(root: Path) -> None:
+    for name in ("interactive", "ov-interactive"):
+        (root / "pred" / name).mkdir(parents=True, exist_ok=True)
+        objects = [{"click_ious": [0.5, 0.9], "box_iou": 0.8}, {"click_ious": [0.95], "box_iou": 0.6}]
+        (root / "pred" / name / "results.json").write_text(json.dumps({"objects": objects}))
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_alias_and_canonical_name_give_the_same_figures(tmp_path: Path) -> None:
+    write_semantic_folders(tmp_path)
+    outputs = []
+    for name in ("semantic", "ss"):
+        out = tmp_path / f"{name}.json"
+        result = invoke("eval", "--task", name, "--predictions", str(tmp_path / "pred" / "semantic"),
+                        "--ground-truth", str(tmp_path / "gt" / "semantic"), "--output", str(out))
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1] and 0 < outputs[0]["mIoU"] < 1
+
+
+def test_open_vocabulary_tasks_use_their_closed_twins_evaluator(tmp_path: Path) -> None:
+    write_interactive_results(tmp_path)
+    out = tmp_path / "ov.json"
+    result = invoke("eval", "--task", "ov-interactive", "--predictions",
+                    str(tmp_path / "pred" / "ov-interactive" / "results.json"), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["mIoU@1click"] == (0.5 + 0.95) / 2
+
+
+def test_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+    result = invoke("eval", "--task", "semantc", "--predictions", str(tmp_path))
+    assert result.exit_code == EXIT_USER_ERROR and "Did you mean: semantic" in result.output
+
+
+def test_task_or_all_is_required(tmp_path: Path) -> None:
+    result = invoke("eval", "--predictions", str(tmp_path))
+    assert result.exit_code == 2 and "give either --task T or --all" in result.output
+
+
+def test_all_evaluates_every_task_folder_present(tmp_path: Path) -> None:
+    write_semantic_folders(tmp_path)
+    write_interactive_results(tmp_path)
+    out = tmp_path / "all.json"
+    result = invoke("eval", "--all", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt"),
+                    "--output", str(out))
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert sorted(figures) == ["interactive", "ov-interactive", "semantic"]
+    assert figures["interactive"] == figures["ov-interactive"]
+    assert "mIoU" in figures["semantic"]
+
+
+def test_all_with_no_task_folder_says_how_to_lay_them_out(tmp_path: Path) -> None:
+    (tmp_path / "pred").mkdir()
+    result = invoke("eval", "--all", "--predictions", str(tmp_path / "pred"))
+    assert result.exit_code == EXIT_USER_ERROR and "name sub-folders after tasks" in result.output
