@@ -127,7 +127,7 @@ class VideoSemanticMetric(Metric):
 
     def compute(self) -> dict[str, Any]:
         """Returns:
-        {"miou", "per_class_iou" (K,) float64 with NaN for classes absent from the ground truth, "vc<n>" per clip
+        {"mIoU", "per_class_IoU" (K,) float64 with NaN for classes absent from the ground truth, "VC<n>" per clip
         length (NaN when no video is longer than n frames)}.
         """
         confusion = self.confusion.double()
@@ -137,10 +137,10 @@ class VideoSemanticMetric(Metric):
         in_gt = gt_area > 0
         per_class = torch.where(in_gt, intersections / unions.clamp(min=1), math.nan)
         results: dict[str, Any] = {
-            "miou": float(per_class[in_gt].sum()) / int(in_gt.sum()) if bool(in_gt.any()) else math.nan,
-            "per_class_iou": per_class,
+            "mIoU": float(per_class[in_gt].sum()) / int(in_gt.sum()) if bool(in_gt.any()) else math.nan,
+            "per_class_IoU": per_class,
         }
         for index, clip_length in enumerate(self.clip_lengths):
             clips = int(self.vc_clips[index])
-            results[f"vc{clip_length}"] = float(self.vc_sum[index]) / clips if clips else math.nan
+            results[f"VC{clip_length}"] = float(self.vc_sum[index]) / clips if clips else math.nan
         return results

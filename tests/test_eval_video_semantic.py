@@ -41,12 +41,12 @@ def test_miou_and_vc_match_the_vspw_code(fixture_data) -> None:
     result = metric.compute()
     assert metric.confusion.tolist() == expected["confusion"]
     # Both sides divide the same integers in float64; only the order of the final sums differs.
-    assert abs(result["miou"] - expected["miou"]) <= 1e-9
+    assert abs(result["mIoU"] - expected["miou"]) <= 1e-9
     for clip, official in expected["vc_by_clip"].items():
-        assert abs(result[f"vc{clip}"] - official) <= 1e-9
-    assert 0.05 < result["vc8"] < 0.95 and 0.2 < result["miou"] < 0.95  # not trivially perfect or empty
+        assert abs(result[f"VC{clip}"] - official) <= 1e-9
+    assert 0.05 < result["VC8"] < 0.95 and 0.2 < result["mIoU"] < 0.95  # not trivially perfect or empty
     # The class predicted but absent from the ground truth is left out of the mean.
-    assert math.isnan(result["per_class_iou"][5])
+    assert math.isnan(result["per_class_IoU"][5])
 
 
 def test_vc_keeps_raw_others_and_void_apart(fixture_data) -> None:
@@ -74,9 +74,9 @@ def test_vc_hand_derived_clips() -> None:
     metric.update(pred, gt)
     metric.update(flicker, flicker)
     result = metric.compute()
-    assert result["vc2"] == pytest.approx(0.5, abs=1e-12)
+    assert result["VC2"] == pytest.approx(0.5, abs=1e-12)
     # clip length 3 on a 4-frame video: one clip (frames 0-2): gt stable at px 0 only, pred not there -> 0.
-    assert result["vc3"] == 0.0
+    assert result["VC3"] == 0.0
     assert int(metric.vc_clips[0]) == 2  # the NaN clips of the second video were not counted
 
 
@@ -86,9 +86,9 @@ def test_short_videos_are_skipped_and_miou_uses_gt_classes() -> None:
     pred = torch.tensor([[[0, 2, 1, 1]]]).repeat(8, 1, 1)
     metric.update(pred, gt)
     result = metric.compute()
-    assert math.isnan(result["vc8"]) and int(metric.vc_clips[0]) == 0
+    assert math.isnan(result["VC8"]) and int(metric.vc_clips[0]) == 0
     # only class 0 is in the ground truth: IoU = 8 / (16 + 8 - 8) = 0.5; class 2 (only predicted) is left out.
-    assert result["miou"] == pytest.approx(0.5, abs=1e-12)
+    assert result["mIoU"] == pytest.approx(0.5, abs=1e-12)
 
 
 def test_video_semantic_rejects_bad_inputs() -> None:
@@ -120,9 +120,9 @@ def test_evaluate_vspw_reads_the_vspw_layout(tmp_path: Path, fixture_data) -> No
     split.write_text("".join(f"v{i}\n" for i in range(len(videos))))
     result = evaluate_vspw(tmp_path / "pred", tmp_path / "data", split_file=split, num_classes=expected["num_classes"])
     assert result["num_videos"] == len(videos)
-    assert abs(result["miou"] - expected["miou"]) <= 1e-9
-    assert abs(result["vc8"] - expected["vc_by_clip"]["8"]) <= 1e-9
-    assert abs(result["vc16"] - expected["vc_by_clip"]["16"]) <= 1e-9
+    assert abs(result["mIoU"] - expected["miou"]) <= 1e-9
+    assert abs(result["VC8"] - expected["vc_by_clip"]["8"]) <= 1e-9
+    assert abs(result["VC16"] - expected["vc_by_clip"]["16"]) <= 1e-9
     (tmp_path / "pred" / "v3" / "00000004.png").unlink()
     with pytest.raises(FileNotFoundError, match="no prediction"):
         evaluate_vspw(tmp_path / "pred", tmp_path / "data", num_classes=expected["num_classes"])
