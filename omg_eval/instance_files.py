@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from omg_eval.instance import CocoMaskAP
+from omg_eval.sharding import items_for_this_rank
 
 
 def _load(path: str | Path, what: str) -> Any:
@@ -62,9 +63,10 @@ def evaluate_instance_files(
             result = {k: v for k, v in result.items() if k != "area"}  # loadRes recomputes it from the mask
         det_by_image[image_id].append(result)
     metric = CocoMaskAP([int(category["id"]) for category in gt["categories"]])
-    for image_id in sorted(images):
+    for image_id in items_for_this_rank(sorted(images)):
         height, width = images[image_id]
         metric.update(image_id, height, width, gt_by_image.get(image_id, []), det_by_image.get(image_id, []))
         if progress is not None:
             progress(1)
+    metric.sync()
     return metric.compute()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omg_eval.interactive import InteractiveSegmentation
+from omg_eval.sharding import items_for_this_rank
 
 
 def evaluate_interactive_file(
@@ -31,7 +32,7 @@ def evaluate_interactive_file(
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         raise ValueError(f"{path} must hold {{'objects': [{{'click_ious': [...], 'box_iou': ...}}, ...]}}")
     metric = InteractiveSegmentation(max_clicks=max_clicks)
-    for index, entry in enumerate(data["objects"]):
+    for index, entry in items_for_this_rank(list(enumerate(data["objects"]))):
         if not isinstance(entry, dict) or not ({"click_ious", "box_iou"} & entry.keys()):
             raise ValueError(f"{path}: object {index} has neither 'click_ious' nor 'box_iou'")
         metric.update(
@@ -40,6 +41,7 @@ def evaluate_interactive_file(
         )
         if progress is not None:
             progress(1)
+    metric.sync()
     figures = metric.compute()
     figures["num_objects"] = len(data["objects"])
     return figures

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - a future torchvision without image cod
 
 from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.panoptic import PanopticQuality
+from omg_eval.sharding import items_for_this_rank
 
 
 def read_panoptic_png(path: Path) -> torch.Tensor:
@@ -135,7 +136,7 @@ def evaluate_panoptic_files(
     if "categories" not in gt_json:
         raise ValueError(f"ground-truth JSON {gt_json_file} has no 'categories' list")
     metric = PanopticQuality(gt_json["categories"])
-    jobs = _pairs(gt_json, pred_json)
+    jobs = items_for_this_rank(_pairs(gt_json, pred_json))
     counted = _counted(jobs, gt_folder, pred_folder, workers or os.cpu_count() or 1)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
@@ -152,4 +153,5 @@ def evaluate_panoptic_files(
         )
         if progress is not None:
             progress(len(chunk))
+    metric.sync()
     return metric.compute()

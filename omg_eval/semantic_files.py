@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from omg_eval.semantic import SemanticSegmentation
+from omg_eval.sharding import items_for_this_rank
 
 # labels are 8-bit PNGs: class indices 0..254, 255 unlabelled
 _MAX_CLASSES = 255
@@ -78,10 +79,11 @@ def evaluate_semantic_files(
         return pred, gt
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for pred, gt in pool.map(load, names):
+        for pred, gt in pool.map(load, items_for_this_rank(names)):
             metric.update(pred, gt)
             if progress is not None:
                 progress(1)
+    metric.sync()
     seen = torch.nonzero(metric.confusion.sum(0) + metric.confusion.sum(1)).flatten()
     largest = int(seen.max()) + 1 if len(seen) else 1
     if num_classes is not None and largest > num_classes:

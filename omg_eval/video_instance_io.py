@@ -20,6 +20,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from omg_eval.kernels.video_overlap import rle_pair_intersections
+from omg_eval.sharding import items_for_this_rank
 from omg_eval.video_instance import YouTubeVISMetric
 
 
@@ -149,7 +150,7 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
                 "evaluate against the annotation file the results were made for"
             )
         pred_by_video[result["video_id"]].append(result)
-    for video_id in sorted(videos):
+    for video_id in items_for_this_rank(sorted(videos)):
         video = videos[video_id]
         height, width, num_frames = int(video["height"]), int(video["width"]), _video_frames(video)
         preds, gts = pred_by_video[video_id], gt_by_video[video_id]
@@ -188,4 +189,5 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             pred_areas=pred_frame_areas.sum(1),
             gt_areas=gt_mask_areas.sum(1),
         )
+    metric.sync()
     return metric.compute()

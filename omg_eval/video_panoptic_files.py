@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omg_eval.sharding import items_for_this_rank
 from omg_eval.stq import SegmentationTrackingQuality
 from omg_eval.video_panoptic_quality import VideoPanopticQuality
 
@@ -119,7 +120,7 @@ def evaluate_vipseg(
     vpq = VideoPanopticQuality(num_classes, thing_classes, VIPSEG_LABEL_DIVISOR, _VOID_LABEL, window_sizes,
                                annotation_stride)
     stq = SegmentationTrackingQuality(num_classes, thing_classes, VIPSEG_LABEL_DIVISOR, _VOID_LABEL)
-    for video, frames in list_video_frames(Path(pred_dir), Path(gt_dir), videos):
+    for video, frames in items_for_this_rank(list_video_frames(Path(pred_dir), Path(gt_dir), videos)):
         decoded = []
         for folder in (Path(gt_dir), Path(pred_dir)):
             maps = [decode_vipseg_panomask(_read_mask(folder / video / name), num_classes, thing_classes)
@@ -134,6 +135,8 @@ def evaluate_vipseg(
                              f"ground truth {tuple(gt_ids.shape[1:])}; predict at annotation resolution")
         vpq.update(pred_ids, gt_ids)
         stq.update(pred_ids, gt_ids)
+    vpq.sync()
+    stq.sync()
     results = vpq.compute()
     results.update(stq.compute())
     results["num_videos"] = int(vpq.num_videos)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omg_eval.sharding import items_for_this_rank
 from omg_eval.video_semantic import VideoSemanticMetric
 
 VSPW_NUM_CLASSES = 124
@@ -83,7 +84,7 @@ def evaluate_vspw(
     if not names:
         raise ValueError(f"no videos to evaluate under {gt_root}")
     metric = VideoSemanticMetric(num_classes, _VOID, clip_lengths)
-    for video in names:
+    for video in items_for_this_rank(names):
         mask_dir = gt_root / video / "mask" if (gt_root / video / "mask").is_dir() else gt_root / video
         frames = sorted(p.name for p in mask_dir.glob("*.png") if not p.name.startswith("."))
         if not frames:
@@ -104,6 +105,7 @@ def evaluate_vspw(
                 )
         gt, pred = torch.stack(gt_frames), torch.stack(pred_frames)  # T x H x W each
         metric.update(pred.to(device), gt.to(device))
+    metric.sync()
     results = metric.compute()
     results["num_videos"] = int(metric.num_videos)
     return results

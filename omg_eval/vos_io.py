@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omg_eval.sharding import items_for_this_rank
 from omg_eval.vos import DAVISMetric
 
 
@@ -58,7 +59,7 @@ def evaluate_davis(
     if not names:
         raise ValueError(f"{gt_root} holds no sequence folders")
     metric = DAVISMetric(bound_th=bound_th, task=task)
-    for name in names:
+    for name in items_for_this_rank(names):
         gt_frames = sorted((gt_root / name).glob("*.png"))
         if not gt_frames:
             raise FileNotFoundError(f"no annotation PNGs in {gt_root / name}")
@@ -75,4 +76,5 @@ def evaluate_davis(
                 )
             pred_ids[t] = prediction
         metric.update(torch.from_numpy(pred_ids), torch.from_numpy(gt_ids), name)  # 8-bit ids stay uint8
+    metric.sync()
     return metric.compute()

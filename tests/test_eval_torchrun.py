@@ -1,0 +1,74 @@
+"""`omg eval` under torchrun: two ranks each score a share of the files and the synced figures equal one process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_inputs(root: Path) -> None:
+    rng = np.random.default_rng(7)
+    for index in range(5):  # odd count: the two ranks get different shares
+        gt = rng.integers(0, 4, size=(8, 9)).astype(np.uint8)
+        gt[0, :3] = 255
+        pred = np.where(rng.random(gt.shape) < 0.6, gt, rng.integers(0, 4, size=gt.shape)).astype(np.uint8)
+        pred[gt == 255] = 1  # predictions name a class at every pixel
+        for kind, labels in (("gt", gt), ("pred", pred)):
+            (root / kind / "semantic").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(labels).save(root / kind / "semantic" / f"{index}.png")
+    (root / "pred" / "interactive").mkdir(parents=True)
+    objects = [{"click_ious": rng.uniform(0.3, 1.0, size=int(n)).tolist(), "box_iou": float(rng.uniform())}
+               for n in rng.integers(1, 6, size=7)]
+    (root / "pred" / "interactive" / "results.json").write_text(json.dumps({"objects": objects}))
+
+
+def close(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
+    return a == b
+
+
+def test_torchrun_two_ranks_equal_one_process(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    args = ["eval", "--all", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
+    subprocess.run([sys.executable, "-m", "omg_core.cli", *args, "--output", str(single)], check=True, env=env,
+                   capture_output=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "omg_core.cli",
+         *args, "--output", str(sharded)], env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    single_figures, sharded_figures = json.loads(single.read_text()), json.loads(sharded.read_text())
+    assert sorted(single_figures) == ["interactive", "semantic"]
+    assert 0 < single_figures["semantic"]["mIoU"] < 1
+    # NoF counts failures: a rank scoring every object instead of its share would double it
+    assert single_figures["interactive"]["NoF@90"] > 0
+    assert close(single_figures, sharded_figures), (single_figures, sharded_figures)
+
+
+def test_items_are_split_by_rank_without_overlap(monkeypatch) -> None:
+    import torch.distributed as dist
+
+    from omg_eval import sharding
+
+    assert sharding.items_for_this_rank([1, 2, 3]) == [1, 2, 3]  # not distributed: everything
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+    shares = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dist, "get_rank", lambda group=None, rank=rank: rank)
+        shares.append(sharding.items_for_this_rank(list("abcde")))
+    assert shares == [["a", "c", "e"], ["b", "d"]]
