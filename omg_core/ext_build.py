@@ -76,7 +76,7 @@ def _load_cached(name: str, sources: tuple[str, ...], with_cuda: bool, extra_cfl
     )
 
 
-_warned: set[str] = set()
+_warned: set[tuple[str, str]] = set()
 
 
 def load_extension(
@@ -118,14 +118,23 @@ def load_extension(
                 return _load_cached(name, tuple(sources), with_cuda, tuple(cflags))
         except Exception as exc:  # a failed build must degrade to the reference, not crash a user's run
             problem = f"building {name} failed: {type(exc).__name__}: {exc}"
-    if backend == "fused":
-        raise ExtensionBuildError(f"{env_var}=fused but the fused kernel is unavailable: {problem}")
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(
-            f"{problem}; using the pure-PyTorch reference for {name} (slower, same results). "
-            f"Set {env_var}=reference to silence this warning.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    fall_back_to_reference(problem, env_var=env_var, what=name, forced=backend == "fused")
     return None
+
+
+def fall_back_to_reference(problem: str, *, env_var: str, what: str, forced: bool, stacklevel: int = 3) -> None:
+    """Decide what happens when a fused kernel cannot serve a call: an error if ``env_var`` forced ``fused``,
+    otherwise one warning per (op, problem) and the caller runs its pure-PyTorch reference."""
+    if forced:
+        raise ExtensionBuildError(
+            f"{env_var}=fused but {what} cannot run fused: {problem}; unset it to allow the reference"
+        )
+    if (what, problem) in _warned:
+        return
+    _warned.add((what, problem))
+    warnings.warn(
+        f"{problem}; using the pure-PyTorch reference for {what} (slower, same results). "
+        f"Set {env_var}=reference to silence this warning.",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )

@@ -8,12 +8,11 @@ lazily on first use. Without a compiler (or when the build fails) the reference 
 from __future__ import annotations
 
 import functools
-import warnings
 from types import ModuleType
 
 import torch
 
-from omg_core.ext_build import ExtensionBuildError, requested_backend
+from omg_core.ext_build import fall_back_to_reference, requested_backend
 from omg_core.ops.ms_deform_attn_function import (
     BACKEND_ENV_VAR,
     MultiScaleDeformableAttentionFunction,
@@ -24,8 +23,6 @@ from omg_core.ops.ms_deform_attn_reference import ms_deform_attn_reference
 # Dtypes the fused kernels are compiled for; other floating inputs (float16, bfloat16, e.g. under autocast) are
 # computed in float32 and the result cast back, which is also more accurate than sampling in half precision.
 FUSED_DTYPES = (torch.float32, torch.float64)
-
-_warned_fallbacks: set[str] = set()
 
 
 @functools.cache
@@ -104,16 +101,13 @@ def _fused_extension_for(value: torch.Tensor) -> ModuleType | None:
         problem = f"the fused kernel has no {value.device.type} implementation"
     if problem is None:
         return extension
-    if backend == "fused":
-        raise ExtensionBuildError(f"{BACKEND_ENV_VAR}=fused but {problem}; unset it to allow the reference")
-    if problem not in _warned_fallbacks:
-        _warned_fallbacks.add(problem)
-        warnings.warn(
-            f"{problem}; using the pure-PyTorch reference (slower, same results). "
-            f"Set {BACKEND_ENV_VAR}=reference to silence this warning.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    fall_back_to_reference(
+        problem,
+        env_var=BACKEND_ENV_VAR,
+        what="multi-scale deformable attention",
+        forced=backend == "fused",
+        stacklevel=4,
+    )
     return None
 
 
