@@ -11,13 +11,12 @@ relative; its AQ_per_seq values visibly end in float32 digits). We count in int6
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from video_fixtures import load_video_fixture
 
 from omg_eval.stq import SegmentationTrackingQuality
 
@@ -36,11 +35,7 @@ def _stq_over_fixture(expected: dict, videos: list[tuple[torch.Tensor, torch.Ten
 
 @pytest.fixture(scope="module")
 def fixture_data() -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor]]]:
-    expected = json.loads((FIXTURE / "expected.json").read_text())
-    arrays = np.load(FIXTURE / "videos.npz")
-    count = sum(name.startswith("gt_") for name in arrays.files)
-    videos = [(torch.from_numpy(arrays[f"pred_{i}"]), torch.from_numpy(arrays[f"gt_{i}"])) for i in range(count)]
-    return expected, videos
+    return load_video_fixture('video_panoptic')
 
 
 def test_stq_matches_deeplab2(fixture_data) -> None:

@@ -9,7 +9,6 @@ figures were produced by VIPSeg's own ``eval_vpq_vspw.py`` functions on RGB id P
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from video_fixtures import load_video_fixture
 
 from omg_eval.stq import SegmentationTrackingQuality
 from omg_eval.video_panoptic_files import decode_vipseg_panomask, evaluate_vipseg
@@ -29,11 +29,7 @@ NFRAMES_TO_K = {1: 0, 2: 5, 3: 10, 4: 15, 6: 25, 8: 35}
 
 @pytest.fixture(scope="module")
 def fixture_data() -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor]]]:
-    expected = json.loads((FIXTURE / "expected.json").read_text())
-    arrays = np.load(FIXTURE / "videos.npz")
-    count = sum(name.startswith("gt_") for name in arrays.files)
-    videos = [(torch.from_numpy(arrays[f"pred_{i}"]), torch.from_numpy(arrays[f"gt_{i}"])) for i in range(count)]
-    return expected, videos
+    return load_video_fixture('video_panoptic')
 
 
 def _vpq_over(videos, expected, label_divisor: int | None = None, **kwargs) -> VideoPanopticQuality:

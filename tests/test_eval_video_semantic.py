@@ -8,7 +8,6 @@ pixels and a predicted class that never occurs in the ground truth. Expected fig
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from video_fixtures import load_video_fixture
 
 from omg_eval.video_semantic import VideoSemanticMetric, clip_consistency_scores
 from omg_eval.video_semantic_files import evaluate_vspw, raw_vspw_to_labels
@@ -25,11 +25,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_semantic"
 
 @pytest.fixture(scope="module")
 def fixture_data() -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor]]]:
-    expected = json.loads((FIXTURE / "expected.json").read_text())
-    arrays = np.load(FIXTURE / "videos.npz")
-    count = sum(name.startswith("gt_") for name in arrays.files)
-    videos = [(torch.from_numpy(arrays[f"pred_{i}"]), torch.from_numpy(arrays[f"gt_{i}"])) for i in range(count)]
-    return expected, videos
+    return load_video_fixture('video_semantic')
 
 
 def test_miou_and_vc_match_the_vspw_code(fixture_data) -> None:
