@@ -23,12 +23,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+from omg_core.errors import OMGError
+
 Backend = Literal["fused", "reference"]
 
 _build_lock = threading.Lock()
 
 
-class ExtensionBuildError(RuntimeError):
+class ExtensionBuildError(OMGError, RuntimeError):
     """A fused kernel was forced (``<ENV>=fused``) but could not be built or loaded."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from omg_core.errors import OMGError
 from omg_core.model.build import get_model_config, list_models
 from omg_core.model.config import ModelConfig
 from omg_core.model.omg_model import OMGModel
@@ -17,7 +18,7 @@ RELEASED_CHECKPOINTS: dict[str, str] = {"omg-convnext-large": "omg_seg_convl.pth
 WEIGHTS_FILE_NAME = "model.safetensors"
 
 
-class WeightsNotAvailableError(RuntimeError):
+class WeightsNotAvailableError(OMGError, RuntimeError):
     """Weights could not be found or downloaded; the message says which file to get and where to put it."""
 
 

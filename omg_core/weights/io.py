@@ -11,13 +11,15 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omg_core.errors import OMGError
+
 FORMAT_TAG = "omg-seg"
 # Metadata key: comma-separated key prefixes that a file deliberately lacks (e.g. the CLIP text tower of a
 # converted official checkpoint, which comes from open_clip instead).
 MISSING_BY_DESIGN = "missing_by_design"
 
 
-class WeightsMismatchError(RuntimeError):
+class WeightsMismatchError(OMGError, RuntimeError):
     """The file's keys or shapes do not match the model's; the message lists every offending key."""
 
 

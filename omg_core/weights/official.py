@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from omg_core.errors import OMGError
 from omg_core.weights.io import MISSING_BY_DESIGN, save_weights
 
 # (official template, our template)
@@ -81,7 +82,7 @@ TEXT_TOWER_PREFIX = "backbone.text."
 PROMPT_ENCODER_PREFIX = "prompt_encoder."
 
 
-class UnmappedKeysError(KeyError):
+class UnmappedKeysError(OMGError, KeyError):
     """Official keys that no rule of KEY_MAP maps; the message lists them."""
 
     def __str__(self) -> str:
