@@ -54,9 +54,9 @@ def main() -> int:
             command = [nvcc, "-c", str(source), "-o", str(Path(build_dir) / (source.stem + ".o")), "-std=c++20",
                        "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", *arch_flags, *include_flags]
             failures += _run(f"nvcc {source.relative_to(ROOT)}", command)
-            for binding in sorted(source.parent.glob("*.cpp")):
-                command = ["c++", "-fsyntax-only", "-std=c++20", "-DWITH_CUDA", "-fopenmp", str(binding), *include_flags]
-                failures += _run(f"c++ -DWITH_CUDA {binding.relative_to(ROOT)}", command)
+        for binding in sorted({cpp for source in cuda_sources for cpp in source.parent.glob("*.cpp")}):
+            command = ["c++", "-fsyntax-only", "-std=c++20", "-DWITH_CUDA", "-fopenmp", str(binding), *include_flags]
+            failures += _run(f"c++ -DWITH_CUDA {binding.relative_to(ROOT)}", command)
     print(f"{len(cuda_sources)} CUDA source(s), {failures} failure(s)")
     return 1 if failures else 0
 

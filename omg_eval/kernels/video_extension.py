@@ -15,7 +15,7 @@ from types import ModuleType
 from omg_core.ext_build import load_extension
 
 EXTENSION_NAME = "omg_video_eval_v4"
-_CSRC = Path(__file__).resolve().parent.parent / "csrc"
+_CSRC = Path(__file__).resolve().parent / "csrc"
 
 
 def video_extension() -> ModuleType | None:
