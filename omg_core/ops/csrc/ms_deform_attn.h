@@ -15,6 +15,22 @@
 
 namespace omg_msda {
 
+// Sizes of one call, read once from the validated tensors.
+struct Geometry {
+  int64_t batch;
+  int64_t spatial;   // S, total number of value positions over all levels
+  int64_t heads;
+  int64_t channels;  // C per head
+  int64_t queries;
+  int64_t levels;
+  int64_t points;
+};
+
+inline Geometry read_geometry(const at::Tensor& value, const at::Tensor& sampling_locations) {
+  return Geometry{value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
+                  sampling_locations.size(3), sampling_locations.size(4)};
+}
+
 // Shape consistency every kernel relies on for memory safety. The Python dispatcher already validates with friendlier
 // messages; this guards direct calls into the extension.
 inline void check_layout(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,

@@ -20,22 +20,6 @@
 namespace omg_msda {
 namespace {
 
-// Sizes of one call, read once from the validated tensors.
-struct Geometry {
-  int64_t batch;
-  int64_t spatial;   // S, total number of value positions over all levels
-  int64_t heads;
-  int64_t channels;  // C per head
-  int64_t queries;
-  int64_t levels;
-  int64_t points;
-};
-
-Geometry read_geometry(const at::Tensor& value, const at::Tensor& sampling_locations) {
-  return Geometry{value.size(0), value.size(1), value.size(2), value.size(3), sampling_locations.size(1),
-                  sampling_locations.size(3), sampling_locations.size(4)};
-}
-
 void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                       const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   for (const at::Tensor* tensor : {&value, &spatial_shapes, &level_start_index, &sampling_locations,
