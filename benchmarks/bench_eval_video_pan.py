@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import collections
 import math
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,9 @@ import torch
 
 from omg_eval.stq import SegmentationTrackingQuality
 from omg_eval.video_panoptic_quality import VideoPanopticQuality
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_image_data import CategoryStat, panopticapi_match_image  # noqa: E402  (VIPSeg reuses panopticapi's loop)
 
 NUM_VIDEOS = 100
 NUM_FRAMES, HEIGHT, WIDTH = 6, 90, 160  # 1/8 of a 720p VIPSeg frame
@@ -56,10 +61,9 @@ def _synthetic_videos(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
 # Reference: the VIPSeg evaluator's algorithm, one window at a time with dictionaries, as in vpq_compute_single_core.
 # ----------------------------------------------------------------------------------------------------------------
 def _reference_vpq(videos: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
-    offset = 256 * 256 * 256
     results = []
     for nframes in NFRAMES:
-        stats = collections.defaultdict(lambda: [0.0, 0, 0, 0])  # category -> [iou, tp, fp, fn]
+        stats: dict[int, CategoryStat] = collections.defaultdict(CategoryStat)
         for pred, gt in videos:
             for start in range(0, NUM_FRAMES - nframes + 1):
                 window_gt, window_pred = gt[start : start + nframes], pred[start : start + nframes]
@@ -75,47 +79,13 @@ def _reference_vpq(videos: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str
                         category = int((label - 1) // DIVISOR)
                         crowd = is_gt and category in THINGS and (label - 1) % DIVISOR == 0
                         segms[label] = {"category_id": category, "area": area, "iscrowd": int(crowd)}
-                pair_labels, intersections = np.unique(gt_ids * offset + pred_ids, return_counts=True)
-                gt_pred_map = {(label // offset, label % offset): inter for label, inter in zip(pair_labels, intersections)}
-                gt_matched, pred_matched = set(), set()
-                for (gt_label, pred_label), intersection in gt_pred_map.items():
-                    if gt_label not in gt_segms or pred_label not in pred_segms:
-                        continue
-                    if gt_segms[gt_label]["iscrowd"] == 1:
-                        continue
-                    if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
-                        continue
-                    union = (pred_segms[pred_label]["area"] + gt_segms[gt_label]["area"] - intersection
-                             - gt_pred_map.get((0, pred_label), 0))
-                    iou = intersection / union
-                    if iou > 0.5:
-                        stats[gt_segms[gt_label]["category_id"]][0] += iou
-                        stats[gt_segms[gt_label]["category_id"]][1] += 1
-                        gt_matched.add(gt_label)
-                        pred_matched.add(pred_label)
-                crowd_by_category = {}
-                for gt_label, info in gt_segms.items():
-                    if gt_label in gt_matched:
-                        continue
-                    if info["iscrowd"] == 1:
-                        crowd_by_category[info["category_id"]] = gt_label
-                        continue
-                    stats[info["category_id"]][3] += 1
-                for pred_label, info in pred_segms.items():
-                    if pred_label in pred_matched:
-                        continue
-                    ignored = gt_pred_map.get((0, pred_label), 0)
-                    if info["category_id"] in crowd_by_category:
-                        ignored += gt_pred_map.get((crowd_by_category[info["category_id"]], pred_label), 0)
-                    if ignored / info["area"] > 0.5:
-                        continue
-                    stats[info["category_id"]][2] += 1
+                panopticapi_match_image(gt_ids, pred_ids, gt_segms, pred_segms, stats)
         per_subset = {}
         for name, members in (("all", range(NUM_CLASSES)), ("thing", THINGS),
                               ("stuff", [c for c in range(NUM_CLASSES) if c not in THINGS])):
             pqs = []
             for category in members:
-                iou, tp, fp, fn = stats[category]
+                iou, tp, fp, fn = stats[category].iou, stats[category].tp, stats[category].fp, stats[category].fn
                 if tp + fp + fn:
                     pqs.append(iou / (tp + 0.5 * fp + 0.5 * fn))
             per_subset[name] = sum(pqs) / len(pqs) if pqs else math.nan

@@ -69,16 +69,16 @@ def synthetic_panoptic(
     return images
 
 
-class _CategoryStat:
+class CategoryStat:
     def __init__(self) -> None:
         self.iou, self.tp, self.fp, self.fn = 0.0, 0, 0, 0
 
 
 def panopticapi_pq_single_core(
     images: list[dict[str, Any]], categories: list[dict[str, Any]]
-) -> dict[int, _CategoryStat]:
+) -> dict[int, CategoryStat]:
     """panopticapi's per-image PQ statistics on id maps already decoded (same algorithm, same order)."""
-    stats: dict[int, _CategoryStat] = defaultdict(_CategoryStat)
+    stats: dict[int, CategoryStat] = defaultdict(CategoryStat)
     category_ids = {c["id"] for c in categories}
     for image in images:
         pan_gt, pan_pred = image["gt"], image["pred"]
@@ -97,56 +97,70 @@ def panopticapi_pq_single_core(
                 raise KeyError("unknown category")
         if pred_labels_set:
             raise KeyError("segments in JSON and not in PNG")
-        pan_gt_pred = pan_gt.astype(np.uint64) * OFFSET + pan_pred.astype(np.uint64)
-        gt_pred_map = {}
-        labels, labels_cnt = np.unique(pan_gt_pred, return_counts=True)
-        for label, intersection in zip(labels, labels_cnt):
-            gt_pred_map[(label // OFFSET, label % OFFSET)] = intersection
-        gt_matched, pred_matched = set(), set()
-        for (gt_label, pred_label), intersection in gt_pred_map.items():
-            if gt_label not in gt_segms or pred_label not in pred_segms:
-                continue
-            if gt_segms[gt_label]["iscrowd"] == 1:
-                continue
-            if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
-                continue
-            union = (
-                pred_segms[pred_label]["area"]
-                + gt_segms[gt_label]["area"]
-                - intersection
-                - gt_pred_map.get((VOID, pred_label), 0)
-            )
-            iou = intersection / union
-            if iou > 0.5:
-                stats[gt_segms[gt_label]["category_id"]].tp += 1
-                stats[gt_segms[gt_label]["category_id"]].iou += iou
-                gt_matched.add(gt_label)
-                pred_matched.add(pred_label)
-        crowd_labels_dict = {}
-        for gt_label, gt_info in gt_segms.items():
-            if gt_label in gt_matched:
-                continue
-            if gt_info["iscrowd"] == 1:
-                crowd_labels_dict[gt_info["category_id"]] = gt_label
-                continue
-            stats[gt_info["category_id"]].fn += 1
-        for pred_label, pred_info in pred_segms.items():
-            if pred_label in pred_matched:
-                continue
-            intersection = gt_pred_map.get((VOID, pred_label), 0)
-            if pred_info["category_id"] in crowd_labels_dict:
-                intersection += gt_pred_map.get((crowd_labels_dict[pred_info["category_id"]], pred_label), 0)
-            if intersection / pred_info["area"] > 0.5:
-                continue
-            stats[pred_info["category_id"]].fp += 1
+        panopticapi_match_image(pan_gt, pan_pred, gt_segms, pred_segms, stats)
     return stats
 
 
-def pq_average(stats: dict[int, _CategoryStat], categories: list[dict[str, Any]]) -> float:
+def panopticapi_match_image(
+    pan_gt: np.ndarray,
+    pan_pred: np.ndarray,
+    gt_segms: dict[int, dict[str, Any]],
+    pred_segms: dict[int, dict[str, Any]],
+    stats: dict[int, CategoryStat],
+) -> None:
+    """The matching half of panopticapi's per-image loop: pair counting, IoU > 0.5 matches, crowd and VOID rules.
+
+    ``gt_segms`` / ``pred_segms`` map segment id -> {"category_id", "iscrowd" (gt), "area"}; ``stats`` accumulates.
+    """
+    pan_gt_pred = pan_gt.astype(np.uint64) * OFFSET + pan_pred.astype(np.uint64)
+    gt_pred_map = {}
+    labels, labels_cnt = np.unique(pan_gt_pred, return_counts=True)
+    for label, intersection in zip(labels, labels_cnt):
+        gt_pred_map[(label // OFFSET, label % OFFSET)] = intersection
+    gt_matched, pred_matched = set(), set()
+    for (gt_label, pred_label), intersection in gt_pred_map.items():
+        if gt_label not in gt_segms or pred_label not in pred_segms:
+            continue
+        if gt_segms[gt_label]["iscrowd"] == 1:
+            continue
+        if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
+            continue
+        union = (
+            pred_segms[pred_label]["area"]
+            + gt_segms[gt_label]["area"]
+            - intersection
+            - gt_pred_map.get((VOID, pred_label), 0)
+        )
+        iou = intersection / union
+        if iou > 0.5:
+            stats[gt_segms[gt_label]["category_id"]].tp += 1
+            stats[gt_segms[gt_label]["category_id"]].iou += iou
+            gt_matched.add(gt_label)
+            pred_matched.add(pred_label)
+    crowd_labels_dict = {}
+    for gt_label, gt_info in gt_segms.items():
+        if gt_label in gt_matched:
+            continue
+        if gt_info["iscrowd"] == 1:
+            crowd_labels_dict[gt_info["category_id"]] = gt_label
+            continue
+        stats[gt_info["category_id"]].fn += 1
+    for pred_label, pred_info in pred_segms.items():
+        if pred_label in pred_matched:
+            continue
+        intersection = gt_pred_map.get((VOID, pred_label), 0)
+        if pred_info["category_id"] in crowd_labels_dict:
+            intersection += gt_pred_map.get((crowd_labels_dict[pred_info["category_id"]], pred_label), 0)
+        if intersection / pred_info["area"] > 0.5:
+            continue
+        stats[pred_info["category_id"]].fp += 1
+
+
+def pq_average(stats: dict[int, CategoryStat], categories: list[dict[str, Any]]) -> float:
     """panopticapi's ``pq_average`` over all categories (PQ only)."""
     total, n = 0.0, 0
     for category in categories:
-        stat = stats[category["id"]] if category["id"] in stats else _CategoryStat()
+        stat = stats[category["id"]] if category["id"] in stats else CategoryStat()
         if stat.tp + stat.fp + stat.fn == 0:
             continue
         n += 1
