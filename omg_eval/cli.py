@@ -15,7 +15,7 @@ from rich.table import Table
 
 from omg_core.errors import InputError
 from omg_eval.runner import EVALUATORS, SHARED_EVALUATORS, evaluate_task, evaluator_name_for
-from omg_eval.sharding import init_distributed_from_environment, is_main_process
+from omg_eval.sharding import distributed_from_environment, is_main_process
 
 
 def to_json_ready(value: Any) -> Any:
@@ -131,21 +131,21 @@ def eval_command(
 ) -> None:
     if (task is None) == (not all_tasks):
         raise click.UsageError("give either --task T or --all")
-    init_distributed_from_environment()  # under torchrun each rank scores a share of the images or videos
-    if all_tasks:
-        jobs = _all_tasks_with_inputs(predictions, ground_truth)
-    else:
-        name, evaluator = _resolve_evaluator(task)  # type: ignore[arg-type]
-        jobs = [(name, evaluator, predictions, ground_truth)]
-    console = Console(quiet=not is_main_process())  # one table, printed by rank 0
-    results: dict[str, Any] = {}
-    for name, evaluator, task_predictions, task_truth in jobs:
-        results[name] = _evaluate_one(console, name, evaluator, task_predictions, task_truth)
-    if output is not None and is_main_process():
-        output.parent.mkdir(parents=True, exist_ok=True)
-        payload = results if all_tasks else next(iter(results.values()))
-        output.write_text(json.dumps(to_json_ready(payload), indent=1, sort_keys=True))
-        console.print(f"figures written to {output}")
+    with distributed_from_environment():  # under torchrun each rank scores a share of the images or videos
+        if all_tasks:
+            jobs = _all_tasks_with_inputs(predictions, ground_truth)
+        else:
+            name, evaluator = _resolve_evaluator(task)  # type: ignore[arg-type]
+            jobs = [(name, evaluator, predictions, ground_truth)]
+        console = Console(quiet=not is_main_process())  # one table, printed by rank 0
+        results: dict[str, Any] = {}
+        for name, evaluator, task_predictions, task_truth in jobs:
+            results[name] = _evaluate_one(console, name, evaluator, task_predictions, task_truth)
+        if output is not None and is_main_process():
+            output.parent.mkdir(parents=True, exist_ok=True)
+            payload = results if all_tasks else next(iter(results.values()))
+            output.write_text(json.dumps(to_json_ready(payload), indent=1, sort_keys=True))
+            console.print(f"figures written to {output}")
 
 
 def _evaluate_one(

@@ -7,7 +7,8 @@ before ``compute``; outside ``torch.distributed`` both are no-ops, so the same c
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch.distributed as dist
@@ -22,17 +23,25 @@ def items_for_this_rank(items: Sequence[Item]) -> list[Item]:
     return list(items[dist.get_rank() :: dist.get_world_size()])
 
 
-def init_distributed_from_environment() -> bool:
-    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1), with the gloo backend (CPU metrics).
+@contextmanager
+def distributed_from_environment() -> Iterator[None]:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1) with the gloo backend (CPU metrics) for the
+    duration of the block, then wait for every rank and leave it.
 
-    Returns whether this process is part of a multi-process run.
+    Leaving matters: a rank that exits while gloo's threads still run dies with ``std::terminate``. A group that was
+    already initialised by the caller is left alone.
     """
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size() > 1
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    dist.init_process_group(backend="gloo")
-    return True
+    created = False
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group(backend="gloo")
+        created = True
+    try:
+        yield
+        if created:
+            dist.barrier()  # only on success: a failed rank must not wait for peers that are still evaluating
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def is_main_process() -> bool:
