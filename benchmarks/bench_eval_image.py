@@ -1,8 +1,11 @@
 """Image-metric benchmarks: each group pairs our evaluator with a reference measured in the same run.
 
 Groups (``nox -s bench`` turns each into the ratio ours / reference):
-  pq-memory-panopticapi   PQ of 200 480x640 id maps in memory; reference: panopticapi's per-image algorithm
-                          (np.unique pair counting + Python loops), transcribed in eval_image_data.py.
+  pq-memory-panopticapi   PQ of 200 480x640 label maps in memory in the form panopticapi holds them, the decoded PNG
+                          arrays (H x W x 3 uint8); reference: panopticapi's per-image algorithm (rgb2id, np.unique
+                          pair counting, Python loops), transcribed in eval_image_data.py; ours counts the RGB pixels.
+  pq-memory-idmaps-panopticapi  the same images as int32 id maps on both sides (the reference skips rgb2id). Our pass
+                          reads the 2 x 4 bytes per pixel at about the speed torch.sum reads them (memory-bound).
   pq-memory-torchmetrics  same images without crowd/VOID (torchmetrics has neither); reference: torchmetrics
                           PanopticQuality.
   pq-files                PNG files in, figures out; reference: panopticapi single-process (PIL decode, rgb2id,
@@ -28,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_image_data import (  # noqa: E402
     CATEGORIES,
+    id_map_to_rgb,
     panopticapi_pq_single_core,
+    panopticapi_rgb2id,
     pq_average,
     synthetic_instances,
     synthetic_panoptic,
@@ -47,10 +52,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding 
 @pytest.fixture(scope="module")
 def panoptic_images() -> list[dict]:
     images = synthetic_panoptic(NUM_IMAGES, seed=0)
-    for image in images:  # id maps as panopticapi holds them (uint32 from rgb2id); ours takes int32
-        image["gt"], image["pred"] = image["gt"].astype(np.uint32), image["pred"].astype(np.uint32)
+    for image in images:
         image["gt_torch"] = torch.from_numpy(image["gt"].astype(np.int32))
         image["pred_torch"] = torch.from_numpy(image["pred"].astype(np.int32))
+        image["gt"], image["pred"] = image["gt"].astype(np.uint32), image["pred"].astype(np.uint32)  # as rgb2id gives
+    return images
+
+
+@pytest.fixture(scope="module")
+def panoptic_rgb_images(panoptic_images) -> list[dict]:
+    """The same images as the decoded PNG arrays (H x W x 3 uint8), numpy for the reference and torch for ours."""
+    images = []
+    for image in panoptic_images:
+        gt, pred = id_map_to_rgb(image["gt"]), id_map_to_rgb(image["pred"])
+        images.append(
+            {**image, "gt": gt, "pred": pred, "gt_torch": torch.from_numpy(gt), "pred_torch": torch.from_numpy(pred)}
+        )
     return images
 
 
@@ -65,16 +82,31 @@ def _ours_in_memory(images: list[dict]) -> dict:
     return metric.compute()
 
 
-@pytest.mark.benchmark(group="pq-memory-panopticapi")
-def test_pq_memory_reference_panopticapi(benchmark, panoptic_images) -> None:
+def _reference_in_memory(benchmark, images: list[dict]) -> None:
     benchmark.extra_info["role"] = "reference"
-    expected = pq_average(panopticapi_pq_single_core(panoptic_images, CATEGORIES), CATEGORIES)
-    assert _ours_in_memory(panoptic_images)["All"]["pq"] == pytest.approx(expected, abs=1e-9)
-    benchmark.pedantic(panopticapi_pq_single_core, args=(panoptic_images, CATEGORIES), rounds=2, iterations=1)
+    expected = pq_average(panopticapi_pq_single_core(images, CATEGORIES), CATEGORIES)
+    assert _ours_in_memory(images)["All"]["pq"] == pytest.approx(expected, abs=1e-9)
+    benchmark.pedantic(panopticapi_pq_single_core, args=(images, CATEGORIES), rounds=2, iterations=1)
 
 
 @pytest.mark.benchmark(group="pq-memory-panopticapi")
-def test_pq_memory_ours_vs_panopticapi(benchmark, panoptic_images) -> None:
+def test_pq_memory_reference_panopticapi(benchmark, panoptic_rgb_images) -> None:
+    _reference_in_memory(benchmark, panoptic_rgb_images)
+
+
+@pytest.mark.benchmark(group="pq-memory-panopticapi")
+def test_pq_memory_ours_vs_panopticapi(benchmark, panoptic_rgb_images) -> None:
+    benchmark.extra_info["role"] = "ours"
+    benchmark.pedantic(_ours_in_memory, args=(panoptic_rgb_images,), rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="pq-memory-idmaps-panopticapi")
+def test_pq_idmaps_reference_panopticapi(benchmark, panoptic_images) -> None:
+    _reference_in_memory(benchmark, panoptic_images)
+
+
+@pytest.mark.benchmark(group="pq-memory-idmaps-panopticapi")
+def test_pq_idmaps_ours_vs_panopticapi(benchmark, panoptic_images) -> None:
     benchmark.extra_info["role"] = "ours"
     benchmark.pedantic(_ours_in_memory, args=(panoptic_images,), rounds=5, iterations=1, warmup_rounds=1)
 
@@ -137,10 +169,6 @@ def test_pq_memory_ours_vs_torchmetrics(benchmark, torchmetrics_images) -> None:
     benchmark.pedantic(_ours_in_memory, args=(torchmetrics_images[0],), rounds=5, iterations=1, warmup_rounds=1)
 
 
-def _rgb(id_map: np.ndarray) -> np.ndarray:
-    return np.stack([id_map % 256, id_map // 256 % 256, id_map // 65536], axis=-1).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def panoptic_files(panoptic_images, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("panoptic")
@@ -149,8 +177,8 @@ def panoptic_files(panoptic_images, tmp_path_factory) -> Path:
     gt_annotations, pred_annotations = [], []
     for image in panoptic_images:
         name = f"{image['image_id']:06d}.png"
-        Image.fromarray(_rgb(image["gt"])).save(root / "gt" / name, compress_level=6)
-        Image.fromarray(_rgb(image["pred"])).save(root / "pred" / name, compress_level=6)
+        Image.fromarray(id_map_to_rgb(image["gt"])).save(root / "gt" / name, compress_level=6)
+        Image.fromarray(id_map_to_rgb(image["pred"])).save(root / "pred" / name, compress_level=6)
         gt_annotations.append({"image_id": image["image_id"], "file_name": name, "segments_info": image["gt_segments"]})
         pred_annotations.append(
             {"image_id": image["image_id"], "file_name": name, "segments_info": image["pred_segments"]}
@@ -168,8 +196,7 @@ def _panopticapi_files(root: Path) -> float:
     for annotation in gt_json["annotations"]:
         maps = []
         for side, entry in (("gt", annotation), ("pred", pred_json[annotation["image_id"]])):
-            color = np.array(Image.open(root / side / entry["file_name"]), dtype=np.uint32)
-            maps.append(color[:, :, 0] + 256 * color[:, :, 1] + 256 * 256 * color[:, :, 2])
+            maps.append(panopticapi_rgb2id(np.array(Image.open(root / side / entry["file_name"]), dtype=np.uint32)))
         images.append(
             {
                 "gt": maps[0],

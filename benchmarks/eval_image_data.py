@@ -69,6 +69,17 @@ def synthetic_panoptic(
     return images
 
 
+def id_map_to_rgb(id_map: np.ndarray) -> np.ndarray:
+    """The COCO panoptic PNG colours of an id map (H x W x 3 uint8, id = R + 256 G + 256^2 B)."""
+    return np.stack([id_map % 256, id_map // 256 % 256, id_map // 65536], axis=-1).astype(np.uint8)
+
+
+def panopticapi_rgb2id(color: np.ndarray) -> np.ndarray:
+    """panopticapi's ``np.array(image, dtype=np.uint32)`` followed by ``rgb2id``."""
+    color = color.astype(np.uint32)
+    return color[:, :, 0] + 256 * color[:, :, 1] + 256 * 256 * color[:, :, 2]
+
+
 class CategoryStat:
     def __init__(self) -> None:
         self.iou, self.tp, self.fp, self.fn = 0.0, 0, 0, 0
@@ -77,11 +88,17 @@ class CategoryStat:
 def panopticapi_pq_single_core(
     images: list[dict[str, Any]], categories: list[dict[str, Any]]
 ) -> dict[int, CategoryStat]:
-    """panopticapi's per-image PQ statistics on id maps already decoded (same algorithm, same order)."""
+    """panopticapi's per-image PQ statistics on maps already in memory (same algorithm, same order).
+
+    ``image["gt"]`` / ``image["pred"]`` are either id maps or the H x W x 3 uint8 RGB arrays a decoded PNG gives;
+    RGB maps go through panopticapi's ``rgb2id`` first, as in its per-image loop.
+    """
     stats: dict[int, CategoryStat] = defaultdict(CategoryStat)
     category_ids = {c["id"] for c in categories}
     for image in images:
         pan_gt, pan_pred = image["gt"], image["pred"]
+        if pan_gt.ndim == 3:
+            pan_gt, pan_pred = panopticapi_rgb2id(pan_gt), panopticapi_rgb2id(pan_pred)
         gt_segms = {el["id"]: dict(el) for el in image["gt_segments"]}
         pred_segms = {el["id"]: dict(el) for el in image["pred_segments"]}
         pred_labels_set = set(pred_segms)

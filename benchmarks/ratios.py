@@ -4,7 +4,12 @@ Each benchmark group holds exactly one measurement with ``extra_info["role"] == 
 ``"ours"`` (several are told apart by ``extra_info["variant"]``). Ratios below 1 mean ours is faster. A ratio that
 grows by more than the tolerance over the saved baseline is a regression and makes the exit status 1.
 
-Usage: python benchmarks/ratios.py RESULTS.json [--baseline FILE] [--update-baseline] [--tolerance 0.2]
+Targets the issues set (``targets.json``: a ratio to stay at or below) are shown as "met" / "MISSED"; they are
+reported, not enforced, since they depend on the machine. ``--update-baseline`` replaces the baseline entries of the
+groups that ran and keeps the others, so a partial run does not forget the rest.
+
+Usage: python benchmarks/ratios.py RESULTS.json [--baseline FILE] [--targets FILE] [--update-baseline]
+                                   [--tolerance 0.2]
 """
 
 from __future__ import annotations
@@ -72,23 +77,44 @@ def compare(ratios: list[Ratio], baseline: dict[str, float], tolerance: float) -
     return rows
 
 
-def print_table(rows: list[tuple[Ratio, float | None, str]]) -> None:
-    header = f"{'group':<40} {'variant':<16} {'reference':>12} {'ours':>12} {'ratio':>8} {'baseline':>9}  status"
+def target_status(ratio: Ratio, targets: dict[str, float]) -> str:
+    """"met" / "MISSED" against the issue's target ratio, or "" when none is set."""
+    target = targets.get(ratio.key)
+    if target is None:
+        return ""
+    return f"{'met' if ratio.value <= target else 'MISSED'} (<= {target:.3f})"
+
+
+def print_table(rows: list[tuple[Ratio, float | None, str]], targets: dict[str, float] | None = None) -> None:
+    header = (
+        f"{'group':<40} {'variant':<16} {'reference':>12} {'ours':>12} {'ratio':>8} {'baseline':>9}  "
+        f"{'status':<9}  target"
+    )
     print(header)
     print("-" * len(header))
     for ratio, previous, status in rows:
         baseline_text = f"{previous:.3f}" if previous is not None else "-"
         print(
             f"{ratio.group:<40} {ratio.variant:<16} {ratio.reference_seconds * 1e3:>10.3f}ms "
-            f"{ratio.ours_seconds * 1e3:>10.3f}ms {ratio.value:>8.3f} {baseline_text:>9}  {status}"
+            f"{ratio.ours_seconds * 1e3:>10.3f}ms {ratio.value:>8.3f} {baseline_text:>9}  {status:<9}  "
+            f"{target_status(ratio, targets or {})}"
         )
+
+
+def read_targets(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        return {}
+    return {key: float(value) for key, value in json.loads(path.read_text()).items() if not key.startswith("_")}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--baseline", type=Path, default=Path(__file__).with_name("baseline.json"))
-    parser.add_argument("--update-baseline", action="store_true", help="save these ratios as the new baseline")
+    parser.add_argument("--targets", type=Path, default=Path(__file__).with_name("targets.json"))
+    parser.add_argument(
+        "--update-baseline", action="store_true", help="save these ratios in the baseline (other entries are kept)"
+    )
     parser.add_argument("--tolerance", type=float, default=0.2, help="allowed relative growth of a ratio")
     args = parser.parse_args(argv)
     if not args.results.is_file():
@@ -99,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
     baseline = json.loads(args.baseline.read_text()) if args.baseline.is_file() else {}
     rows = compare(ratios, baseline, args.tolerance)
-    print_table(rows)
+    print_table(rows, read_targets(args.targets))
     if args.update_baseline:
-        args.baseline.write_text(json.dumps({r.key: round(r.value, 4) for r in ratios}, indent=2, sort_keys=True) + "\n")
+        updated = {**baseline, **{r.key: round(r.value, 4) for r in ratios}}
+        args.baseline.write_text(json.dumps(updated, indent=2, sort_keys=True) + "\n")
         print(f"baseline written to {args.baseline}")
         return 1 if problems else 0
     regressed = [ratio.key for ratio, _, status in rows if status == "REGRESSED"]

@@ -188,24 +188,23 @@ class PanopticQuality(Metric):
 
     def compute(self) -> dict[str, Any]:
         """PQ / SQ / RQ for All, Things, Stuff (with n, the number of categories averaged) and per class."""
-        denominator = self.tp.to(torch.float64) + 0.5 * self.fp.to(torch.float64) + 0.5 * self.fn.to(torch.float64)
+        denominators = (
+            self.tp.to(torch.float64) + 0.5 * self.fp.to(torch.float64) + 0.5 * self.fn.to(torch.float64)
+        ).tolist()
         results: dict[str, Any] = {}
         per_class: dict[int, dict[str, float]] = {}
-        for index, category_id in enumerate(self.category_ids):
-            tp, iou = int(self.tp[index]), float(self.iou_sum[index])
-            if float(denominator[index]) == 0:
+        for category_id, tp, iou, denominator in zip(
+            self.category_ids, self.tp.tolist(), self.iou_sum.tolist(), denominators
+        ):
+            if denominator == 0:
                 per_class[category_id] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
                 continue
-            per_class[category_id] = {
-                "pq": iou / float(denominator[index]),
-                "sq": iou / tp if tp else 0.0,
-                "rq": tp / float(denominator[index]),
-            }
+            per_class[category_id] = {"pq": iou / denominator, "sq": iou / tp if tp else 0.0, "rq": tp / denominator}
         for group, wanted in (("All", None), ("Things", True), ("Stuff", False)):
             chosen = [
                 per_class[category_id]
-                for index, category_id in enumerate(self.category_ids)
-                if (wanted is None or self.is_thing[index] == wanted) and float(denominator[index]) > 0
+                for category_id, is_thing, denominator in zip(self.category_ids, self.is_thing, denominators)
+                if (wanted is None or is_thing == wanted) and denominator > 0
             ]
             n = len(chosen)
             results[group] = {

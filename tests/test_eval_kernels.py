@@ -77,6 +77,36 @@ def test_segment_pairs_fused_equals_torch(both_backends) -> None:
     assert torch.equal(rgb_to_id(rgb), rgb[..., 0].long() + 256 * rgb[..., 1].long() + 65536 * rgb[..., 2].long())
 
 
+def test_segment_pairs_interleaved_rgb_fused_equals_torch(both_backends) -> None:
+    """Two H x W x 3 maps as PIL decodes them: the kernel's byte-wise boundary scan (3 bytes back) and its de-duplication
+    of pixels flagged in several channels, across its 1024-pixel chunks and 32-byte groups."""
+    generator = torch.Generator().manual_seed(3)
+    gt = torch.zeros(40, 77, 3, dtype=torch.uint8)  # 3080 pixels: three full chunks and a short tail
+    gt[:, 20:, 0] = 1  # a change in the red channel only
+    gt[13:, :, 1] = 255  # green only, starting at pixel 1001 (crosses the first chunk boundary)
+    gt[26, 46:, :] = torch.tensor([9, 8, 7], dtype=torch.uint8)  # all three channels at once
+    gt.view(-1, 3)[1024] = torch.tensor([1, 2, 3], dtype=torch.uint8)  # a chunk's first pixel
+    gt.view(-1, 3)[3079] = torch.tensor([0, 0, 5], dtype=torch.uint8)  # the last pixel, blue only
+    pred = torch.zeros_like(gt)
+    pred[:, :, 2] = (torch.arange(77) // 11).to(torch.uint8)
+    pred[5:9] = torch.randint(0, 3, (4, 77, 3), dtype=torch.uint8, generator=generator)  # short noisy runs
+    cases = [
+        (gt, pred),
+        (gt[:1, :1], pred[:1, :1]),  # one pixel
+        (gt[:0], pred[:0]),  # no pixel
+        (gt[:, ::2], pred[:, ::2]),  # not contiguous: copied first
+        (torch.randint(0, 4, (31, 33, 3), dtype=torch.uint8, generator=generator),) * 2,
+    ]
+    for gt_map, pred_map in cases:
+        fused, reference = both_backends(intersect_segment_ids, gt_map, pred_map)
+        for a, b in zip(fused, reference):
+            assert torch.equal(a, b)
+        assert int(fused[2].sum()) == gt_map.shape[0] * gt_map.shape[1]
+    fused, reference = both_backends(intersect_segment_ids_batch, [gt, gt[:3]], [pred, pred[:3]])
+    for a, b in zip(fused, reference):
+        assert torch.equal(a, b)
+
+
 def test_segment_pairs_reject_bad_ids(both_backends, monkeypatch: pytest.MonkeyPatch) -> None:
     for backend in ("fused", "torch"):
         monkeypatch.setenv("OMG_EVAL_BACKEND", backend)

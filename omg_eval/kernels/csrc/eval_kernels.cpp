@@ -31,6 +31,10 @@ constexpr uint64_t kEmptySlot = ~uint64_t{0};
 // data-set-sized calls fan out.
 constexpr int64_t kSmallWorkGrain = 256;
 
+// Flag bytes the boundary scans test at once: segments are large, so most groups hold no boundary and cost one branch.
+constexpr int64_t kGroup = 32;
+static_assert(kGroup == 4 * sizeof(uint64_t), "the scans test a group as four 64-bit words");
+
 // Open-addressing hash table from a packed (gt id, pred id) key to a pixel count. Segment ids are below 2^31 so a key
 // never equals kEmptySlot.
 class PairCounter {
@@ -195,13 +199,14 @@ bool count_pairs_flagged(int64_t num_pixels, PairCounter& counter, Mark&& mark, 
     const int64_t length = std::min(kChunk, num_pixels - chunk);
     mark(chunk, length, changes);
     int64_t k = 0;
-    for (; k + 8 <= length; k += 8) {
-      uint64_t word;
-      std::memcpy(&word, changes + k, 8);
-      while (word) {
-        const int byte = __builtin_ctzll(word) >> 3;
-        flush(chunk + k + byte);
-        word &= word - 1;  // clear the lowest set bit (flags are 0/1 bytes, so one bit per flagged byte)
+    for (; k + kGroup <= length; k += kGroup) {
+      uint64_t words[kGroup / 8];
+      std::memcpy(words, changes + k, kGroup);
+      if (!(words[0] | words[1] | words[2] | words[3])) continue;
+      for (int64_t w = 0; w < kGroup / 8; ++w) {
+        for (uint64_t word = words[w]; word; word &= word - 1) {  // flags are 0/1 bytes: one set bit per boundary
+          flush(chunk + k + 8 * w + (__builtin_ctzll(word) >> 3));
+        }
       }
     }
     for (; k < length; ++k) {
@@ -250,6 +255,51 @@ bool count_pairs_planar(const uint8_t* gt, const uint8_t* pred, int64_t num_pixe
   return count_pairs_flagged(num_pixels, counter, mark, ids);
 }
 
+// Two interleaved RGB maps (H x W x 3 uint8 each, as PIL decodes PNGs). The flag pass XORs every byte with the same
+// channel of the left neighbour (3 bytes back) over whole chunks, so it vectorises like the planar pass without
+// de-interleaving; a pixel changing in several channels is flagged once per channel, and the flush skips the repeats
+// (adding a zero count would be harmless, but costs a table probe).
+bool count_pairs_interleaved(const uint8_t* gt, const uint8_t* pred, int64_t num_pixels, PairCounter& counter) {
+  if (num_pixels == 0) return true;
+  auto id_at = [](const uint8_t* map, int64_t pixel) {
+    const uint8_t* rgb = map + 3 * pixel;
+    return static_cast<uint64_t>(rgb[0]) | (static_cast<uint64_t>(rgb[1]) << 8) | (static_cast<uint64_t>(rgb[2]) << 16);
+  };
+  int64_t run_start = 0;
+  auto flush = [&](int64_t end) {
+    if (end == run_start) return;
+    counter.add((id_at(gt, run_start) << 32) | id_at(pred, run_start), end - run_start);
+    run_start = end;
+  };
+  constexpr int64_t kChunk = 3 * 1024;
+  alignas(64) uint8_t changes[kChunk];
+  const int64_t num_bytes = 3 * num_pixels;
+  for (int64_t chunk = 3; chunk < num_bytes; chunk += kChunk) {
+    const int64_t length = std::min(kChunk, num_bytes - chunk);
+    const uint8_t* g = gt + chunk;
+    const uint8_t* p = pred + chunk;
+    for (int64_t k = 0; k < length; ++k) changes[k] = (g[k] ^ g[k - 3]) | (p[k] ^ p[k - 3]);
+    int64_t k = 0;
+    for (; k + kGroup <= length; k += kGroup) {
+      uint64_t words[kGroup / 8];
+      std::memcpy(words, changes + k, kGroup);
+      if (!(words[0] | words[1] | words[2] | words[3])) continue;  // the usual case: no boundary in 32 bytes
+      for (int64_t w = 0; w < kGroup / 8; ++w) {
+        for (uint64_t word = words[w]; word;) {
+          const int byte = __builtin_ctzll(word) >> 3;
+          flush((chunk + k + 8 * w + byte) / 3);
+          word &= ~(uint64_t{0xff} << (8 * byte));
+        }
+      }
+    }
+    for (; k < length; ++k) {
+      if (changes[k]) flush((chunk + k) / 3);
+    }
+  }
+  flush(num_pixels);
+  return true;  // 24-bit colour ids always lie in [0, 2^31)
+}
+
 bool is_rgb(const torch::Tensor& map) { return map.scalar_type() == torch::kUInt8 && map.dim() == 3 && map.size(2) == 3; }
 
 // An H x W x 3 view of a contiguous 3 x H x W tensor.
@@ -278,6 +328,9 @@ bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter
   bool valid = true;
   if (is_planar(gt) && is_planar(pred)) {
     return count_pairs_planar(gt.data_ptr<uint8_t>(), pred.data_ptr<uint8_t>(), n, counter);
+  }
+  if (is_rgb(gt) && is_rgb(pred) && gt.is_contiguous() && pred.is_contiguous()) {
+    return count_pairs_interleaved(gt.data_ptr<uint8_t>(), pred.data_ptr<uint8_t>(), n, counter);
   }
   if (!is_rgb(gt) && !is_rgb(pred)) {
     AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_ids_gt", [&] {
