@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import numpy as np
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -17,11 +18,23 @@ from omg_core.errors import InputError
 from omg_eval.runner import EVALUATORS, SHARED_EVALUATORS, evaluate_task, evaluator_name_for
 from omg_eval.sharding import distributed_from_environment, is_main_process
 
+#: Arrays with more values than this (COCO's precision curves: 10 x 101 x K x 4 x 3) stay out of the JSON file.
+MAX_JSON_ARRAY_VALUES = 10_000
+
+
+def _is_large_array(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() > MAX_JSON_ARRAY_VALUES
+    return isinstance(value, np.ndarray) and value.size > MAX_JSON_ARRAY_VALUES
+
 
 def to_json_ready(value: Any) -> Any:
-    """Figures as plain JSON: NumPy/torch scalars to numbers, NaN to null, big arrays (AP curves) left out."""
+    """Figures as plain JSON: NumPy/torch scalars to numbers, small arrays and tensors (per-class / per-video
+    figures) to lists, NaN to null; arrays above MAX_JSON_ARRAY_VALUES values (AP curves) left out."""
     if isinstance(value, dict):
-        return {str(k): to_json_ready(v) for k, v in value.items() if not isinstance(v, np.ndarray)}
+        return {str(k): to_json_ready(v) for k, v in value.items() if not _is_large_array(v)}
+    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim > 0:
+        value = value.tolist()
     if isinstance(value, (list, tuple)):
         return [to_json_ready(v) for v in value]
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:

@@ -85,7 +85,7 @@ EVALUATORS: dict[str, Evaluator] = {
         "omg_eval.video_panoptic_files",
         "evaluate_vipseg",
         "folder of <video>/<frame>.png VIPSeg masks",
-        "VIPSeg panomasks folder",
+        "VIPSeg panomasks folder (categories from the panoVIPSeg_categories.json in it or beside it)",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt),
     ),
     "video-semantic": Evaluator(

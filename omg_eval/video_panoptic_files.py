@@ -7,6 +7,7 @@ v % 100 of category v // 100 - 1. VIPSeg has no crowd annotations.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,38 @@ def list_video_frames(pred_dir: Path, gt_dir: Path, videos: Sequence[str] | None
     return pairs
 
 
+CATEGORIES_FILE = "panoVIPSeg_categories.json"
+
+
+def find_label_space(gt_dir: str | Path) -> tuple[int, tuple[int, ...], str]:
+    """The label space of a ground-truth panomasks folder: (num_classes, thing classes, where it came from).
+
+    Read from the ``panoVIPSeg_categories.json`` (a list of ``{"id", "isthing", ...}``, id = raw class - 1) in
+    ``gt_dir`` or its parent, where the VIPSeg release and ``omg data synth --format vipseg`` put it; VIPSeg's own 124
+    categories when there is none. Thing classes decide which segments STQ tracks and VPQ counts as things, so a
+    data set with other categories must not be scored with VIPSeg's list.
+    """
+    gt_root = Path(gt_dir)
+    for path in (gt_root / CATEGORIES_FILE, gt_root.parent / CATEGORIES_FILE):
+        if path.is_file():
+            return (*_read_label_space(path), str(path))
+    return VIPSEG_NUM_CLASSES, VIPSEG_THING_CLASSES, f"VIPSeg's {VIPSEG_NUM_CLASSES} categories (no {CATEGORIES_FILE})"
+
+
+def _read_label_space(path: Path) -> tuple[int, tuple[int, ...]]:
+    try:
+        entries = json.loads(path.read_text())
+        ids = [int(entry["id"]) for entry in entries]
+        things = tuple(sorted(int(entry["id"]) for entry in entries if entry["isthing"]))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"{path}: not a VIPSeg category list ({error!r}); expected a JSON list of {{'id', 'isthing', ...}}"
+        ) from error
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: category ids must be distinct and non-negative (id = raw mask class - 1)")
+    return max(ids) + 1, things
+
+
 def evaluate_vipseg(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -99,8 +132,8 @@ def evaluate_vipseg(
     videos: Sequence[str] | None = None,
     window_sizes: Sequence[int] = (0, 5, 10, 15),
     annotation_stride: int = 5,
-    num_classes: int = VIPSEG_NUM_CLASSES,
-    thing_classes: Sequence[int] = VIPSEG_THING_CLASSES,
+    num_classes: int | None = None,
+    thing_classes: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """VPQ (VIPSeg evaluator) and STQ (deeplab2) of predicted VIPSeg masks against the ground truth.
@@ -111,12 +144,20 @@ def evaluate_vipseg(
       videos: video folder names to evaluate; default every folder of gt_dir.
       window_sizes: VPQ window sizes k in video frames.
       annotation_stride: video frames between annotated frames (5 in VIPSeg).
-      num_classes, thing_classes: the label space (VIPSeg's 124 categories by default).
+      num_classes, thing_classes: the label space; by default :func:`find_label_space` of ``gt_dir`` (the data
+        set's ``panoVIPSeg_categories.json``, else VIPSeg's 124 categories). Give both or neither.
       device: where the counting runs.
 
     Returns:
-      the keys of :meth:`VideoPanopticQuality.compute` plus "stq", "aq", "sq" and "num_videos".
+      the keys of :meth:`VideoPanopticQuality.compute` plus "stq", "aq", "sq", "num_videos" and "label_space"
+      (where the categories came from).
     """
+    if (num_classes is None) != (thing_classes is None):
+        raise ValueError("give both num_classes and thing_classes (or neither, to read the data set's categories)")
+    if num_classes is None or thing_classes is None:
+        num_classes, thing_classes, label_space = find_label_space(gt_dir)
+    else:
+        label_space = f"{num_classes} categories given by the caller"
     vpq = VideoPanopticQuality(num_classes, thing_classes, VIPSEG_LABEL_DIVISOR, _VOID_LABEL, window_sizes,
                                annotation_stride)
     stq = SegmentationTrackingQuality(num_classes, thing_classes, VIPSEG_LABEL_DIVISOR, _VOID_LABEL)
@@ -140,4 +181,5 @@ def evaluate_vipseg(
     results = vpq.compute()
     results.update(stq.compute())
     results["num_videos"] = int(vpq.num_videos)
+    results["label_space"] = label_space
     return results

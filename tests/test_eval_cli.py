@@ -81,3 +81,22 @@ def test_all_with_no_task_folder_says_how_to_lay_them_out(tmp_path: Path) -> Non
     (tmp_path / "pred").mkdir()
     result = invoke("eval", "--all", "--predictions", str(tmp_path / "pred"))
     assert result.exit_code == EXIT_USER_ERROR and "name sub-folders after tasks" in result.output
+
+
+def test_json_output_turns_tensors_into_lists_and_leaves_out_only_large_arrays() -> None:
+    import math
+
+    import torch
+
+    from omg_eval.cli import MAX_JSON_ARRAY_VALUES, to_json_ready
+
+    figures = {
+        "vpq": torch.tensor(0.5, dtype=torch.float64),
+        "per_class_pq": torch.tensor([0.25, math.nan]),
+        "per_video": np.array([1, 2]),
+        "precision": np.zeros(MAX_JSON_ARRAY_VALUES + 1),
+        "nested": {"n": np.int64(3), "curve": torch.zeros(MAX_JSON_ARRAY_VALUES + 1)},
+    }
+    ready = to_json_ready(figures)
+    assert ready == {"vpq": 0.5, "per_class_pq": [0.25, None], "per_video": [1, 2], "nested": {"n": 3}}
+    json.dumps(ready)  # plain JSON

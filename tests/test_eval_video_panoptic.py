@@ -9,6 +9,7 @@ figures were produced by VIPSeg's own ``eval_vpq_vspw.py`` functions on RGB id P
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from PIL import Image
 from video_fixtures import load_video_fixture
 
 from omg_eval.stq import SegmentationTrackingQuality
-from omg_eval.video_panoptic_files import decode_vipseg_panomask, evaluate_vipseg
+from omg_eval.video_panoptic_files import (
+    VIPSEG_NUM_CLASSES,
+    VIPSEG_THING_CLASSES,
+    decode_vipseg_panomask,
+    evaluate_vipseg,
+    find_label_space,
+)
 from omg_eval.video_panoptic_quality import VideoPanopticQuality
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_panoptic"
@@ -194,6 +201,37 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
     (tmp_path / "pred" / "video1" / "00002.png").unlink()
     with pytest.raises(FileNotFoundError, match="no prediction"):
         evaluate_vipseg(tmp_path / "pred", tmp_path / "gt", num_classes=7, thing_classes=things)
+
+
+def test_evaluate_vipseg_takes_the_label_space_from_the_data_sets_categories(tmp_path: Path, fixture_data) -> None:
+    expected, videos = fixture_data
+    things = expected["thing_classes"]
+    divisor = expected["label_divisor"]
+    pred, gt = videos[0]
+    for side, ids in (("gt", gt), ("pred", pred)):
+        category, instance = (ids // divisor).numpy(), (ids % divisor).numpy()
+        raw = np.where(np.isin(category, things), (category + 1) * 100 + np.maximum(instance - 1, 0), category + 1)
+        _write_vipseg(tmp_path / "root" / side, "video0", np.where(category == expected["void_label"], 0, raw))
+    gt_dir, pred_dir = tmp_path / "root" / "gt", tmp_path / "root" / "pred"
+    given = evaluate_vipseg(pred_dir, gt_dir, num_classes=7, thing_classes=things)
+    categories = [{"id": c, "name": str(c), "isthing": int(c in things)} for c in range(7)]
+    # next to the panomasks folder, as in the VIPSeg release and the shapes world
+    (tmp_path / "root" / "panoVIPSeg_categories.json").write_text(json.dumps(categories))
+    found = evaluate_vipseg(pred_dir, gt_dir)
+    assert found["label_space"] == str(tmp_path / "root" / "panoVIPSeg_categories.json")
+    assert found["vpq"] == given["vpq"] and found["stq"] == given["stq"]
+    # another thing list changes what STQ tracks: the categories really are used
+    flipped = [{**c, "isthing": 1 - c["isthing"]} for c in categories]
+    (gt_dir / "panoVIPSeg_categories.json").write_text(json.dumps(flipped))  # the folder's own file comes first
+    assert evaluate_vipseg(pred_dir, gt_dir)["stq"] != given["stq"]
+    (gt_dir / "panoVIPSeg_categories.json").write_text(json.dumps([{"id": 1}]))
+    with pytest.raises(ValueError, match="not a VIPSeg category list"):
+        evaluate_vipseg(pred_dir, gt_dir)
+    with pytest.raises(ValueError, match="give both num_classes and thing_classes"):
+        evaluate_vipseg(pred_dir, gt_dir, num_classes=7)
+    (gt_dir / "panoVIPSeg_categories.json").unlink()
+    (tmp_path / "root" / "panoVIPSeg_categories.json").unlink()
+    assert find_label_space(gt_dir)[:2] == (VIPSEG_NUM_CLASSES, VIPSEG_THING_CLASSES)
 
 
 def test_vpq_huge_label_divisor_renumbers_ids_exactly(fixture_data) -> None:
