@@ -102,3 +102,42 @@ def test_interactive_results_file_through_the_eval_command(tmp_path: Path) -> No
     results.write_text(json.dumps({"objects": [{"clicks": [0.5]}]}))
     result = CliRunner().invoke(eval_command, ["--task", "interactive", "--predictions", str(results)])
     assert result.exit_code != 0 and "neither 'click_ious' nor 'box_iou'" in str(result.exception)
+
+
+def _next_click_whole_image(gt, pred) -> Click | None:
+    """The protocol computed over the whole image (no cropping), to check the cropped computation against."""
+    import numpy as np
+    from scipy import ndimage
+
+    gt, pred = gt.numpy(), pred.numpy()
+    error = gt ^ pred
+    if not error.any():
+        return None
+    missed, count = ndimage.label(error & gt)
+    extra, _ = ndimage.label(error & ~gt)
+    components = np.where(extra > 0, extra + count, missed)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    distance = ndimage.distance_transform_edt(np.pad(components == int(np.argmax(sizes)), 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return Click(y=int(y), x=int(x), positive=bool(gt[y, x]))
+
+
+def test_cropped_click_search_equals_the_whole_image_computation() -> None:
+    generator = torch.Generator().manual_seed(0)
+    cases = []
+    for _ in range(200):  # blobs touching the border, equal-size regions (ties), missed next to extra pixels
+        size = (
+            int(torch.randint(3, 40, (1,), generator=generator)),
+            int(torch.randint(3, 40, (1,), generator=generator)),
+        )
+        gt = torch.rand(size, generator=generator) < 0.3
+        pred = torch.rand(size, generator=generator) < 0.3
+        cases.append((gt, pred))
+    square = torch.zeros(20, 20, dtype=torch.bool)
+    square[0:4, 0:4] = True  # in the corner: the image border is boundary
+    twin = square.clone()
+    twin[16:20, 16:20] = True  # two equal regions: the first in raster order wins
+    cases += [(square, torch.zeros_like(square)), (twin, torch.zeros_like(twin)), (twin, twin), (~twin, twin)]
+    for gt, pred in cases:
+        assert next_click(gt, pred) == _next_click_whole_image(gt, pred)
