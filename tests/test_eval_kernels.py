@@ -196,3 +196,41 @@ def test_compressed_rle_decoding_equals_pycocotools() -> None:
         assert int(area) == int(coco_mask.area(rle))
     _, bad_lengths, _ = kernels.rle_from_strings(["0a"])  # 'a' says more characters follow, but none do
     assert int(bad_lengths[0]) == -1
+
+
+def test_no_compiler_falls_back_to_torch_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a C++ compiler every metric still works on the PyTorch formulations, after a single warning per
+    extension; OMG_EVAL_BACKEND=fused then is an error that says why."""
+    import warnings
+
+    from omg_core import ext_build
+    from omg_eval.kernels import _extension, video_extension
+
+    generator = torch.Generator().manual_seed(5)
+    gt, pred = _maps(generator)
+    expected = intersect_segment_ids(gt, pred)  # fused, built before the compiler "disappears"
+    saved = dict(_extension._loaded)
+    monkeypatch.delenv("OMG_EVAL_BACKEND", raising=False)
+    monkeypatch.setattr(ext_build, "compiler_available", lambda: False)
+    monkeypatch.setattr(ext_build, "_warned", set())
+    _extension._loaded.clear()
+    video_extension._video_extension_for.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found.*OMG_EVAL_BACKEND"):
+            fallback = intersect_segment_ids(gt, pred)
+        for a, b in zip(fallback, expected):
+            assert torch.equal(a, b)
+        with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
+            assert video_extension.video_extension() is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # later calls stay silent
+            intersect_segment_ids(gt, pred)
+            confusion_matrix(gt % 4, pred % 4, 4, ignore_index=None)
+            assert video_extension.video_extension() is None
+        monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+        with pytest.raises(ext_build.ExtensionBuildError, match="OMG_EVAL_BACKEND=fused"):
+            fused_kernels()
+    finally:
+        _extension._loaded.clear()
+        _extension._loaded.update(saved)
+        video_extension._video_extension_for.cache_clear()
