@@ -56,7 +56,7 @@ def _model(gt: torch.Tensor, guess: torch.Tensor):
     return predict
 
 
-def _full_image_next_click(gt: np.ndarray, pred: np.ndarray) -> Click | None:
+def full_image_next_click(gt: np.ndarray, pred: np.ndarray) -> Click | None:
     """The protocol's next click with the distance transform over the whole image (the reference's cost)."""
     error = gt ^ pred
     if not error.any():
@@ -79,7 +79,7 @@ def _reference(objects) -> tuple[dict, list[list[float]]]:
         mask = torch.zeros_like(gt)
         ious = []
         for _ in range(MAX_CLICKS):
-            click = _full_image_next_click(gt_np, mask.numpy())
+            click = full_image_next_click(gt_np, mask.numpy())
             if click is None:
                 break
             clicks.append(click)

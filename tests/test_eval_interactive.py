@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import torch
 
 from omg_eval.interactive import InteractiveSegmentation, simulate_clicks
 from omg_eval.interactive_clicks import Click, next_click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_eval_interactive import full_image_next_click  # noqa: E402  (the benchmark's reference algorithm)
 
 SQUARES = {"A": (2, 2, 10), "B": (16, 3, 6), "C": (20, 20, 3)}  # top, left, side
 
@@ -104,25 +108,6 @@ def test_interactive_results_file_through_the_eval_command(tmp_path: Path) -> No
     assert result.exit_code != 0 and "neither 'click_ious' nor 'box_iou'" in str(result.exception)
 
 
-def _next_click_whole_image(gt, pred) -> Click | None:
-    """The protocol computed over the whole image (no cropping), to check the cropped computation against."""
-    import numpy as np
-    from scipy import ndimage
-
-    gt, pred = gt.numpy(), pred.numpy()
-    error = gt ^ pred
-    if not error.any():
-        return None
-    missed, count = ndimage.label(error & gt)
-    extra, _ = ndimage.label(error & ~gt)
-    components = np.where(extra > 0, extra + count, missed)
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    distance = ndimage.distance_transform_edt(np.pad(components == int(np.argmax(sizes)), 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return Click(y=int(y), x=int(x), positive=bool(gt[y, x]))
-
-
 def test_cropped_click_search_equals_the_whole_image_computation() -> None:
     generator = torch.Generator().manual_seed(0)
     cases = []
@@ -140,4 +125,4 @@ def test_cropped_click_search_equals_the_whole_image_computation() -> None:
     twin[16:20, 16:20] = True  # two equal regions: the first in raster order wins
     cases += [(square, torch.zeros_like(square)), (twin, torch.zeros_like(twin)), (twin, twin), (~twin, twin)]
     for gt, pred in cases:
-        assert next_click(gt, pred) == _next_click_whole_image(gt, pred)
+        assert next_click(gt, pred) == full_image_next_click(gt.numpy(), pred.numpy())
