@@ -24,6 +24,54 @@ import torch
 from omg_eval.kernels.confusion import confusion_matrix
 from omg_eval.metric import Metric
 
+_KERNEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def label_changes(labels: torch.Tensor) -> torch.Tensor:
+    """Where a label differs from the next frame's.
+
+    Arguments:
+      labels: T x H x W integer labels, T >= 1.
+
+    Returns:
+      (T - 1) x H x W bool, entry t true where frame t + 1 differs from frame t.
+    """
+    return labels[1:] != labels[:-1]
+
+
+def unstable_over_clips(changes: torch.Tensor, clip_length: int) -> torch.Tensor:
+    """Where the label is not constant over each scored clip, from the frame-to-frame change flags.
+
+    A clip starting at frame i covers change flags [i, i + n - 1); their OR is built by doubling the window (an OR of
+    two overlapping windows is still the OR of their union), so it takes log2(n) passes over bool planes, whatever T.
+
+    Arguments:
+      changes: (T - 1) x H x W bool from :func:`label_changes`, with T > n.
+      clip_length: n >= 2.
+
+    Returns:
+      (T - n) x H x W bool, true where the label changes somewhere inside clip i = 0 .. T-n-1.
+    """
+    span = clip_length - 1
+    num_clips = changes.shape[0] + 1 - clip_length
+    window, width = changes, 1  # window[t] = OR of flags [t, t + width)
+    while 2 * width <= span:
+        window = window[:-width] | window[width:]
+        width *= 2
+    if width < span:  # the last step overlaps: [t, t + width) and [t + span - width, t + span) cover [t, t + span)
+        window = window[: window.shape[0] - (span - width)] | window[span - width :]
+    return window[:num_clips]
+
+
+def _clip_scores(gt_changes: torch.Tensor, pred_changes: torch.Tensor, clip_length: int) -> torch.Tensor:
+    """float64 (T - n,) clip scores (NaN where the clip's consistent region is empty) from both change flags."""
+    gt_unstable = unstable_over_clips(gt_changes, clip_length)  # (T - n) x H x W
+    either_unstable = gt_unstable | unstable_over_clips(pred_changes, clip_length)
+    pixels = gt_unstable[0].numel()
+    consistent_area = (pixels - gt_unstable.flatten(1).sum(1)).double()
+    agreeing_area = (pixels - either_unstable.flatten(1).sum(1)).double()
+    return (agreeing_area / consistent_area).cpu()  # 0 / 0 -> NaN, dropped later like np.nanmean does
+
 
 def clip_consistency_scores(pred_labels: torch.Tensor, gt_labels: torch.Tensor, clip_length: int) -> torch.Tensor:
     """VC scores of every scored clip of one video.
@@ -36,24 +84,23 @@ def clip_consistency_scores(pred_labels: torch.Tensor, gt_labels: torch.Tensor, 
     Returns:
       float64 (T - n,) scores (NaN where the clip's consistent ground-truth region is empty); empty when T <= n.
     """
-    num_frames = gt_labels.shape[0]
-    if num_frames <= clip_length:
+    if gt_labels.shape[0] <= clip_length:
         return torch.zeros(0, dtype=torch.float64)
-    # A label is constant over frames [i, i + n) iff no change happens between consecutive frames of the clip;
-    # running counts of changes turn every clip into one subtraction.
-    span = clip_length - 1
-    num_clips = num_frames - clip_length
+    return _clip_scores(label_changes(gt_labels), label_changes(pred_labels), clip_length)
 
-    def stable_over_clips(labels: torch.Tensor) -> torch.Tensor:
-        changes = (labels[1:] != labels[:-1]).to(torch.int32)  # (T - 1) x H x W
-        running = torch.cat([torch.zeros_like(changes[:1]), changes.cumsum(0, dtype=torch.int32)])  # T x H x W
-        return running[span : span + num_clips] == running[:num_clips]  # (T - n) x H x W
 
-    gt_stable = stable_over_clips(gt_labels)
-    both_stable = gt_stable & stable_over_clips(pred_labels)
-    consistent_area = gt_stable.flatten(1).sum(1).double()
-    agreeing_area = both_stable.flatten(1).sum(1).double()
-    return (agreeing_area / consistent_area).cpu()  # 0 / 0 -> NaN, dropped later like np.nanmean does
+def _labels_for_iou(gt_labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Ground truth with every negative label turned into ``ignore_index`` (both are VOID for mIoU)."""
+    if gt_labels.numel() == 0:
+        return gt_labels
+    lowest, highest = (int(v) for v in torch.aminmax(gt_labels))
+    if lowest >= 0:
+        return gt_labels
+    if ignore_index == 255 and lowest >= -1 and highest <= 255:
+        # VSPW's case ("others" = -1, void = 255): the uint8 cast wraps -1 to 255 and keeps 0..255, in one pass that
+        # also shrinks what the confusion kernel reads from 8 bytes a pixel to 1
+        return gt_labels.to(torch.uint8)
+    return torch.where(gt_labels < 0, ignore_index, gt_labels.to(torch.int64))  # int64: ignore_index may not fit
 
 
 class VideoSemanticMetric(Metric):
@@ -106,22 +153,34 @@ class VideoSemanticMetric(Metric):
             raise ValueError(
                 f"pred_labels {tuple(pred_labels.shape)} and gt_labels {tuple(gt_labels.shape)} must have the same shape"
             )
-        gt_labels, pred_labels = gt_labels.to(torch.int64), pred_labels.to(torch.int64)
-        if pred_labels.numel() and (int(pred_labels.min()) < 0 or int(pred_labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"pred_labels hold values outside [0, {self.num_classes}) (min {int(pred_labels.min())}, "
-                f"max {int(pred_labels.max())}); predictions must be class indices"
-            )
-        gt_for_iou = torch.where(gt_labels < 0, self.ignore_index, gt_labels)
-        self.confusion = self.confusion + confusion_matrix(
-            gt_for_iou, pred_labels, self.num_classes, ignore_index=self.ignore_index
-        ).cpu()
+        # the usual integer types pass as they are (the confusion kernel reads each, VC only compares labels); the
+        # unsigned 16-64-bit ones, which few torch operators take, are widened
+        if pred_labels.dtype not in _KERNEL_DTYPES:
+            pred_labels = pred_labels.to(torch.int64)
+        if gt_labels.dtype not in _KERNEL_DTYPES:
+            gt_labels = gt_labels.to(torch.int64)
+        if pred_labels.numel():
+            lowest, highest = (int(v) for v in torch.aminmax(pred_labels))
+            if lowest < 0 or highest >= self.num_classes:
+                raise ValueError(
+                    f"pred_labels hold values outside [0, {self.num_classes}) (min {lowest}, max {highest}); "
+                    "predictions must be class indices"
+                )
+        gt_for_iou = _labels_for_iou(gt_labels, self.ignore_index)
+        counts = confusion_matrix(gt_for_iou, pred_labels, self.num_classes, self.ignore_index)  # K x K
+        self.confusion = self.confusion + counts.cpu()
         sums, clips = self.vc_sum.clone(), self.vc_clips.clone()
-        for index, clip_length in enumerate(self.clip_lengths):
-            scores = clip_consistency_scores(pred_labels, gt_labels, clip_length)
-            scored = scores[~torch.isnan(scores)]
-            sums[index] += scored.sum()
-            clips[index] += scored.numel()
+        num_frames = gt_labels.shape[0]
+        if any(num_frames > n for n in self.clip_lengths):  # VSPW skips videos of at most n frames
+            # the frame-to-frame change flags serve every clip length
+            gt_changes, pred_changes = label_changes(gt_labels), label_changes(pred_labels)
+            for index, clip_length in enumerate(self.clip_lengths):
+                if num_frames <= clip_length:
+                    continue
+                scores = _clip_scores(gt_changes, pred_changes, clip_length)
+                scored = scores[~torch.isnan(scores)]
+                sums[index] += scored.sum()
+                clips[index] += scored.numel()
         self.vc_sum, self.vc_clips = sums, clips
         self.num_videos = self.num_videos + 1
 
