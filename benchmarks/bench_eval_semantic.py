@@ -19,10 +19,12 @@ loaders give), PNG decoding left out. Every group checks the figures agree befor
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from omg_eval.semantic import SemanticSegmentation
 from omg_eval.video_semantic import VideoSemanticMetric
@@ -94,7 +96,8 @@ def synthetic_vspw(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     Each video has a static background of Voronoi regions (one of them "others" in a third of the videos) and 2-4
     boxes moving 0-3 pixels per frame, each framed by a 2-pixel VOID band. The prediction follows the scene with the
     boxes off by a jittering pixel offset (so their borders flicker), predicts a class where the ground truth is VOID
-    or "others", and in some frames has a wrong block that comes and goes: VC8 lies well inside (0, 1).
+    or "others", mistakes a third of the background regions for another class in every frame (consistent but
+    wrong: lowers mIoU, not VC) and in some frames has a wrong block that comes and goes: VC8 lies well inside (0, 1).
     """
     rng = np.random.default_rng(seed)
     gt_classes = np.arange(VSPW_GT_CLASSES)
@@ -167,10 +170,12 @@ def mmseg_figures(areas: tuple[torch.Tensor, ...]) -> dict[str, float]:
 
 
 def mmseg_reference(preds: list[torch.Tensor], gts: list[torch.Tensor]) -> dict[str, float]:
+    """aAcc, mIoU and mAcc as mmseg's IoUMetric reports them (fractions, float32 arithmetic)."""
     return mmseg_figures(mmseg_areas(preds, gts))
 
 
 def ours_semantic(preds: list[torch.Tensor], gts: list[torch.Tensor]) -> SemanticSegmentation:
+    """Our metric after one ``update`` with the whole list (``compute`` is left to the caller)."""
     metric = SemanticSegmentation(ADE_CLASSES, ignore_index=IGNORE)
     metric.update(preds, gts)
     return metric
@@ -179,8 +184,11 @@ def ours_semantic(preds: list[torch.Tensor], gts: list[torch.Tensor]) -> Semanti
 # ----------------------------------------------------------------------------------------------------------------
 # Reference 2: the VSPW evaluation code (sssdddwww2/CVPR2021_VSPW_Implement): utils.Evaluator for mIoU (a float64
 # confusion matrix fed frame by frame, ground truth kept where 0 <= gt < K) and VC_perclip.get_common for VC.
+# get_common reads the raw VSPW masks (label + 1, others 0, void 255); VC only tests labels for equality, so it gives
+# the same scores on the shifted labels (others -1, void 255) that both sides read here.
 # ----------------------------------------------------------------------------------------------------------------
 def vspw_fast_hist(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``Evaluator._generate_matrix``: K x K counts (rows ground truth) of the pixels with 0 <= gt < K."""
     labelled = (gt >= 0) & (gt < num_classes)
     return np.bincount(num_classes * gt[labelled] + pred[labelled], minlength=num_classes**2).reshape(
         num_classes, num_classes
@@ -212,6 +220,7 @@ def vspw_clip_scores(gt_frames: np.ndarray, pred_frames: np.ndarray, clip_length
 
 
 def vspw_reference(videos: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """mIoU and VC8 of (prediction, ground truth) T x H x W videos, as the VSPW scripts compute them."""
     confusion = np.zeros((VSPW_CLASSES, VSPW_CLASSES))
     clip_scores: list[float] = []
     for pred, gt in videos:
@@ -223,7 +232,8 @@ def vspw_reference(videos: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, flo
     return {"mIoU": vspw_miou(confusion), f"VC{CLIP_LENGTH}": vc}
 
 
-def ours_video_semantic(videos: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def ours_video_semantic(videos: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """Our VSPW figures: one ``update`` per (prediction, ground truth) T x H x W video, then ``compute``."""
     metric = VideoSemanticMetric(VSPW_CLASSES, IGNORE, (CLIP_LENGTH,))
     for pred, gt in videos:
         metric.update(pred, gt)
@@ -242,7 +252,9 @@ def vspw_videos() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 @pytest.mark.benchmark(group="semantic-miou-mmseg")
-def test_semantic_miou_reference_mmseg(benchmark, ade_maps) -> None:
+def test_semantic_miou_reference_mmseg(
+    benchmark: BenchmarkFixture, ade_maps: tuple[list[torch.Tensor], list[torch.Tensor]]
+) -> None:
     benchmark.extra_info["role"] = "reference"
     preds, gts = ade_maps
     metric = ours_semantic(preds, gts)
@@ -274,13 +286,15 @@ def test_semantic_miou_reference_mmseg(benchmark, ade_maps) -> None:
 
 
 @pytest.mark.benchmark(group="semantic-miou-mmseg")
-def test_semantic_miou_ours(benchmark, ade_maps) -> None:
+def test_semantic_miou_ours(
+    benchmark: BenchmarkFixture, ade_maps: tuple[list[torch.Tensor], list[torch.Tensor]]
+) -> None:
     benchmark.extra_info["role"] = "ours"
     benchmark.pedantic(lambda: ours_semantic(*ade_maps).compute(), rounds=5, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.benchmark(group="vspw-miou-vc")
-def test_vspw_reference(benchmark, vspw_videos) -> None:
+def test_vspw_reference(benchmark: BenchmarkFixture, vspw_videos: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     benchmark.extra_info["role"] = "reference"
     arrays = [(pred.numpy(), gt.numpy()) for pred, gt in vspw_videos]
     expected = vspw_reference(arrays)
@@ -293,6 +307,6 @@ def test_vspw_reference(benchmark, vspw_videos) -> None:
 
 
 @pytest.mark.benchmark(group="vspw-miou-vc")
-def test_vspw_ours(benchmark, vspw_videos) -> None:
+def test_vspw_ours(benchmark: BenchmarkFixture, vspw_videos: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     benchmark.extra_info["role"] = "ours"
     benchmark.pedantic(ours_video_semantic, args=(vspw_videos,), rounds=3, iterations=1, warmup_rounds=1)
