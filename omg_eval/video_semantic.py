@@ -68,8 +68,9 @@ def _clip_scores(gt_changes: torch.Tensor, pred_changes: torch.Tensor, clip_leng
     gt_unstable = unstable_over_clips(gt_changes, clip_length)  # (T - n) x H x W
     either_unstable = gt_unstable | unstable_over_clips(pred_changes, clip_length)
     pixels = gt_unstable[0].numel()
-    consistent_area = (pixels - gt_unstable.flatten(1).sum(1)).double()
-    agreeing_area = (pixels - either_unstable.flatten(1).sum(1)).double()
+    # an int32 sum reads the bools as they are (an int64 one copies them first); a frame holds far below 2^31 pixels
+    consistent_area = (pixels - gt_unstable.flatten(1).sum(1, dtype=torch.int32)).double()
+    agreeing_area = (pixels - either_unstable.flatten(1).sum(1, dtype=torch.int32)).double()
     return (agreeing_area / consistent_area).cpu()  # 0 / 0 -> NaN, dropped later like np.nanmean does
 
 
