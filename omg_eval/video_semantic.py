@@ -90,16 +90,39 @@ def clip_consistency_scores(pred_labels: torch.Tensor, gt_labels: torch.Tensor, 
     return _clip_scores(label_changes(gt_labels), label_changes(pred_labels), clip_length)
 
 
-def _labels_for_iou(gt_labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """Ground truth with every negative label turned into ``ignore_index`` (both are VOID for mIoU)."""
-    if gt_labels.numel() == 0:
-        return gt_labels
-    lowest, highest = (int(v) for v in torch.aminmax(gt_labels))
+def _value_range(labels: torch.Tensor) -> tuple[int, int]:
+    """(lowest, highest) label, (0, 0) for an empty video."""
+    if labels.numel() == 0:
+        return 0, 0
+    lowest, highest = torch.aminmax(labels)
+    return int(lowest), int(highest)
+
+
+def _narrowed(labels: torch.Tensor, lowest: int, highest: int) -> torch.Tensor:
+    """The same labels as uint8 or int16 when [lowest, highest] fits, else unchanged.
+
+    The copy is exact, so VC's equality tests and the confusion counts do not change; every later pass (the confusion
+    kernel, the change flags) then reads 1 or 2 bytes a pixel instead of 8, which is most of their cost.
+    """
+    if labels.element_size() <= 2:  # already narrow
+        return labels
+    for dtype in (torch.uint8, torch.int16):
+        limits = torch.iinfo(dtype)
+        if limits.min <= lowest and highest <= limits.max:
+            return labels.to(dtype)
+    return labels
+
+
+def _labels_for_iou(gt_labels: torch.Tensor, lowest: int, highest: int, ignore_index: int) -> torch.Tensor:
+    """Ground truth with every negative label turned into ``ignore_index`` (both are VOID for mIoU).
+
+    Arguments:
+      gt_labels: T x H x W ground truth whose values lie in [lowest, highest].
+    """
     if lowest >= 0:
         return gt_labels
     if ignore_index == 255 and lowest >= -1 and highest <= 255:
-        # VSPW's case ("others" = -1, void = 255): the uint8 cast wraps -1 to 255 and keeps 0..255, in one pass that
-        # also shrinks what the confusion kernel reads from 8 bytes a pixel to 1
+        # VSPW's case ("others" = -1, void = 255): the uint8 cast wraps -1 to 255 and keeps 0..255, in one pass
         return gt_labels.to(torch.uint8)
     return torch.where(gt_labels < 0, ignore_index, gt_labels.to(torch.int64))  # int64: ignore_index may not fit
 
@@ -160,14 +183,16 @@ class VideoSemanticMetric(Metric):
             pred_labels = pred_labels.to(torch.int64)
         if gt_labels.dtype not in _KERNEL_DTYPES:
             gt_labels = gt_labels.to(torch.int64)
-        if pred_labels.numel():
-            lowest, highest = (int(v) for v in torch.aminmax(pred_labels))
-            if lowest < 0 or highest >= self.num_classes:
-                raise ValueError(
-                    f"pred_labels hold values outside [0, {self.num_classes}) (min {lowest}, max {highest}); "
-                    "predictions must be class indices"
-                )
-        gt_for_iou = _labels_for_iou(gt_labels, self.ignore_index)
+        lowest, highest = _value_range(pred_labels)
+        if lowest < 0 or highest >= self.num_classes:
+            raise ValueError(
+                f"pred_labels hold values outside [0, {self.num_classes}) (min {lowest}, max {highest}); "
+                "predictions must be class indices"
+            )
+        pred_labels = _narrowed(pred_labels, lowest, highest)
+        lowest, highest = _value_range(gt_labels)
+        gt_labels = _narrowed(gt_labels, lowest, highest)
+        gt_for_iou = _labels_for_iou(gt_labels, lowest, highest, self.ignore_index)
         counts = confusion_matrix(gt_for_iou, pred_labels, self.num_classes, self.ignore_index)  # K x K
         self.confusion = self.confusion + counts.cpu()
         sums, clips = self.vc_sum.clone(), self.vc_clips.clone()
