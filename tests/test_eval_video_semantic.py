@@ -87,6 +87,32 @@ def test_short_videos_are_skipped_and_miou_uses_gt_classes() -> None:
     assert result["mIoU"] == pytest.approx(0.5, abs=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8])
+def test_every_integer_dtype_gives_the_int64_figures(dtype: torch.dtype) -> None:
+    """The metric narrows labels internally; any integer input type must give exactly the int64 figures, including
+    int8 ground truth whose VOID is negative ("others" = -1) and uint8 ground truth with 255."""
+    generator = torch.Generator().manual_seed(7)
+    gt = torch.randint(0, 5, (12, 9, 11), generator=generator)
+    gt[:, :2] = gt[:1, :2]  # stable rows, so VC has consistent regions
+    pred = torch.where(torch.rand(gt.shape, generator=generator) < 0.8, gt, torch.randint(0, 5, gt.shape))
+    void_value = 255 if dtype == torch.uint8 else -1
+    if dtype == torch.int8:
+        ignore = 100  # int8 cannot hold 255: VOID is the negative label and an ignore_index above the classes
+    else:
+        ignore = 255
+    gt[:, 4, :3] = void_value
+    if dtype != torch.uint8:
+        gt[3:, 6, 5:] = ignore if ignore <= torch.iinfo(dtype).max else -1
+    expected_metric = VideoSemanticMetric(5, ignore, (4, 8))
+    expected_metric.update(pred, gt)
+    metric = VideoSemanticMetric(5, ignore, (4, 8))
+    metric.update(pred.to(dtype), gt.to(dtype))
+    result, expected = metric.compute(), expected_metric.compute()
+    assert torch.equal(metric.confusion, expected_metric.confusion)
+    for key in ("mIoU", "VC4", "VC8"):
+        assert result[key] == expected[key] and not math.isnan(result[key])
+
+
 def test_video_semantic_rejects_bad_inputs() -> None:
     metric = VideoSemanticMetric(3, 255, (8, 16))
     video = torch.zeros(3, 2, 2, dtype=torch.int64)
