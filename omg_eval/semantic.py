@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from omg_eval.kernels.confusion import confusion_matrix
+from omg_eval.kernels.confusion import confusion_matrix, confusion_matrix_batch
 from omg_eval.metric import Metric
 
 
@@ -62,8 +62,13 @@ class SemanticSegmentation(Metric):
             if isinstance(pred_labels, torch.Tensor)
             else list(zip(pred_labels, gt_labels, strict=True))
         )
-        for pred, gt in pairs:
-            self.confusion += confusion_matrix(gt, pred, self.num_classes, self.ignore_index).to(self.confusion.device)
+        if len(pairs) == 1:
+            counts = confusion_matrix(pairs[0][1], pairs[0][0], self.num_classes, self.ignore_index)
+        else:  # one call for the batch: the kernel spreads the images over the threads
+            counts = confusion_matrix_batch(
+                [gt for _, gt in pairs], [pred for pred, _ in pairs], self.num_classes, self.ignore_index
+            )
+        self.confusion += counts.to(self.confusion.device)
 
     def compute(self) -> dict[str, Any]:
         """mIoU, fwIoU, pACC, mACC (fractions in [0, 1]; NaN when no labelled pixel was seen) and per-class IoU / acc."""

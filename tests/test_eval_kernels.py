@@ -8,7 +8,7 @@ import torch
 from pycocotools import mask as coco_mask
 
 from omg_eval.kernels._extension import fused_kernels
-from omg_eval.kernels.confusion import confusion_matrix
+from omg_eval.kernels.confusion import confusion_matrix, confusion_matrix_batch
 from omg_eval.kernels.rle import encode_masks, rle_ious
 from omg_eval.kernels.segment_pairs import intersect_segment_ids, intersect_segment_ids_batch, rgb_to_id
 
@@ -118,18 +118,61 @@ def test_segment_pairs_reject_bad_ids(both_backends, monkeypatch: pytest.MonkeyP
             intersect_segment_ids(torch.zeros(2, 2), torch.zeros(2, 2))
 
 
+def _blocky_labels(generator: torch.Generator, size: int, classes: int, run: int) -> torch.Tensor:
+    """Labels in runs of about ``run`` equal pixels (the kernel adds a run at a time), some runs of one pixel."""
+    runs = 2 * size // run + 2  # lengths average ~run, so these cover the size; the tail is repeated if not
+    values = torch.randint(0, classes, (runs,), generator=generator)
+    lengths = torch.randint(1, 2 * run, (runs,), generator=generator)
+    labels = torch.repeat_interleave(values, lengths)
+    return labels.repeat(size // max(len(labels), 1) + 1)[:size]
+
+
 def test_confusion_fused_equals_torch(both_backends, monkeypatch: pytest.MonkeyPatch) -> None:
     generator = torch.Generator().manual_seed(1)
-    gt = torch.randint(0, 5, (70000,), generator=generator).to(torch.uint8)  # > one 65536-pixel chunk
+    gt = torch.randint(0, 5, (70000,), generator=generator).to(torch.uint8)  # per-pixel noise: runs of one
     pred = torch.randint(0, 5, (70000,), generator=generator)
     gt[::7] = 255
-    for ignore in (255, None):
-        gt_case = gt if ignore is not None else gt.clamp(max=4)
-        fused, reference = both_backends(confusion_matrix, gt_case, pred, 5, ignore)
+    # over the 2^20 pixels counted inline: split over threads, runs crossing the split points
+    big_gt = _blocky_labels(generator, (1 << 20) + 12345, 6, 50).to(torch.int16)
+    big_gt[1000:3000] = 255
+    big_pred = _blocky_labels(generator, (1 << 20) + 12345, 6, 70)
+    cases = [
+        (gt, pred, 255),
+        (gt.clamp(max=4), pred, None),
+        (big_gt, big_pred, 255),
+        (big_gt.clamp(max=5), big_pred, None),
+    ]
+    for gt_case, pred_case, ignore in cases:
+        fused, reference = both_backends(confusion_matrix, gt_case, pred_case, 6, ignore)
         assert torch.equal(fused, reference) and fused.dtype == torch.int64
     monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
     with pytest.raises(ValueError, match="pred_labels holds values outside"):
         confusion_matrix(gt, pred + 1, 5)
+    with pytest.raises(ValueError, match="gt_labels holds values outside"):
+        confusion_matrix(big_gt, big_pred, 5)  # label 5 found only past the inline size
+
+
+def test_confusion_batch_equals_the_sum_of_single_maps(both_backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = torch.Generator().manual_seed(4)
+    gts, preds = [], []
+    for index, (height, width) in enumerate([(31, 17), (5, 64), (0, 9), (48, 48), (1, 1), (40, 33)]):
+        gt = _blocky_labels(generator, height * width, 7, 9).reshape(height, width)
+        pred = _blocky_labels(generator, height * width, 7, 5).reshape(height, width)
+        if index % 2:
+            gt = torch.where(torch.rand(gt.shape, generator=generator) < 0.1, 255, gt).to(torch.uint8)
+        gts.append(gt)
+        preds.append(pred.to(torch.int32) if index == 3 else pred)
+    expected = sum(confusion_matrix(g, p, 7) for g, p in zip(gts, preds))
+    fused, reference = both_backends(confusion_matrix_batch, gts, preds, 7)
+    assert torch.equal(fused, expected) and torch.equal(reference, expected)
+    empty_fused, empty_reference = both_backends(confusion_matrix_batch, [], [], 3)
+    assert torch.equal(empty_fused, torch.zeros(3, 3, dtype=torch.int64)) and torch.equal(empty_fused, empty_reference)
+    for backend in ("fused", "torch"):
+        monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+        with pytest.raises(ValueError, match="image 5: pred_labels holds values outside"):
+            confusion_matrix_batch(gts, [*preds[:5], preds[5] + 7], 7)
+        with pytest.raises(ValueError, match="image 1: gt_labels"):
+            confusion_matrix_batch(gts[:2], [preds[0], preds[0]], 7)
 
 
 def _random_masks(generator: torch.Generator, count: int) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from omg_eval.kernels._extension import fused_kernels
@@ -28,6 +30,67 @@ def _confusion_torch(
     )
 
 
+def _check_labels(gt_labels: torch.Tensor, pred_labels: torch.Tensor, where: str = "") -> None:
+    if gt_labels.shape != pred_labels.shape:
+        raise ValueError(
+            f"{where}gt_labels {tuple(gt_labels.shape)} and pred_labels {tuple(pred_labels.shape)} must have the same "
+            "shape"
+        )
+    for name, labels in (("gt_labels", gt_labels), ("pred_labels", pred_labels)):
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+            raise TypeError(
+                f"{where}{name} must hold integer class indices, got {labels.dtype}; take the argmax of scores first"
+            )
+
+
+def confusion_matrix_batch(
+    gt_maps: Sequence[torch.Tensor], pred_maps: Sequence[torch.Tensor], num_classes: int, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """:func:`confusion_matrix` summed over many pairs of label maps (sizes may differ), in one call: the fused
+    kernel counts the images in parallel instead of splitting each small image over threads.
+
+    Arguments:
+      gt_maps / pred_maps: B integer label maps each, pair b of one shape.
+      num_classes, ignore_index: as in :func:`confusion_matrix`.
+
+    Returns:
+      (K, K) int64 matrix.
+    """
+    if len(gt_maps) != len(pred_maps):
+        raise ValueError(f"got {len(gt_maps)} ground-truth maps but {len(pred_maps)} predicted maps")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    for index, (gt, pred) in enumerate(zip(gt_maps, pred_maps)):
+        _check_labels(gt, pred, f"image {index}: ")
+    kernels = fused_kernels()
+    if kernels is None or not all(m.device.type == "cpu" for m in (*gt_maps, *pred_maps)):
+        total = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        for index, (gt, pred) in enumerate(zip(gt_maps, pred_maps)):
+            total += _confusion_or_name_image(gt, pred, num_classes, ignore_index, index).cpu()
+        return total
+    matrix, bad_image = kernels.confusion_matrix_batch(
+        [m.contiguous() for m in gt_maps],
+        [m.contiguous() for m in pred_maps],
+        num_classes,
+        -1 if ignore_index is None else ignore_index,
+    )
+    if int(bad_image) >= 0:  # let the reference path name the label precisely
+        index = int(bad_image)
+        _confusion_or_name_image(gt_maps[index], pred_maps[index], num_classes, ignore_index, index)
+    return matrix
+
+
+def _confusion_or_name_image(
+    gt: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None, index: int
+) -> torch.Tensor:
+    try:
+        return _confusion_torch(
+            gt.reshape(-1).to(torch.int64), pred.reshape(-1).to(torch.int64), num_classes, ignore_index
+        )
+    except ValueError as error:
+        raise ValueError(f"image {index}: {error}") from None
+
+
 def confusion_matrix(
     gt_labels: torch.Tensor, pred_labels: torch.Tensor, num_classes: int, ignore_index: int | None = 255
 ) -> torch.Tensor:
@@ -42,15 +105,7 @@ def confusion_matrix(
     Returns:
       (K, K) int64 matrix, rows = ground truth, columns = prediction.
     """
-    if gt_labels.shape != pred_labels.shape:
-        raise ValueError(
-            f"gt_labels {tuple(gt_labels.shape)} and pred_labels {tuple(pred_labels.shape)} must have the same shape"
-        )
-    for name, labels in (("gt_labels", gt_labels), ("pred_labels", pred_labels)):
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
-            raise TypeError(
-                f"{name} must hold integer class indices, got {labels.dtype}; take the argmax of scores first"
-            )
+    _check_labels(gt_labels, pred_labels)
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     kernels = fused_kernels()

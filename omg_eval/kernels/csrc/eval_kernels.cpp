@@ -3,7 +3,7 @@
 // returns identical integers; the Python side checks argument shapes and dtypes before calling in.
 //
 //   segment_pairs_batch  one pass over each image: pixel counts of every (gt id, pred id) pair, via a hash table
-//   confusion_matrix     per-thread histograms of gt * K + pred, merged at the end
+//   confusion_matrix     histograms of (gt, pred) runs: one per thread for large maps, one per worker for batches
 //   rle_encode / rle_iou COCO run-length encoding of binary masks (column-major) and IoU between two RLE sets
 
 #include <torch/extension.h>
@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -409,6 +410,59 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   return {image_index, gt_ids, pred_ids, counts};
 }
 
+namespace {
+
+// Adds the pixels [begin, end) of two label maps to a (K x K) histogram; false when a label lies outside [0, K).
+// Label maps are made of regions, so pixels are taken a run of identical (gt, pred) pairs at a time: one histogram
+// update per run instead of per pixel, and the comparison loop is cheaper than the scattered increment it replaces.
+template <typename gt_t, typename pred_t>
+bool add_confusion(const gt_t* gt, const pred_t* pred, int64_t begin, int64_t end, int64_t num_classes,
+                   int64_t ignore_index, int64_t* histogram) {
+  bool inside_all = true;
+  int64_t i = begin;
+  while (i < end) {
+    const gt_t g = gt[i];
+    const pred_t p = pred[i];
+    int64_t j = i + 1;
+    while (j < end && gt[j] == g && pred[j] == p) ++j;
+    const int64_t gt_class = static_cast<int64_t>(g);
+    const int64_t pred_class = static_cast<int64_t>(p);
+    if (ignore_index < 0 || gt_class != ignore_index) {
+      const bool inside = (gt_class >= 0) & (gt_class < num_classes) & (pred_class >= 0) & (pred_class < num_classes);
+      inside_all &= inside;
+      if (inside) histogram[gt_class * num_classes + pred_class] += j - i;
+    }
+    i = j;
+  }
+  return inside_all;
+}
+
+// Calls body(gt_ptr, pred_ptr) with the maps' typed data.
+template <typename Body>
+void with_label_types(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, Body&& body) {
+  AT_DISPATCH_INTEGRAL_TYPES(gt_labels.scalar_type(), "confusion_gt", [&] {
+    using gt_t = scalar_t;
+    const gt_t* gt = gt_labels.data_ptr<gt_t>();
+    AT_DISPATCH_INTEGRAL_TYPES(pred_labels.scalar_type(), "confusion_pred", [&] {
+      body(gt, pred_labels.data_ptr<scalar_t>());
+    });
+  });
+}
+
+// Below this many pixels a map is counted on the calling thread: waking the pool costs more than it saves, and on a
+// shared machine a descheduled worker would make every image wait for it.
+constexpr int64_t kInlineConfusionPixels = int64_t{1} << 20;
+
+void check_confusion_inputs(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, const char* where) {
+  TORCH_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), where, ": CPU tensors only");
+  TORCH_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), where, ": contiguous tensors only");
+  TORCH_CHECK(gt_labels.numel() == pred_labels.numel(), where, ": label maps differ in size");
+}
+
+torch::Tensor empty_int64() { return torch::empty({0}, torch::TensorOptions().dtype(torch::kInt64)); }
+
+}  // namespace
+
 // (K, K) int64 pixel counts, rows = gt class, columns = predicted class; gt pixels equal to ignore_index are skipped
 // (ignore_index < 0 means none). Returns an empty tensor when a label falls outside [0, K) so Python can raise the
 // detailed error.
@@ -422,46 +476,71 @@ torch::Tensor confusion_matrix(const torch::Tensor& gt_labels, const torch::Tens
     TORCH_CHECK(false, "confusion_matrix: this build has no CUDA kernels");
 #endif
   }
-  TORCH_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), "confusion_matrix: CPU tensors only");
-  TORCH_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), "confusion_matrix: contiguous tensors only");
-  TORCH_CHECK(gt_labels.numel() == pred_labels.numel(), "confusion_matrix: label maps differ in size");
+  check_confusion_inputs(gt_labels, pred_labels, "confusion_matrix");
   const int64_t n = gt_labels.numel();
   const int64_t cells = num_classes * num_classes;
-  const int64_t grain = 1 << 16;
-  const int64_t chunks = std::max<int64_t>(1, (n + grain - 1) / grain);
-  std::vector<std::vector<int64_t>> partial(chunks);
-  std::atomic<bool> out_of_range{false};
-  AT_DISPATCH_INTEGRAL_TYPES(gt_labels.scalar_type(), "confusion_gt", [&] {
-    using gt_t = scalar_t;
-    const gt_t* gt = gt_labels.data_ptr<gt_t>();
-    AT_DISPATCH_INTEGRAL_TYPES(pred_labels.scalar_type(), "confusion_pred", [&] {
-      const scalar_t* pred = pred_labels.data_ptr<scalar_t>();
-      at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t chunk = begin; chunk < end; ++chunk) {
-          std::vector<int64_t> histogram(cells, 0);
-          bool bad = false;
-          const int64_t stop = std::min(n, (chunk + 1) * grain);
-          for (int64_t i = chunk * grain; i < stop; ++i) {
-            const int64_t g = static_cast<int64_t>(gt[i]);
-            if (g == ignore_index && ignore_index >= 0) continue;
-            const int64_t p = static_cast<int64_t>(pred[i]);
-            const bool inside = (g >= 0) & (g < num_classes) & (p >= 0) & (p < num_classes);
-            bad |= !inside;
-            histogram[inside ? g * num_classes + p : 0] += inside;
-          }
-          if (bad) out_of_range = true;
-          partial[chunk] = std::move(histogram);
-        }
-      });
-    });
-  });
-  if (out_of_range) return torch::empty({0}, torch::TensorOptions().dtype(torch::kInt64));
   torch::Tensor result = torch::zeros({num_classes, num_classes}, torch::TensorOptions().dtype(torch::kInt64));
   int64_t* out = result.data_ptr<int64_t>();
-  for (const auto& histogram : partial) {
-    for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
+  std::atomic<bool> inside_all{true};
+  with_label_types(gt_labels, pred_labels, [&](const auto* gt, const auto* pred) {
+    if (n <= kInlineConfusionPixels) {
+      inside_all = add_confusion(gt, pred, 0, n, num_classes, ignore_index, out);
+      return;
+    }
+    std::mutex merge;
+    // one histogram per range handed to a thread (about one per thread), merged once
+    at::parallel_for(0, n, kInlineConfusionPixels / 4, [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> histogram(cells, 0);
+      if (!add_confusion(gt, pred, begin, end, num_classes, ignore_index, histogram.data())) inside_all = false;
+      std::lock_guard<std::mutex> lock(merge);
+      for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
+    });
+  });
+  return inside_all ? result : empty_int64();
+}
+
+// The confusion matrix summed over many label-map pairs (images of any sizes), images counted in parallel.
+// Returns (matrix (K, K), first image index with a label outside [0, K) or -1); the matrix is empty in that case.
+std::vector<torch::Tensor> confusion_matrix_batch(const std::vector<torch::Tensor>& gt_maps,
+                                                  const std::vector<torch::Tensor>& pred_maps, int64_t num_classes,
+                                                  int64_t ignore_index) {
+  TORCH_CHECK(gt_maps.size() == pred_maps.size(), "confusion_matrix_batch: ", gt_maps.size(), " gt maps but ",
+              pred_maps.size(), " pred maps");
+  const int64_t batch = static_cast<int64_t>(gt_maps.size());
+  for (int64_t b = 0; b < batch; ++b) check_confusion_inputs(gt_maps[b], pred_maps[b], "confusion_matrix_batch");
+  const int64_t cells = num_classes * num_classes;
+  torch::Tensor result = torch::zeros({num_classes, num_classes}, torch::TensorOptions().dtype(torch::kInt64));
+  int64_t* out = result.data_ptr<int64_t>();
+  std::atomic<int64_t> first_bad{batch};
+  std::atomic<int64_t> next_image{0};  // shared counter: a slow worker does not hold the others back
+  std::mutex merge;
+  const int64_t workers = std::min<int64_t>(batch, at::get_num_threads());
+  auto work = [&](int64_t begin, int64_t end) {
+    for (int64_t worker = begin; worker < end; ++worker) {
+      std::vector<int64_t> histogram(cells, 0);
+      for (int64_t b = next_image++; b < batch; b = next_image++) {
+        bool inside = true;
+        with_label_types(gt_maps[b], pred_maps[b], [&](const auto* gt, const auto* pred) {
+          inside = add_confusion(gt, pred, 0, gt_maps[b].numel(), num_classes, ignore_index, histogram.data());
+        });
+        if (!inside) {
+          int64_t seen = first_bad.load();
+          while (b < seen && !first_bad.compare_exchange_weak(seen, b)) {
+          }
+        }
+      }
+      std::lock_guard<std::mutex> lock(merge);
+      for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
+    }
+  };
+  if (workers <= 1) {
+    work(0, 1);
+  } else {
+    at::parallel_for(0, workers, 1, work);
   }
-  return result;
+  const int64_t bad = first_bad.load();
+  torch::Tensor bad_index = torch::full({}, bad < batch ? bad : -1, torch::TensorOptions().dtype(torch::kInt64));
+  return {bad < batch ? empty_int64() : result, bad_index};
 }
 
 // COCO RLE of binary masks: masks (N, H, W) uint8/bool, read column-major (Fortran order) as COCO does. Returns
@@ -790,6 +869,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
   m.def("segment_pairs_batch", &segment_pairs_batch, "pixel counts of (gt id, pred id) pairs per image");
   m.def("confusion_matrix", &confusion_matrix, "(K, K) confusion matrix of two label maps");
+  m.def("confusion_matrix_batch", &confusion_matrix_batch, "confusion matrix summed over many label-map pairs");
   m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
   m.def("rle_iou", &rle_iou, "IoU between two sets of COCO RLEs (crowd-aware)");
   m.def("rle_from_strings", &rle_from_strings, "run lengths of COCO compressed RLE strings");
