@@ -22,7 +22,7 @@ SIZE = "40x48"
 FRAMES = "9"  # VSPW scores VC8 only in videos longer than 8 frames
 
 
-def synth(root: Path, format_name: str, num: int = 2) -> Path:
+def synth(root: Path, format_name: str, num: int) -> Path:
     out = root / "synth" / format_name
     args = ["data", "synth", "--format", format_name, "--num", str(num), "--out", str(out), "--size", SIZE]
     result = CliRunner().invoke(main, [*args, "--frames", FRAMES, "--seed", "4"], catch_exceptions=False)
@@ -30,17 +30,18 @@ def synth(root: Path, format_name: str, num: int = 2) -> Path:
     return out
 
 
-def build_tree(root: Path) -> tuple[Path, Path]:
-    """gt/<task> and pred/<task> folders for the seven file evaluators, predictions equal to the ground truth."""
+def build_tree(root: Path, num: int = 2) -> tuple[Path, Path]:
+    """gt/<task> and pred/<task> folders for the seven file evaluators, ``num`` images or videos each, predictions
+    equal to the ground truth."""
     gt, pred = root / "gt", root / "pred"
 
-    panoptic = synth(root, "coco-panoptic")
+    panoptic = synth(root, "coco-panoptic", num)
     for side in (gt, pred):
         (side / "panoptic").mkdir(parents=True)
         shutil.copy(panoptic / "panoptic.json", side / "panoptic" / "panoptic.json")
         shutil.copytree(panoptic / "panoptic", side / "panoptic" / "panoptic")
 
-    instances = synth(root, "coco-instances")
+    instances = synth(root, "coco-instances", num)
     (gt / "instance").mkdir()
     shutil.copy(instances / "instances.json", gt / "instance" / "instances.json")
     annotations = json.loads((instances / "instances.json").read_text())["annotations"]
@@ -52,14 +53,14 @@ def build_tree(root: Path) -> tuple[Path, Path]:
     (pred / "instance").mkdir()
     (pred / "instance" / "results.json").write_text(json.dumps(results))
 
-    semantic = synth(root, "semantic")
+    semantic = synth(root, "semantic", num)
     shutil.copytree(semantic / "labels", gt / "semantic")
     shutil.copytree(semantic / "labels", pred / "semantic")
     for path in (pred / "semantic").glob("*.png"):  # a model predicts a class on unlabelled (255) pixels too
         labels = np.array(Image.open(path))
         Image.fromarray(np.where(labels == 255, 0, labels).astype(np.uint8)).save(path)
 
-    vis = synth(root, "youtube-vis")
+    vis = synth(root, "youtube-vis", num)
     (gt / "video-instance").mkdir()
     shutil.copy(vis / "instances.json", gt / "video-instance" / "instances.json")
     tracks = json.loads((vis / "instances.json").read_text())["annotations"]
@@ -70,12 +71,12 @@ def build_tree(root: Path) -> tuple[Path, Path]:
     (pred / "video-instance").mkdir()
     (pred / "video-instance" / "results.json").write_text(json.dumps(vis_results))
 
-    vipseg = synth(root, "vipseg")
+    vipseg = synth(root, "vipseg", num)
     for side in (gt, pred):
         shutil.copytree(vipseg / "panomasks", side / "video-panoptic")
     shutil.copy(vipseg / "panoVIPSeg_categories.json", gt / "video-panoptic" / "panoVIPSeg_categories.json")
 
-    vspw = synth(root, "vspw")
+    vspw = synth(root, "vspw", num)
     shutil.copytree(vspw / "data", gt / "video-semantic")
     for mask in sorted((vspw / "data").glob("*/mask/*.png")):  # raw VSPW label v is class v - 1 (0, 255: void)
         raw = np.array(Image.open(mask)).astype(np.int64)
@@ -83,7 +84,7 @@ def build_tree(root: Path) -> tuple[Path, Path]:
         (pred / "video-semantic" / mask.parent.parent.name).mkdir(parents=True, exist_ok=True)
         Image.fromarray(classes).save(pred / "video-semantic" / mask.parent.parent.name / mask.name)
 
-    davis = synth(root, "davis")
+    davis = synth(root, "davis", num)
     for side in (gt, pred):
         shutil.copytree(davis / "Annotations" / "480p", side / "vos")
     return gt, pred
@@ -133,11 +134,8 @@ def test_ground_truth_as_prediction_scores_one_on_every_task(tree: tuple[Path, P
     assert len(figures["video-panoptic"]["per_class_pq@0"]) == 70  # ids 1..69, as lists in the JSON
 
 
-def test_one_mistake_per_task_scores_below_one(tree: tuple[Path, Path], tmp_path: Path) -> None:
-    gt, clean = tree
-    pred = tmp_path / "pred"
-    shutil.copytree(clean, pred)
-
+def add_mistakes(pred: Path) -> None:
+    """One deliberate mistake per task in a prediction tree made by :func:`build_tree`."""
     # panoptic: one segment of the first image relabelled to a category it does not have
     panoptic_json = pred / "panoptic" / "panoptic.json"
     panoptic = json.loads(panoptic_json.read_text())
@@ -170,6 +168,12 @@ def test_one_mistake_per_task_scores_below_one(tree: tuple[Path, Path], tmp_path
             out.putpalette(image.getpalette())
         out.save(path)
 
+
+def test_one_mistake_per_task_scores_below_one(tree: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, clean = tree
+    pred = tmp_path / "pred"
+    shutil.copytree(clean, pred)
+    add_mistakes(pred)
     figures = run_all(gt, pred, tmp_path / "all.json")
     for task, paths in HEADLINES.items():
         headline = figure(figures[task], paths[0])

@@ -72,3 +72,30 @@ def test_items_are_split_by_rank_without_overlap(monkeypatch) -> None:
         monkeypatch.setattr(dist, "get_rank", lambda group=None, rank=rank: rank)
         shares.append(sharding.items_for_this_rank(list("abcde")))
     assert shares == [["a", "c", "e"], ["b", "d"]]
+
+
+def test_torchrun_shards_every_file_evaluator(tmp_path: Path) -> None:
+    """The seven file evaluators on a shapes-world tree (three images or videos each, one mistake per task): two
+    torchrun ranks give the single-process figures."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_eval_shapes_world import HEADLINES, add_mistakes, build_tree, figure
+
+    gt, pred = build_tree(tmp_path / "tree", num=3)
+    add_mistakes(pred)
+    args = ["eval", "--all", "--predictions", str(pred), "--ground-truth", str(gt)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
+    subprocess.run([sys.executable, "-m", "omg_core.cli", *args, "--output", str(single)], check=True, env=env,
+                   capture_output=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "omg_core.cli",
+         *args, "--output", str(sharded)], env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    single_figures, sharded_figures = json.loads(single.read_text()), json.loads(sharded.read_text())
+    assert sorted(single_figures) == sorted(HEADLINES)
+    for task, paths in HEADLINES.items():
+        assert 0 <= figure(single_figures[task], paths[0]) < 1, task  # the mistakes show: shares matter
+    assert close(single_figures, sharded_figures), (single_figures, sharded_figures)
+    # ratios would survive every rank scoring everything; the synced video counts would not
+    assert sharded_figures["video-panoptic"]["num_videos"] == sharded_figures["video-semantic"]["num_videos"] == 3
