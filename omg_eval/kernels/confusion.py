@@ -17,8 +17,10 @@ def _range_error(name: str, labels: torch.Tensor, num_classes: int, ignore_index
 
 
 def _confusion_torch(
-    gt_flat: torch.Tensor, pred_flat: torch.Tensor, num_classes: int, ignore_index: int | None
+    gt_labels: torch.Tensor, pred_labels: torch.Tensor, num_classes: int, ignore_index: int | None
 ) -> torch.Tensor:
+    """The PyTorch formulation (and the one that names an out-of-range label) on maps of any shape and int dtype."""
+    gt_flat, pred_flat = gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64)
     if ignore_index is not None:
         keep = gt_flat != ignore_index
         gt_flat, pred_flat = gt_flat[keep], pred_flat[keep]
@@ -64,9 +66,10 @@ def confusion_matrix_batch(
         _check_labels(gt, pred, f"image {index}: ")
     kernels = fused_kernels()
     if kernels is None or not all(m.device.type == "cpu" for m in (*gt_maps, *pred_maps)):
+        # map by map: confusion_matrix picks the CUDA kernel or the PyTorch formulation for each
         total = torch.zeros(num_classes, num_classes, dtype=torch.int64)
         for index, (gt, pred) in enumerate(zip(gt_maps, pred_maps)):
-            total += _confusion_or_name_image(gt, pred, num_classes, ignore_index, index).cpu()
+            total += _image_confusion(gt, pred, num_classes, ignore_index, index).cpu()
         return total
     matrix, bad_image = kernels.confusion_matrix_batch(
         [m.contiguous() for m in gt_maps],
@@ -74,19 +77,18 @@ def confusion_matrix_batch(
         num_classes,
         -1 if ignore_index is None else ignore_index,
     )
-    if int(bad_image) >= 0:  # let the reference path name the label precisely
+    if int(bad_image) >= 0:  # let the single-map path name the label precisely
         index = int(bad_image)
-        _confusion_or_name_image(gt_maps[index], pred_maps[index], num_classes, ignore_index, index)
+        _image_confusion(gt_maps[index], pred_maps[index], num_classes, ignore_index, index)
     return matrix
 
 
-def _confusion_or_name_image(
+def _image_confusion(
     gt: torch.Tensor, pred: torch.Tensor, num_classes: int, ignore_index: int | None, index: int
 ) -> torch.Tensor:
+    """:func:`confusion_matrix` of image ``index`` of a batch; its errors name the image."""
     try:
-        return _confusion_torch(
-            gt.reshape(-1).to(torch.int64), pred.reshape(-1).to(torch.int64), num_classes, ignore_index
-        )
+        return confusion_matrix(gt, pred, num_classes, ignore_index)
     except ValueError as error:
         raise ValueError(f"image {index}: {error}") from None
 
@@ -115,14 +117,10 @@ def confusion_matrix(
     ):
         kernels = None  # other devices (or a CPU-only build given CUDA tensors) use the PyTorch formulation
     if kernels is None:
-        return _confusion_torch(
-            gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64), num_classes, ignore_index
-        )
+        return _confusion_torch(gt_labels, pred_labels, num_classes, ignore_index)
     matrix = kernels.confusion_matrix(
         gt_labels.contiguous(), pred_labels.contiguous(), num_classes, -1 if ignore_index is None else ignore_index
     )
     if matrix.numel() == 0:  # the kernel found a label out of range: let the reference path name it precisely
-        return _confusion_torch(
-            gt_labels.reshape(-1).to(torch.int64), pred_labels.reshape(-1).to(torch.int64), num_classes, ignore_index
-        )
+        return _confusion_torch(gt_labels, pred_labels, num_classes, ignore_index)
     return matrix
