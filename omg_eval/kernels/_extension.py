@@ -8,7 +8,7 @@ from types import ModuleType
 
 from omg_core.ext_build import load_extension
 
-EXTENSION_NAME = "omg_eval_kernels_v16"
+EXTENSION_NAME = "omg_eval_kernels_v17"
 ENV_VAR = "OMG_EVAL_BACKEND"
 _CSRC = Path(__file__).resolve().parent / "csrc"
 

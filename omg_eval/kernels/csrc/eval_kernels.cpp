@@ -36,6 +36,59 @@ constexpr int64_t kSmallWorkGrain = 256;
 constexpr int64_t kGroup = 32;
 static_assert(kGroup == 4 * sizeof(uint64_t), "the scans test a group as four 64-bit words");
 
+// Calls on_flag(k) for every non-zero byte k of flags[0, length), in order.
+template <typename OnFlag>
+inline void for_each_flag(const uint8_t* flags, int64_t length, OnFlag&& on_flag) {
+  int64_t k = 0;
+  for (; k + kGroup <= length; k += kGroup) {
+    uint64_t words[kGroup / 8];
+    std::memcpy(words, flags + k, kGroup);
+    if (!(words[0] | words[1] | words[2] | words[3])) continue;
+    for (int64_t w = 0; w < kGroup / 8; ++w) {
+      for (uint64_t word = words[w]; word;) {
+        const int byte = __builtin_ctzll(word) >> 3;
+        on_flag(k + 8 * w + byte);
+        word &= ~(uint64_t{0xff} << (8 * byte));  // clear the whole byte: flags may be any non-zero value
+      }
+    }
+  }
+  for (; k < length; ++k) {
+    if (flags[k]) on_flag(k);
+  }
+}
+
+// Calls body(gt_ptr, pred_ptr) with the typed data of two integer maps (any pair of integer dtypes).
+template <typename Body>
+void with_label_types(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, Body&& body) {
+  AT_DISPATCH_INTEGRAL_TYPES(gt_labels.scalar_type(), "label_map_gt", [&] {
+    using gt_t = scalar_t;
+    const gt_t* gt = gt_labels.data_ptr<gt_t>();
+    AT_DISPATCH_INTEGRAL_TYPES(pred_labels.scalar_type(), "label_map_pred", [&] {
+      body(gt, pred_labels.data_ptr<scalar_t>());
+    });
+  });
+}
+
+// Runs worker(next_image) on up to at::get_num_threads() threads; next_image() hands out 0 .. batch - 1 one at a
+// time, then -1. A shared counter rather than fixed shares: on a shared machine one worker may get much less CPU than
+// another, and a static split would leave the whole batch waiting for it.
+template <typename Worker>
+void share_images(int64_t batch, Worker&& worker) {
+  std::atomic<int64_t> next{0};
+  auto next_image = [&]() -> int64_t {
+    const int64_t b = next++;
+    return b < batch ? b : -1;
+  };
+  const int64_t workers = std::min<int64_t>(batch, at::get_num_threads());
+  if (workers <= 1) {
+    worker(next_image);
+    return;
+  }
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w) worker(next_image);
+  });
+}
+
 // Open-addressing hash table from a packed (gt id, pred id) key to a pixel count. Segment ids are below 2^31 so a key
 // never equals kEmptySlot.
 class PairCounter {
@@ -199,20 +252,7 @@ bool count_pairs_flagged(int64_t num_pixels, PairCounter& counter, Mark&& mark, 
   for (int64_t chunk = 1; chunk < num_pixels; chunk += kChunk) {
     const int64_t length = std::min(kChunk, num_pixels - chunk);
     mark(chunk, length, changes);
-    int64_t k = 0;
-    for (; k + kGroup <= length; k += kGroup) {
-      uint64_t words[kGroup / 8];
-      std::memcpy(words, changes + k, kGroup);
-      if (!(words[0] | words[1] | words[2] | words[3])) continue;
-      for (int64_t w = 0; w < kGroup / 8; ++w) {
-        for (uint64_t word = words[w]; word; word &= word - 1) {  // flags are 0/1 bytes: one set bit per boundary
-          flush(chunk + k + 8 * w + (__builtin_ctzll(word) >> 3));
-        }
-      }
-    }
-    for (; k < length; ++k) {
-      if (changes[k]) flush(chunk + k);
-    }
+    for_each_flag(changes, length, [&](int64_t k) { flush(chunk + k); });
   }
   flush(num_pixels);
   return ids_valid;
@@ -280,22 +320,7 @@ bool count_pairs_interleaved(const uint8_t* gt, const uint8_t* pred, int64_t num
     const uint8_t* g = gt + chunk;
     const uint8_t* p = pred + chunk;
     for (int64_t k = 0; k < length; ++k) changes[k] = (g[k] ^ g[k - 3]) | (p[k] ^ p[k - 3]);
-    int64_t k = 0;
-    for (; k + kGroup <= length; k += kGroup) {
-      uint64_t words[kGroup / 8];
-      std::memcpy(words, changes + k, kGroup);
-      if (!(words[0] | words[1] | words[2] | words[3])) continue;  // the usual case: no boundary in 32 bytes
-      for (int64_t w = 0; w < kGroup / 8; ++w) {
-        for (uint64_t word = words[w]; word;) {
-          const int byte = __builtin_ctzll(word) >> 3;
-          flush((chunk + k + 8 * w + byte) / 3);
-          word &= ~(uint64_t{0xff} << (8 * byte));
-        }
-      }
-    }
-    for (; k < length; ++k) {
-      if (changes[k]) flush((chunk + k) / 3);
-    }
+    for_each_flag(changes, length, [&](int64_t k) { flush((chunk + k) / 3); });
   }
   flush(num_pixels);
   return true;  // 24-bit colour ids always lie in [0, 2^31)
@@ -334,11 +359,8 @@ bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter
     return count_pairs_interleaved(gt.data_ptr<uint8_t>(), pred.data_ptr<uint8_t>(), n, counter);
   }
   if (!is_rgb(gt) && !is_rgb(pred)) {
-    AT_DISPATCH_INTEGRAL_TYPES(gt.scalar_type(), "segment_pairs_ids_gt", [&] {
-      using gt_t = scalar_t;
-      AT_DISPATCH_INTEGRAL_TYPES(pred.scalar_type(), "segment_pairs_ids_pred", [&] {
-        valid = count_pairs_ids(gt.data_ptr<gt_t>(), pred.data_ptr<scalar_t>(), n, counter);
-      });
+    with_label_types(gt, pred, [&](const auto* gt_ids, const auto* pred_ids) {
+      valid = count_pairs_ids(gt_ids, pred_ids, n, counter);
     });
     return valid;
   }
@@ -370,17 +392,11 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   }
   std::vector<std::vector<std::pair<uint64_t, int64_t>>> per_image(batch);
   std::vector<char> valid(batch, 1);
-  // Images are handed out one at a time from a shared counter rather than in fixed halves: on a shared machine one
-  // worker may get much less CPU than the other, and a static split would leave the whole batch waiting for it.
-  std::atomic<int64_t> next_image{0};
-  const int64_t workers = std::min<int64_t>(batch, at::get_num_threads());
-  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t worker = begin; worker < end; ++worker) {
-      for (int64_t b = next_image++; b < batch; b = next_image++) {
-        PairCounter counter;
-        valid[b] = count_image(gt_maps[b], pred_maps[b], counter);
-        per_image[b] = counter.sorted_entries();
-      }
+  share_images(batch, [&](auto&& next_image) {
+    for (int64_t b = next_image(); b >= 0; b = next_image()) {
+      PairCounter counter;
+      valid[b] = count_image(gt_maps[b], pred_maps[b], counter);
+      per_image[b] = counter.sorted_entries();
     }
   });
   int64_t total = 0;
@@ -435,18 +451,6 @@ bool add_confusion(const gt_t* gt, const pred_t* pred, int64_t begin, int64_t en
     i = j;
   }
   return inside_all;
-}
-
-// Calls body(gt_ptr, pred_ptr) with the maps' typed data.
-template <typename Body>
-void with_label_types(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, Body&& body) {
-  AT_DISPATCH_INTEGRAL_TYPES(gt_labels.scalar_type(), "confusion_gt", [&] {
-    using gt_t = scalar_t;
-    const gt_t* gt = gt_labels.data_ptr<gt_t>();
-    AT_DISPATCH_INTEGRAL_TYPES(pred_labels.scalar_type(), "confusion_pred", [&] {
-      body(gt, pred_labels.data_ptr<scalar_t>());
-    });
-  });
 }
 
 // Below this many pixels a map is counted on the calling thread: waking the pool costs more than it saves, and on a
@@ -512,32 +516,23 @@ std::vector<torch::Tensor> confusion_matrix_batch(const std::vector<torch::Tenso
   torch::Tensor result = torch::zeros({num_classes, num_classes}, torch::TensorOptions().dtype(torch::kInt64));
   int64_t* out = result.data_ptr<int64_t>();
   std::atomic<int64_t> first_bad{batch};
-  std::atomic<int64_t> next_image{0};  // shared counter: a slow worker does not hold the others back
   std::mutex merge;
-  const int64_t workers = std::min<int64_t>(batch, at::get_num_threads());
-  auto work = [&](int64_t begin, int64_t end) {
-    for (int64_t worker = begin; worker < end; ++worker) {
-      std::vector<int64_t> histogram(cells, 0);
-      for (int64_t b = next_image++; b < batch; b = next_image++) {
-        bool inside = true;
-        with_label_types(gt_maps[b], pred_maps[b], [&](const auto* gt, const auto* pred) {
-          inside = add_confusion(gt, pred, 0, gt_maps[b].numel(), num_classes, ignore_index, histogram.data());
-        });
-        if (!inside) {
-          int64_t seen = first_bad.load();
-          while (b < seen && !first_bad.compare_exchange_weak(seen, b)) {
-          }
+  share_images(batch, [&](auto&& next_image) {
+    std::vector<int64_t> histogram(cells, 0);  // one per worker, merged once
+    for (int64_t b = next_image(); b >= 0; b = next_image()) {
+      bool inside = true;
+      with_label_types(gt_maps[b], pred_maps[b], [&](const auto* gt, const auto* pred) {
+        inside = add_confusion(gt, pred, 0, gt_maps[b].numel(), num_classes, ignore_index, histogram.data());
+      });
+      if (!inside) {
+        int64_t seen = first_bad.load();
+        while (b < seen && !first_bad.compare_exchange_weak(seen, b)) {
         }
       }
-      std::lock_guard<std::mutex> lock(merge);
-      for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
     }
-  };
-  if (workers <= 1) {
-    work(0, 1);
-  } else {
-    at::parallel_for(0, workers, 1, work);
-  }
+    std::lock_guard<std::mutex> lock(merge);
+    for (int64_t c = 0; c < cells; ++c) out[c] += histogram[c];
+  });
   const int64_t bad = first_bad.load();
   torch::Tensor bad_index = torch::full({}, bad < batch ? bad : -1, torch::TensorOptions().dtype(torch::kInt64));
   return {bad < batch ? empty_int64() : result, bad_index};
