@@ -39,11 +39,11 @@ def close(a, b) -> bool:
     return a == b
 
 
-def test_torchrun_two_ranks_equal_one_process(tmp_path: Path) -> None:
-    write_inputs(tmp_path)
-    args = ["eval", "--all", "--predictions", str(tmp_path / "pred"), "--ground-truth", str(tmp_path / "gt")]
+def eval_alone_and_on_two_ranks(predictions: Path, ground_truth: Path, out_dir: Path) -> tuple[dict, dict]:
+    """The figures of `omg eval --all` run in one process and under torchrun with two ranks."""
+    args = ["eval", "--all", "--predictions", str(predictions), "--ground-truth", str(ground_truth)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
+    single, sharded = out_dir / "single.json", out_dir / "sharded.json"
     subprocess.run([sys.executable, "-m", "omg_core.cli", *args, "--output", str(single)], check=True, env=env,
                    capture_output=True)
     completed = subprocess.run(
@@ -51,7 +51,12 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path: Path) -> None:
          *args, "--output", str(sharded)], env=env, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    single_figures, sharded_figures = json.loads(single.read_text()), json.loads(sharded.read_text())
+    return json.loads(single.read_text()), json.loads(sharded.read_text())
+
+
+def test_torchrun_two_ranks_equal_one_process(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    single_figures, sharded_figures = eval_alone_and_on_two_ranks(tmp_path / "pred", tmp_path / "gt", tmp_path)
     assert sorted(single_figures) == ["interactive", "semantic"]
     assert 0 < single_figures["semantic"]["mIoU"] < 1
     # NoF counts failures: a rank scoring every object instead of its share would double it
@@ -82,17 +87,7 @@ def test_torchrun_shards_every_file_evaluator(tmp_path: Path) -> None:
 
     gt, pred = build_tree(tmp_path / "tree", num=3)
     add_mistakes(pred)
-    args = ["eval", "--all", "--predictions", str(pred), "--ground-truth", str(gt)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single, sharded = tmp_path / "single.json", tmp_path / "sharded.json"
-    subprocess.run([sys.executable, "-m", "omg_core.cli", *args, "--output", str(single)], check=True, env=env,
-                   capture_output=True)
-    completed = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "omg_core.cli",
-         *args, "--output", str(sharded)], env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    single_figures, sharded_figures = json.loads(single.read_text()), json.loads(sharded.read_text())
+    single_figures, sharded_figures = eval_alone_and_on_two_ranks(pred, gt, tmp_path)
     assert sorted(single_figures) == sorted(HEADLINES)
     for task, paths in HEADLINES.items():
         assert 0 <= figure(single_figures[task], paths[0]) < 1, task  # the mistakes show: shares matter
