@@ -7,7 +7,6 @@ v % 100 of category v // 100 - 1. VIPSeg has no crowd annotations.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -112,17 +111,13 @@ def find_label_space(gt_dir: str | Path) -> tuple[int, tuple[int, ...], str]:
 
 
 def _read_label_space(path: Path) -> tuple[int, tuple[int, ...]]:
-    try:
-        entries = json.loads(path.read_text())
-        ids = [int(entry["id"]) for entry in entries]
-        things = tuple(sorted(int(entry["id"]) for entry in entries if entry["isthing"]))
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(
-            f"{path}: not a VIPSeg category list ({error!r}); expected a JSON list of {{'id', 'isthing', ...}}"
-        ) from error
-    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: category ids must be distinct and non-negative (id = raw mask class - 1)")
-    return max(ids) + 1, things
+    from omg_data.vipseg import read_vipseg_categories  # the data set's own reader: schema checks, unique ids
+
+    categories = read_vipseg_categories(path)
+    ids = [category.id for category in categories]
+    if not ids or min(ids) < 0:
+        raise ValueError(f"{path}: category ids must be non-negative (id = raw mask class - 1), and there must be some")
+    return max(ids) + 1, tuple(sorted(category.id for category in categories if category.is_thing))
 
 
 def evaluate_vipseg(
