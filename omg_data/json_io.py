@@ -9,19 +9,34 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from omg_data.errors import DataError
+from omg_data.paths import require_file
 from omg_data.schemas import describe
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def read_json(path: str | Path) -> Any:
-    """Parses a JSON file; a missing or malformed file raises DataError with the position of the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("annotation file not found; check the path given for the annotation JSON", path)
+def read_json(path: str | Path, expected: str = "a JSON file") -> Any:
+    """Parses a JSON file.
+
+    Arguments:
+      path: the file.
+      expected: what the file should be, for the messages ("the ground-truth YouTube-VIS JSON").
+    Raises:
+      DataError naming the file: missing, a folder, not UTF-8 (with the byte offset), or not valid JSON (with line
+      and column).
+    """
+    path = require_file(path, expected)
+    raw = path.read_bytes()
     try:
-        with path.open("r", encoding="utf-8") as handle:
-            return json.load(handle)
+        text = raw.decode("utf-8-sig")  # a byte-order mark is tolerated, as json.load on a text file in UTF-8
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start} cannot be decoded); JSON "
+            "files must be UTF-8: re-save it as UTF-8",
+            path,
+        ) from error
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(f"not valid JSON at line {error.lineno} column {error.colno}: {error.msg}", path) from error
 
@@ -37,9 +52,7 @@ def load_validated(path: str | Path, model: type[ModelT] | Any) -> ModelT | Any:
     Raises:
       DataError naming the file, the first failing record (with its ids) and the field.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("annotation file not found; check the path given for the annotation JSON", path)
+    path = require_file(path, "an annotation JSON file")
     try:
         # pydantic-core parses and validates in one pass, without building Python dicts first: about twice
         # as fast as json.load + validate_python on COCO-sized files
