@@ -44,6 +44,20 @@ class OMGGroup(click.Group):
         except (ImportError, AttributeError) as exc:
             return _unavailable_command(name, help_text, f"{module_name}.{attribute} is not available ({exc})")
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Lists contributed subcommands from their LAZY_COMMANDS help text: `omg --help` imports none of them."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+            else:
+                command = self.commands[name]
+                if not command.hidden:
+                    rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from omg_data.synthetic.export import FORMATS, VIDEO_FORMATS
+from omg_data.synthetic.formats import FORMATS, VIDEO_FORMATS
 
 
 def _parse_size(_context: click.Context, _parameter: click.Parameter, value: str) -> tuple[int, int]:

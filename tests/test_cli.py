@@ -123,3 +123,31 @@ def test_plugin_option_loads_explicitly_with_autoload_off(monkeypatch: pytest.Mo
     monkeypatch.setenv("OMG_DISABLE_PLUGIN_AUTOLOAD", "1")
     code, output = invoke("-p", "ov-vis", "tasks", "--json")
     assert code == 0 and [t["name"] for t in json.loads(output)["tasks"]] == ["ov-vis"]
+
+
+# Every command's help and `omg tasks` must start at once: none of them may import torch (or torchvision, numpy).
+STARTUP_COMMANDS = [
+    ["--help"],
+    ["tasks"],
+    ["tasks", "--json"],
+    ["eval", "--help"],
+    ["run", "--help"],
+    ["data", "--help"],
+    ["data", "synth", "--help"],
+    ["convert", "--help"],
+]
+
+
+@pytest.mark.parametrize("argv", STARTUP_COMMANDS, ids=" ".join)
+def test_help_and_tasks_import_no_torch(argv: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        "from omg_core.cli import main\n"
+        f"try:\n    main({argv!r}, prog_name='omg')\n"
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'numpy', 'scipy') if m in sys.modules)\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.rstrip().endswith("HEAVY="), f"omg {' '.join(argv)} imported {result.stderr}"

@@ -1,21 +1,36 @@
-"""Weights: safetensors save/load, the official OMG-Seg checkpoint converter, and Hugging Face download."""
+"""Weights: safetensors save/load, the official OMG-Seg checkpoint converter, and Hugging Face download.
 
-from omg_core.weights.io import LoadReport, WeightsMismatchError, load_weights, save_weights
-from omg_core.weights.official import UnmappedKeysError, convert_official_checkpoint, convert_official_state_dict
+Names load on first use, so that `omg convert --help` (which imports this package) does not import torch.
+"""
 
-__all__ = [
-    "LoadReport",
-    "UnmappedKeysError",
-    "WeightsMismatchError",
-    "convert_official_checkpoint",
-    "convert_official_state_dict",
-    "load_weights",
-    "save_weights",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "LoadReport": "omg_core.weights.io",
+    "WeightsMismatchError": "omg_core.weights.io",
+    "load_weights": "omg_core.weights.io",
+    "save_weights": "omg_core.weights.io",
+    "UnmappedKeysError": "omg_core.weights.official",
+    "convert_official_checkpoint": "omg_core.weights.official",
+    "convert_official_state_dict": "omg_core.weights.official",
+    # pulls in huggingface_hub
+    "from_pretrained": "omg_core.weights.hub",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def from_pretrained(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin lazy alias, see hub.from_pretrained
-    """See `omg_core.weights.hub.from_pretrained` (imported lazily: it pulls in huggingface_hub)."""
-    from omg_core.weights.hub import from_pretrained as _from_pretrained
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'omg_core.weights' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return _from_pretrained(*args, **kwargs)
+
+def __dir__() -> list[str]:
+    return __all__

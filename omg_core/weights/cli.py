@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from omg_core.weights.official import UnmappedKeysError, convert_official_checkpoint
-
 
 @click.command("convert")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -16,6 +14,8 @@ from omg_core.weights.official import UnmappedKeysError, convert_official_checkp
               help="Named model config the weights belong to.")
 def convert_command(src: Path, dst: Path, model_name: str) -> None:
     """Convert the official OMG-Seg checkpoint SRC (.pth) into the safetensors file DST."""
+    from omg_core.weights.official import UnmappedKeysError, convert_official_checkpoint
+
     try:
         written = convert_official_checkpoint(src, dst, model_name=model_name)
     except (UnmappedKeysError, ValueError) as error:

@@ -9,11 +9,18 @@ write_dataset("coco-panoptic", "out/", num=10, seed=0)
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
-from omg_data.synthetic.classes import HELD_OUT, shapes_world_categories
-from omg_data.synthetic.export import FORMATS, IMAGE_FORMATS, VIDEO_FORMATS
-from omg_data.synthetic.world import ShapesWorld
+from omg_data.synthetic.formats import FORMATS, IMAGE_FORMATS, VIDEO_FORMATS
+
+# the world and its classes need torch; loaded on first use so that `omg data --help` starts fast
+_LAZY = {
+    "HELD_OUT": "omg_data.synthetic.classes",
+    "shapes_world_categories": "omg_data.synthetic.classes",
+    "ShapesWorld": "omg_data.synthetic.world",
+}
 
 __all__ = [
     "FORMATS",
@@ -48,5 +55,16 @@ def write_dataset(
     Returns:
       out_dir as a Path.
     """
+    from omg_data.synthetic.world import ShapesWorld
+
     world = ShapesWorld(seed=seed, image_size=image_size, exclude_held_out=exclude_held_out)
     return world.write_dataset(format, out_dir, num, num_frames=num_frames)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'omg_data.synthetic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

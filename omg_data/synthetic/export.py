@@ -36,14 +36,11 @@ from omg_data.json_io import write_json
 from omg_data.panoptic_common import categories_json
 from omg_data.sample import Sample
 from omg_data.semantic_png import write_semantic_png
+from omg_data.synthetic.formats import FORMATS
 from omg_data.synthetic.world import ShapesWorld
 from omg_data.vipseg import write_vipseg, write_vipseg_raw
 from omg_data.vspw import write_vspw
 from omg_data.youtube_vis import write_youtube_vis
-
-IMAGE_FORMATS = ("coco-panoptic", "coco-instances", "coco-sam", "semantic", "ade20k", "cityscapes")
-VIDEO_FORMATS = ("youtube-vis", "vipseg", "vspw", "davis")
-FORMATS = IMAGE_FORMATS + VIDEO_FORMATS
 
 
 def write_dataset(world: ShapesWorld, format: str, out_dir: str | Path, num: int, num_frames: int = 8) -> Path:
