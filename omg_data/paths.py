@@ -7,6 +7,10 @@ from pathlib import Path
 from omg_data.errors import DataError
 
 
+class MissingPathError(DataError, FileNotFoundError):
+    """A path the user gave does not exist (a DataError, and a FileNotFoundError for callers that catch OS errors)."""
+
+
 def _what_it_is(path: Path) -> str:
     if path.is_dir():
         return "a folder"
@@ -22,14 +26,15 @@ def require_file(path: str | Path, expected: str = "a file") -> Path:
       path: the path the user gave.
       expected: what it should be, for the message ("a COCO panoptic JSON").
     Raises:
-      DataError: "does not exist", or "is a folder" when a folder was given where a file is expected.
+      MissingPathError: the path does not exist.
+      DataError: "is a folder" when a folder was given where a file is expected.
     """
     path = Path(path)
     if path.is_file():
         return path
     if not path.exists():
-        raise DataError(f"does not exist; expected {expected}", path)
-    raise DataError(f"is {_what_it_is(path)}, but {expected} is expected here; give the file itself", path)
+        raise MissingPathError(f"does not exist; expected {expected}", path)
+    raise DataError(f"is {_what_it_is(path)}; expected {expected}", path)
 
 
 def require_folder(path: str | Path, expected: str = "a folder") -> Path:
@@ -38,5 +43,5 @@ def require_folder(path: str | Path, expected: str = "a folder") -> Path:
     if path.is_dir():
         return path
     if not path.exists():
-        raise DataError(f"does not exist; expected {expected}", path)
-    raise DataError(f"is {_what_it_is(path)}, but {expected} is expected here; give the folder", path)
+        raise MissingPathError(f"does not exist; expected {expected}", path)
+    raise DataError(f"is {_what_it_is(path)}; expected {expected}", path)

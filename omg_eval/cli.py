@@ -1,4 +1,8 @@
-"""``omg eval``: evaluate prediction files of any task with its official metric; rich table out, JSON on request."""
+"""``omg eval``: evaluate prediction files of any task with its official metric; rich table out, JSON on request.
+
+This module imports neither torch nor NumPy: `omg eval --help` must start at once, and each evaluator imports what it
+uses when its task is asked for.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,31 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from omg_core.errors import InputError
+from omg_eval.anomalies import AnomalyLog, collect_anomalies
 from omg_eval.runner import EVALUATORS, SHARED_EVALUATORS, evaluate_task, evaluator_name_for
-from omg_eval.sharding import distributed_from_environment, is_main_process
+from omg_eval.sharding import distributed_from_environment, gather_objects, is_main_process
 
 #: Arrays with more values than this (COCO's precision curves: 10 x 101 x K x 4 x 3) stay out of the JSON file.
 MAX_JSON_ARRAY_VALUES = 10_000
 
+stderr = Console(stderr=True, soft_wrap=True)  # warning lines stay whole for grep and tests
+
+
+def _is_array(value: Any) -> bool:
+    """A NumPy array or torch tensor of at least one dimension (duck-typed: neither library is imported here)."""
+    return hasattr(value, "tolist") and hasattr(value, "shape") and getattr(value, "ndim", 0) > 0
+
 
 def _is_large_array(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.numel() > MAX_JSON_ARRAY_VALUES
-    return isinstance(value, np.ndarray) and value.size > MAX_JSON_ARRAY_VALUES
+    if not _is_array(value):
+        return False
+    size = value.numel() if callable(getattr(value, "numel", None)) else value.size
+    return size > MAX_JSON_ARRAY_VALUES
 
 
 def to_json_ready(value: Any) -> Any:
@@ -33,7 +44,7 @@ def to_json_ready(value: Any) -> Any:
     figures) to lists, NaN to null; arrays above MAX_JSON_ARRAY_VALUES values (AP curves) left out."""
     if isinstance(value, dict):
         return {str(k): to_json_ready(v) for k, v in value.items() if not _is_large_array(v)}
-    if isinstance(value, (np.ndarray, torch.Tensor)) and value.ndim > 0:
+    if _is_array(value):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
         return [to_json_ready(v) for v in value]
@@ -48,7 +59,7 @@ def summary_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) rows of the headline figures: top-level numbers and one level of groups (e.g. All.pq)."""
     rows = []
     for name, value in figures.items():
-        if name.startswith("per_class") or isinstance(value, (np.ndarray, list)):
+        if name.startswith("per_class") or isinstance(value, list) or _is_array(value):
             continue
         if isinstance(value, dict):
             rows.extend((f"{name}.{k}", _format(v)) for k, v in value.items() if isinstance(v, (int, float)))
@@ -139,8 +150,14 @@ def _all_tasks_with_inputs(predictions: Path, ground_truth: Path | None) -> list
     help="ground-truth file or folder (not needed for interactive)",
 )
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write figures as JSON")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="refuse inputs the official evaluator accepts but are odd (by default they are scored as the official tool "
+    "scores them, with one warning line per kind)",
+)
 def eval_command(
-    task: str | None, all_tasks: bool, predictions: Path, ground_truth: Path | None, output: Path | None
+    task: str | None, all_tasks: bool, predictions: Path, ground_truth: Path | None, output: Path | None, strict: bool
 ) -> None:
     if (task is None) == (not all_tasks):
         raise click.UsageError("give either --task T or --all")
@@ -153,7 +170,7 @@ def eval_command(
         console = Console(quiet=not is_main_process())  # one table, printed by rank 0
         results: dict[str, Any] = {}
         for name, evaluator, task_predictions, task_truth in jobs:
-            results[name] = _evaluate_one(console, name, evaluator, task_predictions, task_truth)
+            results[name] = _evaluate_one(console, name, evaluator, task_predictions, task_truth, strict)
         if output is not None and is_main_process():
             output.parent.mkdir(parents=True, exist_ok=True)
             payload = results if all_tasks else next(iter(results.values()))
@@ -162,7 +179,7 @@ def eval_command(
 
 
 def _evaluate_one(
-    console: Console, name: str, evaluator: str, predictions: Path, ground_truth: Path | None
+    console: Console, name: str, evaluator: str, predictions: Path, ground_truth: Path | None, strict: bool
 ) -> dict[str, Any]:
     with Progress(
         SpinnerColumn(),
@@ -175,9 +192,11 @@ def _evaluate_one(
     ) as progress:
         bar = progress.add_task(name, total=None)
         try:
-            figures = evaluate_task(evaluator, predictions, ground_truth, lambda n: progress.advance(bar, n))
-        except (ValueError, KeyError, FileNotFoundError, TypeError) as error:
-            raise InputError(f"{name}: {error.args[0] if error.args else error}") from error
+            with collect_anomalies(strict) as anomalies:
+                figures = evaluate_task(evaluator, predictions, ground_truth, lambda n: progress.advance(bar, n))
+        except (ValueError, KeyError, OSError, TypeError) as error:
+            raise InputError(f"{name}: {_describe(error)}") from error
+    _warn_anomalies(name, anomalies)
     table = Table(title=f"{name} evaluation", show_lines=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -185,3 +204,20 @@ def _evaluate_one(
         table.add_row(row_name, value)
     console.print(table)
     return figures
+
+
+def _describe(error: Exception) -> str:
+    """The message of an evaluator's error, whole (``args[0]`` alone would print 'utf-8' for a decoding error)."""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])  # str() of a KeyError adds quotes
+    return str(error) or type(error).__name__
+
+
+def _warn_anomalies(name: str, anomalies: AnomalyLog) -> None:
+    """One warning line per kind of anomaly, counted over every rank, printed by rank 0."""
+    merged = AnomalyLog()
+    for kinds in gather_objects(anomalies.kinds):
+        merged.merge(kinds)
+    if is_main_process():
+        for line in merged.lines(name):
+            stderr.print(f"[bold yellow]warning:[/] {line}", highlight=False)

@@ -10,9 +10,12 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from omg_data.paths import MissingPathError, require_file, require_folder
 
 Progress = Callable[[int], None]
+PathKind = Literal["file", "folder", "file or folder"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Evaluator:
     module / function: where the evaluator lives (imported lazily).
     predictions / ground_truth: what the two paths must be, for help texts and errors.
     call: adapts (predictions, ground truth, progress) to the evaluator's own signature.
+    prediction_kind / truth_kind: whether each path is a file, a folder, or may be either.
     """
 
     module: str
@@ -29,6 +33,8 @@ class Evaluator:
     predictions: str
     ground_truth: str | None
     call: Callable[[Callable[..., dict[str, Any]], Path, Path | None, Progress | None], dict[str, Any]]
+    prediction_kind: PathKind
+    truth_kind: PathKind
 
     def load(self) -> Callable[..., dict[str, Any]]:
         return getattr(importlib.import_module(self.module), self.function)
@@ -59,6 +65,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "COCO panoptic JSON (PNGs in the folder of the same name)",
         "COCO panoptic JSON (same layout)",
         _panoptic,
+        "file or folder",
+        "file or folder",
     ),
     "instance": Evaluator(
         "omg_eval.instance_files",
@@ -66,6 +74,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "COCO results JSON",
         "COCO instances JSON",
         lambda evaluate, pred, gt, progress: evaluate(gt, pred, progress=progress),
+        "file",
+        "file",
     ),
     "semantic": Evaluator(
         "omg_eval.semantic_files",
@@ -73,6 +83,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "folder of label PNGs",
         "folder of label PNGs (255 = unlabelled)",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt, progress=progress),
+        "folder",
+        "folder",
     ),
     "interactive": Evaluator(
         "omg_eval.interactive_files",
@@ -80,6 +92,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "JSON {'objects': [{'click_ious': [...], 'box_iou': x}]}",
         None,
         lambda evaluate, pred, gt, progress: evaluate(pred, progress=progress),
+        "file",
+        "file",
     ),
     "video-panoptic": Evaluator(
         "omg_eval.video_panoptic_files",
@@ -87,6 +101,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "folder of <video>/<frame>.png VIPSeg masks",
         "VIPSeg panomasks folder (categories from the panoVIPSeg_categories.json in it or beside it)",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt),
+        "folder",
+        "folder",
     ),
     "video-semantic": Evaluator(
         "omg_eval.video_semantic_files",
@@ -94,6 +110,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "folder of <video>/<frame>.png label maps",
         "VSPW data folder",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt),
+        "folder",
+        "folder",
     ),
     "video-instance": Evaluator(
         "omg_eval.video_instance_io",
@@ -101,6 +119,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "YouTube-VIS results JSON",
         "YouTube-VIS JSON",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt),
+        "file",
+        "file",
     ),
     "vos": Evaluator(
         "omg_eval.vos_io",
@@ -108,6 +128,8 @@ EVALUATORS: dict[str, Evaluator] = {
         "folder of <sequence>/<frame>.png masks",
         "DAVIS Annotations folder",
         lambda evaluate, pred, gt, progress: evaluate(pred, gt),
+        "folder",
+        "folder",
     ),
 }
 
@@ -129,19 +151,28 @@ def evaluate_task(
 
     Raises:
       KeyError: unknown task (the message lists the known ones).
-      FileNotFoundError: a path that does not exist.
+      MissingPathError (a FileNotFoundError): a path that does not exist.
+      DataError (a ValueError): a folder given where a file is expected or the reverse.
       ValueError: a ground truth missing for a task that needs one.
     """
     if task not in EVALUATORS:
         raise KeyError(f"no evaluator for task {task!r}; known tasks: {', '.join(sorted(EVALUATORS))}")
     evaluator = EVALUATORS[task]
-    pred_path = Path(predictions)
-    if not pred_path.exists():
-        raise FileNotFoundError(f"predictions {pred_path} do not exist (expected: {evaluator.predictions})")
+    pred_path = _require(Path(predictions), evaluator.prediction_kind, f"predictions: {evaluator.predictions}")
     gt_path = Path(ground_truth) if ground_truth is not None else None
     if evaluator.ground_truth is not None:
         if gt_path is None:
             raise ValueError(f"task {task!r} needs --ground-truth ({evaluator.ground_truth})")
-        if not gt_path.exists():
-            raise FileNotFoundError(f"ground truth {gt_path} does not exist (expected: {evaluator.ground_truth})")
+        gt_path = _require(gt_path, evaluator.truth_kind, f"ground truth: {evaluator.ground_truth}")
     return evaluator.call(evaluator.load(), pred_path, gt_path, progress)
+
+
+def _require(path: Path, kind: PathKind, expected: str) -> Path:
+    """``path`` when it is the kind of path expected; otherwise an error saying what it is and what was expected."""
+    if kind == "file":
+        return require_file(path, f"a file ({expected})")
+    if kind == "folder":
+        return require_folder(path, f"a folder ({expected})")
+    if not path.exists():
+        raise MissingPathError(f"does not exist; expected a file or folder ({expected})", path)
+    return path
