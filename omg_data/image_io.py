@@ -20,7 +20,7 @@ def load_image(path: str | Path, record: str | None = None) -> torch.Tensor:
     Returns:
       3 x H x W uint8 tensor.
     """
-    image = _open(path, record).convert("RGB")
+    image = open_image(path, record).convert("RGB")
     # PIL's band split writes each channel contiguously: ~10x faster than permuting an H x W x 3 array
     return torch.from_numpy(np.stack([np.asarray(band) for band in image.split()]))  # 3 x H x W
 
@@ -36,7 +36,7 @@ def load_label_png(path: str | Path, record: str | None = None) -> np.ndarray:
     Returns:
       H x W (uint8 / int32) or H x W x 3 (uint8) array.
     """
-    image = _open(path, record)
+    image = open_image(path, record)
     if image.mode in ("P", "L", "1"):
         return np.asarray(image.convert("L") if image.mode == "1" else image).copy()
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -48,7 +48,8 @@ def load_label_png(path: str | Path, record: str | None = None) -> np.ndarray:
     )
 
 
-def _open(path: str | Path, record: str | None) -> Image.Image:
+def open_image(path: str | Path, record: str | None = None) -> Image.Image:
+    """Opens and decodes an image file; a missing, folder, corrupt or non-image file raises DataError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(

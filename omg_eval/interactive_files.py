@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from omg_data.json_io import read_json
 from omg_eval.interactive import InteractiveSegmentation
 from omg_eval.sharding import items_for_this_rank
 
@@ -26,9 +26,7 @@ def evaluate_interactive_file(
       ``InteractiveSegmentation.compute()`` plus ``num_objects``.
     """
     path = Path(results_json)
-    if not path.is_file():
-        raise FileNotFoundError(f"interactive results JSON {path} does not exist")
-    data = json.loads(path.read_text())
+    data = read_json(path, "the interactive results JSON")
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         raise ValueError(f"{path} must hold {{'objects': [{{'click_ious': [...], 'box_iou': ...}}, ...]}}")
     metric = InteractiveSegmentation(max_clicks=max_clicks)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from omg_data.image_io import open_image
 from omg_eval.semantic import SemanticSegmentation
 from omg_eval.sharding import items_for_this_rank
 
@@ -19,7 +19,7 @@ _MAX_CLASSES = 255
 
 
 def _read_labels(path: Path) -> torch.Tensor:
-    with Image.open(path) as image:
+    with open_image(path) as image:
         if image.mode not in ("L", "P", "I", "I;16"):
             raise ValueError(
                 f"{path} is a {image.mode} image; semantic label PNGs must be single-channel class indices (mode L/P)"

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from omg_data.image_io import open_image
 from omg_eval.sharding import items_for_this_rank
 from omg_eval.video_semantic import VideoSemanticMetric
 
@@ -34,7 +34,7 @@ def raw_vspw_to_labels(raw: torch.Tensor) -> torch.Tensor:
 
 
 def _read_labels(path: Path) -> torch.Tensor:
-    with Image.open(path) as image:
+    with open_image(path) as image:
         array = np.array(image)
     if array.ndim != 2:
         raise ValueError(f"{path} has shape {array.shape}; expected a single-channel (L or P mode) label PNG")

@@ -100,3 +100,39 @@ def test_json_output_turns_tensors_into_lists_and_leaves_out_only_large_arrays()
     ready = to_json_ready(figures)
     assert ready == {"vpq": 0.5, "per_class_pq": [0.25, None], "per_video": [1, 2], "nested": {"n": 3}}
     json.dumps(ready)  # plain JSON
+
+
+def test_non_utf8_json_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_bytes(b'{"objects": [{"click_ious": [0.5], "note": "caf\xe9"}]}')  # Latin-1, not UTF-8
+    result = invoke("eval", "--task", "interactive", "--predictions", str(results))
+    assert result.exit_code == EXIT_USER_ERROR
+    assert str(results) in result.output and "not UTF-8" in result.output and "0xe9" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_folder_given_for_a_file_and_file_for_a_folder_say_what_they_are(tmp_path: Path) -> None:
+    write_semantic_folders(tmp_path)
+    folder = tmp_path / "pred" / "semantic"
+    result = invoke("eval", "--task", "interactive", "--predictions", str(folder))
+    assert result.exit_code == EXIT_USER_ERROR
+    assert "is a folder; expected a file" in result.output and "does not exist" not in result.output
+    a_file = next(folder.glob("*.png"))
+    result = invoke("eval", "--task", "semantic", "--predictions", str(a_file), "--ground-truth",
+                    str(tmp_path / "gt" / "semantic"))
+    assert result.exit_code == EXIT_USER_ERROR
+    assert "is a file; expected a folder" in result.output and "does not exist" not in result.output
+    result = invoke("eval", "--task", "semantic", "--predictions", str(tmp_path / "missing"), "--ground-truth",
+                    str(tmp_path / "gt" / "semantic"))
+    assert result.exit_code == EXIT_USER_ERROR and "does not exist" in result.output
+
+
+def test_corrupt_png_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    write_semantic_folders(tmp_path)
+    corrupt = tmp_path / "pred" / "semantic" / "0.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
+    result = invoke("eval", "--task", "semantic", "--predictions", str(tmp_path / "pred" / "semantic"),
+                    "--ground-truth", str(tmp_path / "gt" / "semantic"))
+    assert result.exit_code == EXIT_USER_ERROR
+    assert str(corrupt) in result.output and "cannot decode image" in result.output
+    assert "Traceback" not in result.output
