@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from omg_data.json_io import read_json
+from omg_eval.anomalies import note_anomaly, reports_anomalies
 from omg_eval.instance import CocoMaskAP
 from omg_eval.sharding import items_for_this_rank
 
 
-def _load(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} JSON {path} does not exist")
-    with open(path) as handle:
-        return json.load(handle)
-
-
+@reports_anomalies
 def evaluate_instance_files(
     gt_json_file: str | Path, results_json_file: str | Path, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
@@ -34,24 +28,33 @@ def evaluate_instance_files(
       ``CocoMaskAP.compute()``'s dict.
 
     As ``COCO.loadRes``: when the first result carries a non-empty ``bbox``, every detection's area (used for the
-    small / medium / large ranges) is its box area, otherwise its mask area.
+    small / medium / large ranges) is its box area, otherwise its mask area. As ``COCOeval``, which evaluates only
+    the ground truth's categories, results of other categories are ignored (reported as an anomaly); a result for an
+    image the ground truth lacks is an error (``loadRes`` asserts).
     """
-    gt = _load(gt_json_file, "ground-truth")
-    results = _load(results_json_file, "results")
+    gt = read_json(gt_json_file, expected="a COCO instances JSON (the ground truth)")
+    results = read_json(results_json_file, expected="a COCO results JSON (a list of detections)")
+    if not isinstance(gt, dict):
+        raise ValueError(f"ground-truth JSON {gt_json_file} must be a dict; is it a COCO instances file?")
     for key in ("images", "annotations", "categories"):
         if key not in gt:
             raise ValueError(f"ground-truth JSON {gt_json_file} has no '{key}'; is it a COCO instances file?")
     if not isinstance(results, list):
         raise ValueError(f"results JSON {results_json_file} must be a list of detections (COCO results format)")
     images = {int(image["id"]): (int(image["height"]), int(image["width"])) for image in gt["images"]}
+    category_ids = {int(category["id"]) for category in gt["categories"]}
     gt_by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for annotation in gt["annotations"]:
         gt_by_image[int(annotation["image_id"])].append(annotation)
     box_areas = bool(results) and bool(results[0].get("bbox"))
     det_by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    # per image, the results whose category the ground truth lacks: (index in the file, category)
+    foreign_by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for index, result in enumerate(results):
         if "segmentation" not in result:
             raise ValueError(f"result {index} has no 'segmentation'; mask AP needs an RLE or polygon per detection")
+        if "category_id" not in result:
+            raise ValueError(f"result {index} has no 'category_id'")
         image_id = int(result["image_id"])
         if image_id not in images:
             raise ValueError(f"result {index} is for image {image_id}, which is not in the ground truth")
@@ -61,12 +64,33 @@ def evaluate_instance_files(
             result = {**result, "area": float(result["bbox"][2]) * float(result["bbox"][3])}
         elif "area" in result:
             result = {k: v for k, v in result.items() if k != "area"}  # loadRes recomputes it from the mask
+        if int(result["category_id"]) not in category_ids:
+            foreign_by_image[image_id].append((index, int(result["category_id"])))
+            continue
         det_by_image[image_id].append(result)
-    metric = CocoMaskAP([int(category["id"]) for category in gt["categories"]])
-    for image_id in items_for_this_rank(sorted(images)):
+    metric = CocoMaskAP(sorted(category_ids))
+    image_ids = items_for_this_rank(sorted(images))
+    _note_foreign_categories(foreign_by_image, image_ids)
+    for image_id in image_ids:
         height, width = images[image_id]
         metric.update(image_id, height, width, gt_by_image.get(image_id, []), det_by_image.get(image_id, []))
         if progress is not None:
             progress(1)
     metric.sync()
     return metric.compute()
+
+
+def _note_foreign_categories(foreign_by_image: dict[int, list[tuple[int, int]]], image_ids: list[int]) -> None:
+    """Report the ignored results of this rank's images (each rank its own share, so counts add up over ranks)."""
+    foreign = sorted(
+        (index, image_id, category) for image_id in image_ids for index, category in foreign_by_image[image_id]
+    )
+    if foreign:
+        index, image_id, category = foreign[0]
+        note_anomaly(
+            "instance-category-not-in-gt",
+            what="results for categories absent from the ground truth",
+            handling="ignored, as pycocotools' COCOeval does (it evaluates only the ground truth's categories)",
+            example=f"result {index} (image {image_id}, category {category})",
+            count=len(foreign),
+        )

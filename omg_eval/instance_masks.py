@@ -49,9 +49,19 @@ def to_rles(segmentations: Sequence[Any], height: int, width: int, image_id: int
     return rles
 
 
+# pycocotools' ``area`` sizes a scratch array as ``np.array((n,), dtype=np.uint8)``; under NumPy 2 that raises
+# OverflowError for n >= 256 RLEs in one call (pycocotools 2.0.11), so areas are taken in calls of at most 255.
+_AREA_CALL_LIMIT = 255
+
+
 def mask_areas(rles: Sequence[Rle]) -> np.ndarray:
-    """(N,) pixel counts of RLEs."""
-    return np.asarray(coco_mask.area(list(rles)), dtype=np.float64).reshape(-1) if rles else np.zeros(0)
+    """(N,) int64 pixel counts of compressed RLEs, any N (every area the evaluators take goes through here)."""
+    rles = list(rles)
+    areas = np.zeros(len(rles), dtype=np.int64)
+    for start in range(0, len(rles), _AREA_CALL_LIMIT):
+        chunk = rles[start : start + _AREA_CALL_LIMIT]
+        areas[start : start + len(chunk)] = np.asarray(coco_mask.area(chunk), dtype=np.int64).reshape(-1)
+    return areas
 
 
 def mask_ious(det_rles: Sequence[Rle], gt_rles: Sequence[Rle], gt_crowd: np.ndarray) -> np.ndarray:

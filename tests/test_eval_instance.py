@@ -14,8 +14,10 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from omg_eval.anomalies import EvaluationAnomalyWarning, StrictAnomalyError, collect_anomalies
 from omg_eval.instance import CocoMaskAP
 from omg_eval.instance_files import evaluate_instance_files
+from omg_eval.instance_masks import mask_areas
 
 # pycocotools' mask.decode trips NumPy 2's copy-keyword deprecation; it is the reference's own code, not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -132,6 +134,72 @@ def test_mask_ap_equals_pycocotools(
     np.testing.assert_array_equal(ours["precision"], reference.eval["precision"])
     np.testing.assert_array_equal(ours["recall"], reference.eval["recall"])
     assert -1 < ours["AP"] < 1  # a non-degenerate data set: figures that could drift
+
+
+def _crowded_dataset(seed: int) -> tuple[dict, list[dict]]:
+    """One image with 300 detections of category 1 (pycocotools' ``area`` overflows at 256 RLEs in one call) plus
+    results for category 99, which the ground truth lacks (COCOeval ignores them)."""
+    gt, results = _dataset(seed, with_boxes=False)
+    rng = np.random.default_rng(seed + 100)
+    height, width = 120, 130
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(2, 40, size=2))
+        y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+        results.append(
+            {
+                "image_id": 2,
+                "category_id": 1,
+                "segmentation": _rle(_box_mask(height, width, y, x, h, w)),
+                "score": float(np.round(rng.random(), 3)),
+            }
+        )
+    for image_id, score in ((4, 0.99), (2, 0.5), (9, 0.7)):
+        results.append(
+            {
+                "image_id": image_id,
+                "category_id": 99,
+                "segmentation": _rle(_box_mask(height, width, 10, 10, 30, 30)),
+                "score": score,
+            }
+        )
+    return gt, results
+
+
+@pytest.mark.parametrize("count", [0, 1, 255, 256, 300, 511, 600])
+def test_mask_areas_of_many_rles(count: int) -> None:
+    rng = np.random.default_rng(count)
+    masks = rng.random((count, 9, 11)) > rng.random((count, 1, 1))
+    rles = [coco_mask.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    areas = mask_areas(rles)
+    assert areas.dtype == np.int64 and areas.shape == (count,)
+    np.testing.assert_array_equal(areas, masks.sum((1, 2)))
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_crowded_image_and_foreign_category_equal_pycocotools(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    gt, results = _crowded_dataset(6)
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    reference = _pycocotools(gt_path, results_path)
+    with collect_anomalies() as log:
+        ours = evaluate_instance_files(gt_path, results_path)
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([ours[n] for n in names], reference.stats, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours["precision"], reference.eval["precision"])
+    np.testing.assert_array_equal(ours["recall"], reference.eval["recall"])
+    assert -1 < ours["AP"] < 1
+    assert log.counts() == {"instance-category-not-in-gt": 3}
+    anomaly = log.kinds["instance-category-not-in-gt"]
+    first = len(results) - 3
+    assert anomaly.example == f"result {first} (image 4, category 99)"
+    with collect_anomalies(strict=True), pytest.raises(StrictAnomalyError, match="category 99"):
+        evaluate_instance_files(gt_path, results_path)
+    with pytest.warns(EvaluationAnomalyWarning, match="3 results for categories absent from the ground truth"):
+        evaluate_instance_files(gt_path, results_path)
 
 
 def test_metric_accepts_tensor_masks_and_splits_like_whole(tmp_path: Path) -> None:
