@@ -7,7 +7,9 @@ copy of panopticapi; the benchmark checks it agrees with ``PanopticQuality`` bef
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -251,3 +253,22 @@ def synthetic_instances(num_images: int, seed: int = 0) -> tuple[dict[str, Any],
             )
     categories = [{"id": c, "name": str(c)} for c in range(1, 21)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
+
+
+def write_panoptic_files(images: list[dict[str, Any]], root: Path) -> None:
+    """Writes ``synthetic_panoptic`` images as COCO panoptic files: root/gt.json + root/gt/*.png, root/pred.json +
+    root/pred/*.png (ids as RGB colours, PNG level 6 as COCO's files)."""
+    from PIL import Image
+
+    for side in ("gt", "pred"):
+        (root / side).mkdir(parents=True, exist_ok=True)
+    annotations: dict[str, list[dict[str, Any]]] = {"gt": [], "pred": []}
+    for image in images:
+        name = f"{image['image_id']:06d}.png"
+        for side in ("gt", "pred"):
+            Image.fromarray(id_map_to_rgb(image[side])).save(root / side / name, compress_level=6)
+            annotations[side].append(
+                {"image_id": image["image_id"], "file_name": name, "segments_info": image[f"{side}_segments"]}
+            )
+    (root / "gt.json").write_text(json.dumps({"annotations": annotations["gt"], "categories": CATEGORIES}))
+    (root / "pred.json").write_text(json.dumps({"annotations": annotations["pred"]}))

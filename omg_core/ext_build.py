@@ -14,6 +14,7 @@ Every fused op in OMG (deformable attention in ``omg_core.ops``, metric kernels 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import threading
@@ -56,19 +57,26 @@ def compiler_available() -> bool:
     return any(shutil.which(cxx) for cxx in (os.environ.get("CXX", "c++"), "g++", "clang++"))
 
 
+def _cpp_extension() -> ModuleType:
+    """``torch.utils.cpp_extension``, imported without its "No CUDA runtime is found" log line: on a machine with the
+    CUDA toolkit but no GPU that line is printed by every command that loads a kernel, and says nothing actionable
+    (the CUDA sources are simply left out of the build)."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import torch.utils.cpp_extension
+
+    return torch.utils.cpp_extension
+
+
 def cuda_build_available() -> bool:
     import torch
-    from torch.utils.cpp_extension import CUDA_HOME
 
-    return bool(torch.cuda.is_available() and CUDA_HOME is not None)
+    return bool(torch.cuda.is_available() and _cpp_extension().CUDA_HOME is not None)
 
 
 @functools.cache
 def _load_cached(name: str, sources: tuple[str, ...], with_cuda: bool, extra_cflags: tuple[str, ...]) -> ModuleType:
-    from torch.utils.cpp_extension import load
-
     cflags = ["-O3", *extra_cflags]
-    return load(
+    return _cpp_extension().load(
         name=name,
         sources=list(sources),
         extra_cflags=cflags,
