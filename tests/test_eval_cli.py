@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -136,3 +137,43 @@ def test_corrupt_png_is_one_line_naming_the_file(tmp_path: Path) -> None:
     assert result.exit_code == EXIT_USER_ERROR
     assert str(corrupt) in result.output and "cannot decode image" in result.output
     assert "Traceback" not in result.output
+
+
+def _instances_with_a_foreign_category(root: Path) -> tuple[Path, Path]:
+    """A COCO instances pair whose results hold two detections of category 99, which the ground truth lacks."""
+    from pycocotools import mask as coco_mask
+
+    square = np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 1
+    rle = coco_mask.encode(np.asfortranarray(square))
+    rle = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+    gt = {
+        "images": [{"id": 1, "height": 8, "width": 8}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": rle, "area": 16.0,
+                         "bbox": [2, 2, 4, 4], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "square"}],
+    }
+    results = [{"image_id": 1, "category_id": c, "segmentation": rle, "score": s} for c, s in ((1, 0.9), (99, 0.8),
+                                                                                            (99, 0.7))]
+    (root / "gt.json").write_text(json.dumps(gt))
+    (root / "results.json").write_text(json.dumps(results))
+    return root / "results.json", root / "gt.json"
+
+
+def test_anomalies_are_scored_as_the_official_tool_with_one_warning_line_and_refused_with_strict(
+    tmp_path: Path,
+) -> None:
+    predictions, truth = _instances_with_a_foreign_category(tmp_path)
+    out = tmp_path / "figures.json"
+    args = ["eval", "--task", "instance", "--predictions", str(predictions), "--ground-truth", str(truth)]
+    result = invoke(*args, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    # the foreign detections are ignored, as COCOeval does: the one matching detection scores AP 1
+    assert json.loads(out.read_text())["AP"] == pytest.approx(1.0, abs=1e-12)
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, result.output
+    assert "instance: 2 results for categories absent from the ground truth" in warnings[0]
+    assert "category 99" in warnings[0] and "--strict" in warnings[0]
+    result = invoke(*args, "--strict")
+    assert result.exit_code == EXIT_USER_ERROR
+    assert "category 99" in result.output and "--strict" in result.output and "Traceback" not in result.output
