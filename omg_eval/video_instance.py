@@ -148,7 +148,10 @@ class YouTubeVISMetric(Metric):
           gt_labels, gt_iscrowd: (G,).
           gt_frame_areas: (G, T) per-frame ground-truth areas used for the size bins (NaN or 0 where absent).
           intersections: (D, G) pixels shared by each pair over the whole video.
-          pred_areas, gt_areas: (D,), (G,) total mask pixels of each track over the video.
+          pred_areas: (D,) total mask pixels of each predicted track over the frames it is compared on.
+          gt_areas: (G,) total mask pixels of each ground-truth track over the video, or (D, G) over the frames
+            each pair is compared on (the official zips the two per-frame lists, so a predicted track shorter than
+            the video is compared with the first frames of each ground-truth track only).
         """
         known = set(self.category_ids)
         for name, labels in (("pred_labels", pred_labels), ("gt_labels", gt_labels)):
@@ -169,7 +172,7 @@ class YouTubeVISMetric(Metric):
                 "gt_labels": gt_labels.detach().to(torch.int64).cpu(),
                 "gt_iscrowd": gt_iscrowd.detach().to(torch.bool).cpu(),
                 "gt_avg_areas": mean_present_area(gt_frame_areas),
-                "ious": iou_from_counts(intersections.cpu(), pred_areas.cpu(), gt_areas.cpu()),
+                "ious": _track_ious(intersections.cpu(), pred_areas.cpu(), gt_areas.cpu()),
             }
         )
 
@@ -214,6 +217,19 @@ class YouTubeVISMetric(Metric):
                     if curves is not None:
                         precision[:, :, k, a, m], recall[:, k, a, m] = curves
         return summarize(precision, recall, self.category_ids)
+
+
+def _track_ious(intersections: torch.Tensor, pred_areas: torch.Tensor, gt_areas: torch.Tensor) -> torch.Tensor:
+    """(D, G) IoUs from intersections, (D,) predicted areas and (G,) or per-pair (D, G) ground-truth areas."""
+    if gt_areas.dim() == 1:
+        return iou_from_counts(intersections, pred_areas, gt_areas)
+    if gt_areas.shape != intersections.shape:
+        raise ValueError(f"gt_areas {tuple(gt_areas.shape)} must be (G,) or (D, G) = {tuple(intersections.shape)}")
+    # iou_from_counts on the pairs as one row: unions = (pred + gt areas of the pair) - intersection, as in (D,) + (G,)
+    totals = (pred_areas[:, None] + gt_areas).reshape(1, -1)
+    return iou_from_counts(intersections.reshape(-1)[None, :], torch.zeros(1, dtype=totals.dtype), totals[0]).reshape(
+        intersections.shape
+    )
 
 
 def summarize(precision: np.ndarray, recall: np.ndarray, category_ids: list[int]) -> dict[str, Any]:

@@ -6,32 +6,38 @@ Formats (YouTube-VIS 2019/2021):
     ``null``; ``areas``: one per frame, number or ``null``; ``iscrowd`` optional).
   results file: a list of ``{"video_id", "category_id", "score", "segmentations"}``, one per predicted track, with one
     RLE (or ``null``) per frame.
+
+Inputs handled as ``ytvoseval`` handles them: any falsy segmentation (``null``, ``[]``, ``{}``) or area is an absent
+frame (it tests ``if seg``); results of categories the annotation file lacks are ignored (it evaluates only
+``sorted(gt.getCatIds())``); a result track whose list is longer or shorter than its video is compared frame by frame
+with ``zip`` (extra frames dropped, a short track compared on its own frames only), while the mean area that bins it
+by size takes all of its listed frames (``loadRes`` computes it before any comparison). The last two are reported as
+anomalies (:mod:`omg_eval.anomalies`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from omg_data.json_io import read_json
+from omg_eval.anomalies import note_anomaly, reports_anomalies
+from omg_eval.instance_masks import mask_areas
 from omg_eval.kernels.video_overlap import rle_pair_intersections
 from omg_eval.sharding import items_for_this_rank
 from omg_eval.video_instance import YouTubeVISMetric
 
+RleTrack = list[dict | None]  # one compressed RLE, or None where absent, per listed frame
 
-def _load_json(source: str | Path | dict | list, what: str) -> Any:
+
+def _load_json(source: str | Path | dict | list, expected: str) -> Any:
     if isinstance(source, (dict, list)):
         return source
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
-    with path.open() as handle:
-        return json.load(handle)
+    return read_json(source, expected=expected)
 
 
 def _video_frames(video: dict) -> int:
@@ -43,8 +49,9 @@ def _video_frames(video: dict) -> int:
 
 
 def _to_rle(segmentation: Any, height: int, width: int, where: str) -> dict | None:
-    """A frame's segmentation as a compressed RLE, or None for ``null`` (track absent from the frame)."""
-    if segmentation is None:
+    """A frame's segmentation as a compressed RLE, or None where the track is absent: ``null`` or any other falsy
+    value (``[]``, ``{}``), as ytvoseval's ``if seg``."""
+    if not segmentation:
         return None
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
@@ -63,10 +70,15 @@ def _to_rle(segmentation: Any, height: int, width: int, where: str) -> dict | No
     raise ValueError(f"{where}: a segmentation must be an RLE dict with 'size' and 'counts', a polygon list or null")
 
 
-def _check_track(track: dict, num_frames: int, where: str) -> list:
+def _segmentations(track: dict, where: str) -> list:
     segmentations = track.get("segmentations")
     if not isinstance(segmentations, list):
         raise ValueError(f"{where}: 'segmentations' must be a list with one entry per frame")
+    return segmentations
+
+
+def _check_track(track: dict, num_frames: int, where: str) -> list:
+    segmentations = _segmentations(track, where)
     if len(segmentations) != num_frames:
         raise ValueError(
             f"{where}: {len(segmentations)} segmentations for a video of {num_frames} frames; give one per frame "
@@ -75,41 +87,69 @@ def _check_track(track: dict, num_frames: int, where: str) -> list:
     return segmentations
 
 
-def _frame_areas(rles: list[list[dict | None]], num_frames: int) -> torch.Tensor:
-    """(N, T) int64 per-frame areas straight from the RLEs (0 where a track is absent), in one pycocotools call."""
-    areas = torch.zeros(len(rles) * num_frames, dtype=torch.int64)
-    present = [n * num_frames + t for n, track in enumerate(rles) for t, rle in enumerate(track) if rle is not None]
+def _frame_areas(rles: list[RleTrack], num_frames: int) -> torch.Tensor:
+    """(N, F) int64 per-frame areas straight from the RLEs (0 where a track is absent or not listed), F the longest
+    of ``num_frames`` and the tracks."""
+    columns = max([num_frames, *(len(track) for track in rles)])
+    areas = torch.zeros(len(rles) * columns, dtype=torch.int64)
+    present = [n * columns + t for n, track in enumerate(rles) for t, rle in enumerate(track) if rle is not None]
     if present:
         flat = [rle for track in rles for rle in track if rle is not None]
-        areas[present] = torch.from_numpy(mask_utils.area(flat).astype(np.int64))
-    return areas.reshape(len(rles), num_frames)
+        areas[present] = torch.from_numpy(mask_areas(flat))
+    return areas.reshape(len(rles), columns)
 
 
 def _video_counts(
-    pred_rles: list[list[dict | None]],
+    pred_rles: list[RleTrack],
     pred_labels: list[int],
-    gt_rles: list[list[dict | None]],
+    gt_rles: list[RleTrack],
     gt_labels: list[int],
     num_frames: int,
     height: int,
     width: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Intersections (D, G) and per-frame areas (D, T), (G, T) of one video.
+) -> dict[str, torch.Tensor]:
+    """The counts of one video that :meth:`YouTubeVISMetric.add_video_statistics` takes.
 
-    Only pairs of the same category are ever compared, so only those are counted; the intersections of the other
-    pairs are -1 (their IoU is NaN and never read).
+    Ground-truth tracks have ``num_frames`` entries; a predicted track may list more or fewer. Each pair is compared
+    over the frames both list (ytvoseval's ``zip``): a longer track's extra frames are dropped, and a shorter track is
+    compared with the ground truth's first frames only, so its ground-truth areas are per pair. Only pairs of the same
+    category are ever compared, so only those are counted; the intersections of the other pairs are -1 (their IoU is
+    NaN and never read).
+
+    Returns:
+      ``intersections`` (D, G); ``pred_frame_areas`` (D, F) over every listed frame (the size bins use them all);
+      ``gt_frame_areas`` (G, T); ``pred_areas`` (D,) over the compared frames; ``gt_areas`` (G,), or (D, G) when a
+      predicted track's length differs from the video's.
     """
     pred_frame_areas = _frame_areas(pred_rles, num_frames)
     gt_frame_areas = _frame_areas(gt_rles, num_frames)
+    lengths = [min(len(track), num_frames) for track in pred_rles]  # frames each track is compared on
+    compared = [(track + [None] * num_frames)[:num_frames] for track in pred_rles]
     intersections = torch.full((len(pred_rles), len(gt_rles)), -1, dtype=torch.int64)
     pairs = torch.tensor(
         [(i, j) for i, p in enumerate(pred_labels) for j, g in enumerate(gt_labels) if p == g], dtype=torch.int64
     ).reshape(-1, 2)
     if len(pairs):
-        intersections[pairs[:, 0], pairs[:, 1]] = rle_pair_intersections(pred_rles, gt_rles, pairs, height, width)
-    return intersections, pred_frame_areas, gt_frame_areas
+        intersections[pairs[:, 0], pairs[:, 1]] = rle_pair_intersections(compared, gt_rles, pairs, height, width)
+    frame_index = torch.arange(pred_frame_areas.shape[1])
+    pred_areas = torch.where(
+        frame_index[None, :] < torch.tensor(lengths, dtype=torch.int64)[:, None], pred_frame_areas, 0
+    ).sum(1)
+    if all(length == num_frames for length in lengths):
+        gt_areas = gt_frame_areas.sum(1)
+    else:  # the ground truth's pixels over each predicted track's first frames: prefix sums, per pair
+        prefix = torch.cat([torch.zeros(len(gt_rles), 1, dtype=torch.int64), gt_frame_areas.cumsum(1)], dim=1)
+        gt_areas = prefix[:, lengths].T.contiguous()  # D x G
+    return {
+        "intersections": intersections,
+        "pred_frame_areas": pred_frame_areas,
+        "gt_frame_areas": gt_frame_areas,
+        "pred_areas": pred_areas,
+        "gt_areas": gt_areas,
+    }
 
 
+@reports_anomalies
 def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | dict) -> dict[str, Any]:
     """Evaluate YouTube-VIS results against an annotation file.
 
@@ -121,17 +161,22 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
       The figures of :meth:`YouTubeVISMetric.compute` (AP, AP50, AP75, AP_small, ..., AR100, AP_per_category).
 
     Raises:
-      ValueError: for results naming unknown videos or categories, per-frame lists of the wrong length, masks at the
-        wrong size, or a malformed annotation (the message names the track and the fix).
+      ValueError: for results naming unknown videos, masks at the wrong size, or a malformed annotation (the message
+        names the track and the fix).
+
+    Results of categories the annotation file lacks and result tracks longer or shorter than their video are scored
+    as ytvoseval scores them (see the module docstring) and reported with :func:`omg_eval.anomalies.note_anomaly`.
     """
-    gt = _load_json(gt_json, "annotation file")
-    results = _load_json(results_json, "results file")
+    gt = _load_json(gt_json, "a YouTube-VIS annotation JSON (the ground truth)")
+    results = _load_json(results_json, "a YouTube-VIS results JSON (a list of predicted tracks)")
     if not isinstance(gt, dict) or not {"videos", "categories", "annotations"} <= gt.keys():
         raise ValueError("the annotation file must be a dict with 'videos', 'categories' and 'annotations'")
     if not isinstance(results, list):
         raise ValueError("the results file must be a list of {video_id, category_id, score, segmentations}")
     videos = {video["id"]: video for video in gt["videos"]}
-    metric = YouTubeVISMetric([category["id"] for category in gt["categories"]])
+    category_ids = [int(category["id"]) for category in gt["categories"]]
+    metric = YouTubeVISMetric(category_ids)
+    known_categories = set(category_ids)
     gt_by_video: dict[Any, list[dict]] = defaultdict(list)
     for annotation in gt["annotations"]:
         if annotation.get("video_id") not in videos:
@@ -139,7 +184,9 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
                 f"annotation {annotation.get('id')!r} refers to unknown video {annotation.get('video_id')!r}"
             )
         gt_by_video[annotation["video_id"]].append(annotation)
-    pred_by_video: dict[Any, list[dict]] = defaultdict(list)
+    # per video: (index in the results file, result), and the results of categories the annotation file lacks
+    pred_by_video: dict[Any, list[tuple[int, dict]]] = defaultdict(list)
+    foreign_by_video: dict[Any, list[tuple[int, int]]] = defaultdict(list)
     for index, result in enumerate(results):
         missing = {"video_id", "category_id", "score", "segmentations"} - result.keys()
         if missing:
@@ -149,17 +196,23 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
                 f"result {index} refers to video {result['video_id']!r}, which is not in the annotation file; "
                 "evaluate against the annotation file the results were made for"
             )
-        pred_by_video[result["video_id"]].append(result)
-    for video_id in items_for_this_rank(sorted(videos)):
+        _segmentations(result, f"result {index}")
+        if int(result["category_id"]) in known_categories:
+            pred_by_video[result["video_id"]].append((index, result))
+        else:
+            foreign_by_video[result["video_id"]].append((index, int(result["category_id"])))
+    video_ids = items_for_this_rank(sorted(videos))
+    _note_anomalies(video_ids, videos, pred_by_video, foreign_by_video)
+    for video_id in video_ids:
         video = videos[video_id]
         height, width, num_frames = int(video["height"]), int(video["width"]), _video_frames(video)
-        preds, gts = pred_by_video[video_id], gt_by_video[video_id]
+        preds, gts = [result for _, result in pred_by_video[video_id]], gt_by_video[video_id]
         if not preds and not gts:
             continue
         pred_rles = [
             [
                 _to_rle(s, height, width, f"result for video {video_id} frame {t}")
-                for t, s in enumerate(_check_track(p, num_frames, f"a result for video {video_id}"))
+                for t, s in enumerate(p["segmentations"])
             ]
             for p in preds
         ]
@@ -171,23 +224,61 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             areas = annotation.get("areas")
             if not isinstance(areas, list) or len(areas) != num_frames:
                 raise ValueError(f"{where}: 'areas' must list one area (or null) per frame")
-            gt_areas.append([float("nan") if a is None else float(a) for a in areas])
+            gt_areas.append([float(a) if a else float("nan") for a in areas])  # falsy: absent, as ytvoseval's `if a`
         pred_labels = [int(p["category_id"]) for p in preds]
         gt_labels = [int(a["category_id"]) for a in gts]
-        intersections, pred_frame_areas, gt_mask_areas = _video_counts(
-            pred_rles, pred_labels, gt_rles, gt_labels, num_frames, height, width
-        )
+        counts = _video_counts(pred_rles, pred_labels, gt_rles, gt_labels, num_frames, height, width)
         metric.add_video_statistics(
             video_id=video_id,
             pred_scores=torch.tensor([float(p["score"]) for p in preds], dtype=torch.float64),
             pred_labels=torch.tensor(pred_labels, dtype=torch.int64),
-            pred_frame_areas=pred_frame_areas,
+            pred_frame_areas=counts["pred_frame_areas"],
             gt_labels=torch.tensor(gt_labels, dtype=torch.int64),
             gt_iscrowd=torch.tensor([bool(a.get("iscrowd", 0)) for a in gts], dtype=torch.bool),
             gt_frame_areas=torch.tensor(gt_areas, dtype=torch.float64).reshape(len(gts), num_frames),
-            intersections=intersections,
-            pred_areas=pred_frame_areas.sum(1),
-            gt_areas=gt_mask_areas.sum(1),
+            intersections=counts["intersections"],
+            pred_areas=counts["pred_areas"],
+            gt_areas=counts["gt_areas"],
         )
     metric.sync()
     return metric.compute()
+
+
+def _note_anomalies(
+    video_ids: list[Any],
+    videos: dict[Any, dict],
+    pred_by_video: dict[Any, list[tuple[int, dict]]],
+    foreign_by_video: dict[Any, list[tuple[int, int]]],
+) -> None:
+    """Report the anomalies of this rank's videos (each rank its own share, so counts add up over ranks)."""
+    foreign = sorted(
+        (index, video_id, category) for video_id in video_ids for index, category in foreign_by_video[video_id]
+    )
+    if foreign:
+        index, video_id, category = foreign[0]
+        note_anomaly(
+            "video-instance-category-not-in-gt",
+            what="result tracks of categories absent from the annotation file",
+            handling="ignored, as ytvoseval does (it evaluates only the annotation file's categories)",
+            example=f"result {index} (video {video_id!r}, category {category})",
+            count=len(foreign),
+        )
+    mismatched = sorted(
+        (index, video_id, len(result["segmentations"]), _video_frames(videos[video_id]))
+        for video_id in video_ids
+        for index, result in pred_by_video[video_id]
+        if len(result["segmentations"]) != _video_frames(videos[video_id])
+    )
+    if mismatched:
+        index, video_id, length, num_frames = mismatched[0]
+        note_anomaly(
+            "video-instance-track-length",
+            what="result tracks whose 'segmentations' list is longer or shorter than their video",
+            handling=(
+                "scored as ytvoseval scores them: compared with each ground-truth track over the frames both list "
+                "(extra frames dropped, a short track's missing frames left out of the union), binned by size by "
+                "the mean area of all the frames it lists"
+            ),
+            example=f"result {index} (video {video_id!r}): {length} segmentations for {num_frames} frames",
+            count=len(mismatched),
+        )

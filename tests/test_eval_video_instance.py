@@ -13,6 +13,9 @@ import torch
 from pycocotools import mask as mask_utils
 
 from omg_core.ext_build import compiler_available
+from omg_data.errors import DataError
+from omg_eval import video_instance_io
+from omg_eval.anomalies import EvaluationAnomalyWarning, StrictAnomalyError, collect_anomalies
 from omg_eval.kernels.video_overlap import (
     rle_pair_intersections,
     track_intersections,
@@ -22,6 +25,9 @@ from omg_eval.video_instance import YouTubeVISMetric
 from omg_eval.video_instance_io import _to_rle, evaluate_youtube_vis
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval" / "video_instance"
+# Inputs ytvoseval scores although they are odd (see anomalies/make_fixture.py): 300 masks in one video, a 260-frame
+# track, [] for absent frames, a category absent from the annotation file, tracks longer and shorter than their video.
+ANOMALIES = FIXTURES / "anomalies"
 SUMMARY_KEYS = [
     "AP",
     "AP50",
@@ -182,20 +188,83 @@ def test_file_errors_name_the_problem(gt: dict, results: list) -> None:
     bad[0]["video_id"] = 999
     with pytest.raises(ValueError, match="video 999"):
         evaluate_youtube_vis(bad, gt)
-    bad = copy.deepcopy(results)
-    bad[0]["segmentations"] = bad[0]["segmentations"][:-1]
+    bad = copy.deepcopy(gt)
+    bad["annotations"][0]["segmentations"] = bad["annotations"][0]["segmentations"][:-1]
     with pytest.raises(ValueError, match="one per frame"):
-        evaluate_youtube_vis(bad, gt)
-    bad = copy.deepcopy(results)
-    bad[0]["category_id"] = 42
-    with pytest.raises(ValueError, match="42"):
-        evaluate_youtube_vis(bad, gt)
+        evaluate_youtube_vis(results, bad)
     bad = copy.deepcopy(results)
     bad[0]["segmentations"][0] = mask_utils.encode(np.asfortranarray(np.ones((5, 5), np.uint8)))
     with pytest.raises(ValueError, match="size"):
         evaluate_youtube_vis(bad, gt)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="missing.json"):
         evaluate_youtube_vis(FIXTURES / "missing.json", gt)
+    with pytest.raises(DataError, match="folder"):
+        evaluate_youtube_vis(results, FIXTURES)
+
+
+@pytest.fixture(scope="module")
+def anomalies_expected() -> dict:
+    return json.loads((ANOMALIES / "expected.json").read_text())
+
+
+def assert_exactly_official(ours: dict, official: dict) -> None:
+    for key in SUMMARY_KEYS:
+        assert ours[key] == pytest.approx(official[key], abs=1e-12, rel=0), key
+    assert {str(k): v for k, v in ours["AP_per_category"].items()} == pytest.approx(
+        official["AP_per_category"], abs=1e-12, rel=0
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_odd_inputs_score_as_official(backend: str, monkeypatch: pytest.MonkeyPatch, anomalies_expected: dict) -> None:
+    """300 masks in one video and a 260-frame track (past pycocotools' 255-RLE area() limit), [] absent frames,
+    a category the annotation file lacks and tracks longer / shorter than their video: ytvoseval's figures and IoUs,
+    and the two kinds of anomaly counted."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    metrics: list[YouTubeVISMetric] = []
+
+    class Recording(YouTubeVISMetric):
+        def __init__(self, category_ids: list[int]) -> None:
+            super().__init__(category_ids)
+            metrics.append(self)
+
+    monkeypatch.setattr(video_instance_io, "YouTubeVISMetric", Recording)
+    with collect_anomalies() as log:
+        ours = evaluate_youtube_vis(ANOMALIES / "results.json", ANOMALIES / "gt.json")
+    official = anomalies_expected["full"]
+    assert_exactly_official(ours, official)
+    assert -1 < official["AP"] < 1 and official["AP_medium"] != official["AP_large"]
+    assert log.counts() == {"video-instance-category-not-in-gt": 3, "video-instance-track-length": 10}
+    assert log.kinds["video-instance-category-not-in-gt"].example == "result 10 (video 1, category 7)"
+    assert log.kinds["video-instance-track-length"].example == "result 12 (video 2): 270 segmentations for 260 frames"
+    records = {record["video_id"]: record for record in metrics[0].videos}
+    for entry in official["ious"]:
+        record = records[entry["video_id"]]
+        dt = record["pred_labels"] == entry["category_id"]
+        gt_mask = record["gt_labels"] == entry["category_id"]
+        order = torch.from_numpy(np.argsort(-record["pred_scores"][dt].numpy(), kind="mergesort"))
+        mine = record["ious"][dt][:, gt_mask][order].numpy()
+        np.testing.assert_allclose(mine, np.array(entry["ious"]).reshape(mine.shape), atol=1e-12, rtol=0)
+    # the 8-frame track equal to its ground truth on them: IoU 1 over the zipped frames
+    assert any(1.0 in np.array(entry["ious"]) for entry in official["ious"] if entry["video_id"] == 3)
+
+
+def test_odd_inputs_strict_and_warned() -> None:
+    with collect_anomalies(strict=True), pytest.raises(StrictAnomalyError, match="category 7"):
+        evaluate_youtube_vis(ANOMALIES / "results.json", ANOMALIES / "gt.json")
+    with pytest.warns(EvaluationAnomalyWarning) as caught:
+        evaluate_youtube_vis(ANOMALIES / "results.json", ANOMALIES / "gt.json")
+    lines = [str(w.message) for w in caught if issubclass(w.category, EvaluationAnomalyWarning)]
+    assert len(lines) == 2
+    assert lines[0].startswith("evaluate_youtube_vis: 3 result tracks of categories absent from the annotation file")
+    assert lines[1].startswith("evaluate_youtube_vis: 10 result tracks whose 'segmentations' list is longer or shorter")
+
+
+def test_falsy_segmentations_are_absent_frames() -> None:
+    for absent in (None, [], {}):
+        assert _to_rle(absent, 4, 5, "test") is None
+    with pytest.raises(ValueError, match="'size' and 'counts'"):
+        _to_rle({"counts": "abc"}, 4, 5, "test")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
