@@ -144,7 +144,8 @@ class YouTubeVISMetric(Metric):
         Arguments:
           video_id: the video's id.
           pred_scores, pred_labels: (D,).
-          pred_frame_areas: (D, T) per-frame predicted areas.
+          pred_frame_areas: (D, F) per-frame predicted areas over every frame each track lists (the size bins use
+            their mean; F exceeds T where a results file lists more frames than the video has, as ytvoseval allows).
           gt_labels, gt_iscrowd: (G,).
           gt_frame_areas: (G, T) per-frame ground-truth areas used for the size bins (NaN or 0 where absent).
           intersections: (D, G) pixels shared by each pair over the whole video.
