@@ -12,18 +12,38 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from omg_eval.anomalies import reports_anomalies
 from omg_eval.sharding import items_for_this_rank
 from omg_eval.vos import DAVISMetric
 
 
-def _read_id_map(path: Path) -> np.ndarray:
+def read_png_array(path: Path, fix: str) -> np.ndarray:
+    """``np.array(Image.open(path))``, the array the official tools read (palette indices for palette PNGs, raw values
+    for grey and 16-bit ones); a file PIL cannot decode raises one DataError naming it, with ``fix`` appended."""
+    from PIL import Image, UnidentifiedImageError
+
+    from omg_data.errors import DataError
+
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, named
+            return np.array(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = "not an image PIL can identify" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise DataError(f"cannot decode this PNG ({reason}); {fix}", path) from error
+
+
+def _read_id_map(path: Path, role: str) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing; the prediction needs one PNG per annotated frame, named like the annotation"
         )
-    ids = np.array(Image.open(path))
+    if role == "prediction":
+        fix = "write the prediction again as a palette or grey PNG of object ids (0 background)"
+    else:
+        fix = "the annotation file is corrupt; extract the DAVIS Annotations again"
+    ids = read_png_array(path, fix)
     if ids.ndim != 2:
         raise ValueError(f"{path} has shape {ids.shape}; save masks as single-channel (palette or grey) id PNGs")
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) > 255):
@@ -31,6 +51,7 @@ def _read_id_map(path: Path) -> np.ndarray:
     return ids.astype(np.uint8, copy=False)
 
 
+@reports_anomalies
 def evaluate_davis(
     pred_dir: str | Path,
     gt_dir: str | Path,
@@ -63,12 +84,12 @@ def evaluate_davis(
         gt_frames = sorted((gt_root / name).glob("*.png"))
         if not gt_frames:
             raise FileNotFoundError(f"no annotation PNGs in {gt_root / name}")
-        gt_ids = np.stack([_read_id_map(frame) for frame in gt_frames])  # T x H x W
+        gt_ids = np.stack([_read_id_map(frame, "annotation") for frame in gt_frames])  # T x H x W
         # Frames that are not scored (semi-supervised: first and last) need no prediction, as officially.
         pred_ids = np.zeros_like(gt_ids)
         first, stop = (1, len(gt_frames) - 1) if metric.skip_first_and_last else (0, len(gt_frames))
         for t, frame in zip(range(first, stop), gt_frames[first:stop]):
-            prediction = _read_id_map(pred_root / name / frame.name)
+            prediction = _read_id_map(pred_root / name / frame.name, "prediction")
             if prediction.shape != gt_ids.shape[1:]:
                 raise ValueError(
                     f"{pred_root / name / frame.name} is {prediction.shape[1]}x{prediction.shape[0]} but the annotation "

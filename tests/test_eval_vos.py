@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
+from omg_core.cli import EXIT_USER_ERROR, main
 from omg_core.ext_build import compiler_available
+from omg_data.errors import DataError
 from omg_eval.kernels.boundary_f import (
     boundary_maps,
     boundary_match_counts,
@@ -56,8 +60,9 @@ def _fixture_sequences() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     sequences = []
     for sequence in sorted(p.name for p in (FIXTURES / "gt").iterdir()):
         frames = sorted((FIXTURES / "gt" / sequence).glob("*.png"))
-        gt_ids = np.stack([_read_id_map(f) for f in frames]).astype(np.int64)
-        pred_ids = np.stack([_read_id_map(FIXTURES / "pred" / sequence / f.name) for f in frames]).astype(np.int64)
+        gt_ids = np.stack([_read_id_map(f, "annotation") for f in frames]).astype(np.int64)
+        pred_frames = [FIXTURES / "pred" / sequence / f.name for f in frames]
+        pred_ids = np.stack([_read_id_map(f, "prediction") for f in pred_frames]).astype(np.int64)
         sequences.append((sequence, torch.from_numpy(pred_ids), torch.from_numpy(gt_ids)))
     return sequences
 
@@ -178,6 +183,46 @@ def test_user_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "pred" / "border").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="00001.png"):
         evaluate_davis(tmp_path / "pred", tmp_path / "gt")
+
+
+def _broken(data: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return data[:80]
+    if how == "not-an-image":
+        return b"not a png at all"
+    flipped = bytearray(data)  # "bad-data": one byte of the compressed pixels flipped
+    flipped[data.index(b"IDAT") + 10] ^= 0xFF
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize("how", ["truncated", "not-an-image", "bad-data"])
+def test_a_corrupt_prediction_png_is_one_error_naming_the_file(tmp_path: Path, how: str) -> None:
+    shutil.copytree(FIXTURES / "gt", tmp_path / "gt")
+    shutil.copytree(FIXTURES / "pred", tmp_path / "pred")
+    bad = tmp_path / "pred" / "blobs" / "00002.png"
+    bad.write_bytes(_broken(bad.read_bytes(), how))
+    with pytest.raises(DataError, match=r"blobs/00002\.png: cannot decode this PNG .*write the prediction again"):
+        evaluate_davis(tmp_path / "pred", tmp_path / "gt")
+    # the same through `omg eval`: exit code 2 (a user error), one line naming the file, no traceback
+    result = CliRunner().invoke(main, ["eval", "--task", "vos", "--predictions", str(tmp_path / "pred"),
+                                       "--ground-truth", str(tmp_path / "gt")])
+    assert result.exit_code == EXIT_USER_ERROR, result.output
+    assert str(bad) in result.output and "cannot decode this PNG" in result.output
+    assert "Traceback" not in result.output and "UnidentifiedImageError" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_png_reader_gives_the_official_arrays(tmp_path: Path) -> None:
+    # davis2017-evaluation reads np.array(Image.open(path)): palette indices of palette PNGs, 0/1 of 1-bit ones.
+    ids = np.array([[0, 1, 2], [255, 1, 0]], dtype=np.uint8)
+    palette = Image.fromarray(ids, mode="P")
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
+    palette.save(tmp_path / "p.png")
+    Image.fromarray(ids[:, :2] > 0).save(tmp_path / "one_bit.png")
+    for name in ("p.png", "one_bit.png"):
+        with Image.open(tmp_path / name) as image:
+            official = np.array(image)
+        assert np.array_equal(_read_id_map(tmp_path / name, "prediction"), official.astype(np.uint8)), name
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
