@@ -3,7 +3,8 @@
 
 STQ = sqrt(AQ * SQ).
 
-* AQ (association quality) looks only at thing pixels outside ground-truth crowd regions. For every ground-truth
+* AQ (association quality) looks only at thing pixels outside ground-truth crowd regions (a thing category with
+  instance 0 in the ground truth; a predicted instance 0 is an ordinary track). For every ground-truth
   track g (a full panoptic id followed through the whole video) it sums, over the predicted tracks p overlapping it,
   TPA(p, g) * IoU(p, g), divides by |g|, and the sum over all tracks of all videos is divided by the number of tracks.
 * SQ is the mean IoU of the semantic categories over all pixels of all videos. Ground-truth VOID rows are dropped;

@@ -6,7 +6,8 @@ is the special case ``label_divisor = 2 ** bit_shift``) and of OMG's VIPSeg load
 
 * a pixel whose category equals ``void_label`` is VOID (unlabelled ground truth, or "no prediction");
 * a ground-truth pixel of a thing category with instance ``0`` is CROWD (deeplab2's convention; VIPSeg has no crowd,
-  and OMG's VIPSeg loader numbers thing instances from 1 for that reason);
+  and OMG's VIPSeg readers number thing instances from 1 for that reason; to equal VIPSeg's ``eval_stq_vspw.py``,
+  :func:`omg_eval.video_panoptic_files.evaluate_vipseg` gives STQ the one object that script numbers 0 as crowd);
 * stuff segments are told apart by their full id, so a stuff category normally uses instance ``0``.
 """
 

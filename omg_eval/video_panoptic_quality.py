@@ -1,4 +1,4 @@
-"""Video Panoptic Quality (VPQ) as computed by the VIPSeg evaluator (``eval_vpq.py`` / ``eval_vpq_vspw.py`` of
+"""Video Panoptic Quality (VPQ) as computed by the VIPSeg evaluator (``ClipPanoFCN/eval_vpq_vspw.py`` of
 VIPSeg-Dataset/VIPSeg-Dataset, after VPSNet).
 
 For a window of ``n`` consecutive annotated frames the frames are stacked into one volume and panoptic quality is
@@ -9,9 +9,11 @@ over the whole data set before PQ is averaged over the categories that occur. Th
 ``k = (n - 1) * annotation_stride`` frames (VIPSeg and Cityscapes-VPS annotate every 5th frame). VPQ is the mean of the
 window sizes' PQ. Figures are fractions in [0, 1] (the official script prints them times 100).
 
-Which windows: VIPSeg's ``eval_vpq.py`` (and VPSNet's Cityscapes-VPS evaluator) average n = 1, 2, 3, 4, i.e.
-k = 0, 5, 10, 15, the default here; VIPSeg's ``eval_vpq_vspw.py`` averages n = 1, 2, 4, 6, 8, i.e. pass
-``window_sizes=(0, 5, 15, 25, 35)``. The per-window matching is the same code in both scripts.
+Which windows: VIPSeg's ``eval_vpq_vspw.py`` (the script its ``run_eval.sh`` runs) loops over n = 1, 2, 4, 6, 8
+annotated frames, i.e. k = 0, 5, 15, 25, 35 (:data:`VIPSEG_WINDOW_SIZES`, the default here), and writes the plain
+mean of the five window figures to ``vpq-final.txt``. The ``eval_vpq.py`` beside it is VPSNet's Cityscapes-VPS
+evaluator, which averages n = 1, 2, 3, 4, i.e. k = 0, 5, 10, 15 (:data:`VPSNET_WINDOW_SIZES`). The per-window matching
+is the same code in both scripts; a video shorter than a window adds nothing to it.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ from omg_eval.video_panoptic_inputs import (
     count_video_pairs,
 )
 
+#: Window sizes k (video frames) of VIPSeg's eval_vpq_vspw.py: n = 1, 2, 4, 6, 8 annotated frames.
+VIPSEG_WINDOW_SIZES: tuple[int, ...] = (0, 5, 15, 25, 35)
+#: Window sizes k of VPSNet's (Cityscapes-VPS) eval_vpq.py: n = 1, 2, 3, 4 annotated frames.
+VPSNET_WINDOW_SIZES: tuple[int, ...] = (0, 5, 10, 15)
+
 
 def window_frame_counts(window_sizes: Sequence[int], annotation_stride: int) -> tuple[int, ...]:
     """Turn window sizes k (in video frames) into numbers of annotated frames n = k / stride + 1."""
     if annotation_stride < 1:
         raise ValueError(f"annotation_stride must be at least 1, got {annotation_stride}")
     if not window_sizes:
-        raise ValueError("window_sizes is empty; VIPSeg uses (0, 5, 10, 15)")
+        raise ValueError(f"window_sizes is empty; VIPSeg's eval_vpq_vspw.py uses {VIPSEG_WINDOW_SIZES}")
     counts = []
     for k in window_sizes:
         if k < 0 or k % annotation_stride:
@@ -48,6 +55,25 @@ def window_frame_counts(window_sizes: Sequence[int], annotation_stride: int) -> 
     if len(set(counts)) != len(counts):
         raise ValueError(f"window_sizes {list(window_sizes)} holds duplicates")
     return tuple(counts)
+
+
+def describe_windows(window_sizes: Sequence[int], annotation_stride: int) -> str:
+    """A name for a set of windows, by annotated frames per window: ``(0, 5, 15, 25, 35)`` -> ``"n=1,2,4,6,8"``."""
+    return "n=" + ",".join(str(n) for n in window_frame_counts(window_sizes, annotation_stride))
+
+
+def average_over_windows(results: dict[str, Any], window_sizes: Sequence[int]) -> dict[str, float]:
+    """"vpq", "vpq_thing" and "vpq_stuff": the plain means of the per-window figures ``results["vpq@k"]`` etc. over
+    ``window_sizes``, as eval_vpq_vspw.py averages its windows (NaN when a window has no figure)."""
+    if not window_sizes:
+        raise ValueError("average_over_windows needs at least one window size")
+    missing = [k for k in window_sizes if f"vpq@{k}" not in results]
+    if missing:
+        raise KeyError(f"no per-window figures for window sizes {missing}; compute them first")
+    return {
+        key: sum(results[f"{key}@{k}"] for k in window_sizes) / len(window_sizes)
+        for key in ("vpq", "vpq_thing", "vpq_stuff")
+    }
 
 
 def _per_frame_table(
@@ -202,7 +228,8 @@ class VideoPanopticQuality(Metric):
       thing_classes: category ids of things.
       label_divisor: id = category * label_divisor + instance.
       void_label: category of VOID pixels (outside [0, C)).
-      window_sizes: window sizes k in video frames; VIPSeg reports (0, 5, 10, 15).
+      window_sizes: window sizes k in video frames; default :data:`VIPSEG_WINDOW_SIZES` (0, 5, 15, 25, 35), the
+        windows of VIPSeg's eval_vpq_vspw.py; :data:`VPSNET_WINDOW_SIZES` (0, 5, 10, 15) gives VPSNet's.
       annotation_stride: video frames between two annotated frames (5 for VIPSeg / Cityscapes-VPS), so a window
         of size k spans k / annotation_stride + 1 annotated frames. Pass 1 to give window sizes in annotated frames
         minus one.
@@ -214,12 +241,13 @@ class VideoPanopticQuality(Metric):
         thing_classes: Sequence[int],
         label_divisor: int,
         void_label: int = 255,
-        window_sizes: Sequence[int] = (0, 5, 10, 15),
+        window_sizes: Sequence[int] = VIPSEG_WINDOW_SIZES,
         annotation_stride: int = 5,
     ) -> None:
         super().__init__()
         self.space = PanopticLabelSpace.build(num_classes, thing_classes, label_divisor, void_label)
         self.window_sizes = tuple(int(k) for k in window_sizes)
+        self.annotation_stride = int(annotation_stride)
         self.frame_counts = window_frame_counts(self.window_sizes, annotation_stride)
         shape = (len(self.frame_counts), self.space.num_classes)
         self.add_state("tp", torch.zeros(shape, dtype=torch.int64), "sum")
@@ -243,25 +271,25 @@ class VideoPanopticQuality(Metric):
 
     def compute(self) -> dict[str, Any]:
         """Returns:
-        {"vpq", "vpq_thing", "vpq_stuff"} (means over window sizes) and, per window size k, "vpq@k",
+        {"vpq", "vpq_thing", "vpq_stuff"} (plain means over all window sizes, as eval_vpq_vspw.py's
+        ``vpq-final.txt``), "vpq_windows" (which windows, e.g. "n=1,2,4,6,8") and, per window size k, "vpq@k",
         "vpq_thing@k", "vpq_stuff@k", "vsq@k", "vrq@k", plus "per_class_pq@k" (C,) float64 (NaN where a category
-        has no TP, FP or FN).
+        has no TP, FP or FN). A window no video fills, or a subset (things, stuff) with no category, is NaN where
+        the official script divides by zero.
         """
         is_thing = self.space.is_thing_table(torch.device("cpu"))[: self.space.num_classes]
         everything = torch.ones_like(is_thing)
         results: dict[str, Any] = {}
-        means: dict[str, list[float]] = {"vpq": [], "vpq_thing": [], "vpq_stuff": []}
         for window, k in enumerate(self.window_sizes):
             stats = (self.tp[window], self.fp[window], self.fn[window], self.iou_sum[window])
             for key, subset in (("vpq", everything), ("vpq_thing", is_thing), ("vpq_stuff", ~is_thing)):
                 average = pq_average(*stats, subset)
                 results[f"{key}@{k}"] = average["pq"]
-                means[key].append(average["pq"])
                 if key == "vpq":
                     results[f"vsq@{k}"], results[f"vrq@{k}"] = average["sq"], average["rq"]
             tp, fp, fn, iou = (x.double() for x in stats)
             denominator = tp + 0.5 * fp + 0.5 * fn
             results[f"per_class_pq@{k}"] = torch.where(denominator > 0, iou / denominator.clamp(min=0.5), math.nan)
-        for key, values in means.items():
-            results[key] = sum(values) / len(values)
+        results.update(average_over_windows(results, self.window_sizes))
+        results["vpq_windows"] = describe_windows(self.window_sizes, self.annotation_stride)
         return results

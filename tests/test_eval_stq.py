@@ -11,14 +11,18 @@ relative; its AQ_per_seq values visibly end in float32 digits). We count in int6
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from video_fixtures import load_video_fixture
 
+from omg_eval.anomalies import EvaluationAnomalyWarning
 from omg_eval.stq import SegmentationTrackingQuality
+from omg_eval.video_panoptic_files import evaluate_vipseg
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_panoptic"
 FLOAT32_TOLERANCE = 1e-6
@@ -120,3 +124,44 @@ def test_stq_ids_beyond_the_kernel_range_are_renumbered(fixture_data) -> None:
     whole = _stq_over_fixture(expected, videos)
     assert torch.equal(metric.confusion, whole.confusion)
     assert metric.compute()["aq"] == pytest.approx(whole.compute()["aq"], abs=1e-12)
+
+
+# --- Raw VIPSeg masks: STQ as VIPSeg's eval_stq_vspw.py computes it -------------------------------------------------
+# tests/fixtures/eval/video_panoptic/vipseg_raw, scored by run_official_raw.py (provenance in expected_official.json):
+# VIPSeg's converter, then eval_stq_vspw.py main() with the STQ it bundles (deeplab2's 2021 numpy STQ, integer counts,
+# so AQ agrees to 1e-9 here). Two of the four videos list a thing first, which the script's numbering from 0 turns into
+# a crowd region; "numbered_from_one" is the same STQ on the script's labels with the instance numbers moved up by
+# one (not an official figure: what stq_official_numbering=False must give).
+RAW = FIXTURE / "vipseg_raw"
+
+
+@pytest.fixture(scope="module")
+def raw_official() -> dict:
+    return json.loads((RAW / "expected_official.json").read_text())
+
+
+def _raw_stq(**kwargs) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EvaluationAnomalyWarning)
+        return evaluate_vipseg(RAW / "pred", RAW / "gt", **kwargs)
+
+
+def test_stq_of_raw_vipseg_masks_equals_eval_stq_vspw(raw_official) -> None:
+    ours, official = _raw_stq(), raw_official["stq"]["official"]
+    assert abs(ours["stq"] - official["STQ"]) <= 1e-9
+    assert abs(ours["aq"] - official["AQ"]) <= 1e-9
+    assert abs(ours["sq"] - official["IoU"]) <= 1e-9
+    for key, theirs in (("stq_per_video", "STQ_per_seq"), ("aq_per_video", "AQ_per_seq"), ("sq_per_video", "IoU_per_seq")):
+        assert torch.allclose(ours[key], torch.tensor(official[theirs], dtype=torch.float64), rtol=0, atol=1e-9), key
+    # deeplab2's current numpy STQ (float32 counts) on the same labels: equal to float32 rounding
+    head = raw_official["stq"]["deeplab2_head"]
+    assert abs(ours["aq"] - head["AQ"]) <= FLOAT32_TOLERANCE and abs(ours["stq"] - head["STQ"]) <= FLOAT32_TOLERANCE
+    firsts = raw_official["first_listed_gt_segment"]
+    assert ours["stq_first_segment_crowd_videos"] == sum(f["isthing"] for f in firsts.values()) == 2
+
+
+def test_stq_numbered_from_one_scores_the_first_thing_as_a_track(raw_official) -> None:
+    ours, expected = _raw_stq(stq_official_numbering=False), raw_official["stq"]["numbered_from_one"]
+    assert abs(ours["aq"] - expected["AQ"]) <= 1e-9 and abs(ours["stq"] - expected["STQ"]) <= 1e-9
+    assert abs(ours["sq"] - raw_official["stq"]["official"]["IoU"]) <= 1e-9  # SQ does not depend on the numbering
+    assert ours["aq"] != pytest.approx(raw_official["stq"]["official"]["AQ"], abs=1e-3)

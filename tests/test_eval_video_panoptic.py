@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 from video_fixtures import load_video_fixture
 
+from omg_core.cli import main
+from omg_data.errors import DataError
+from omg_eval.anomalies import EvaluationAnomalyWarning, StrictAnomalyError, collect_anomalies
 from omg_eval.stq import SegmentationTrackingQuality
 from omg_eval.video_panoptic_files import (
     VIPSEG_NUM_CLASSES,
@@ -27,7 +32,7 @@ from omg_eval.video_panoptic_files import (
     evaluate_vipseg,
     find_label_space,
 )
-from omg_eval.video_panoptic_quality import VideoPanopticQuality
+from omg_eval.video_panoptic_quality import VPSNET_WINDOW_SIZES, VideoPanopticQuality
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_panoptic"
 # The official script names windows by annotated frames n; with a stride of 5 video frames k = 5 * (n - 1).
@@ -75,13 +80,19 @@ def test_vpq_matches_vipseg_evaluator_for_every_window(fixture_data) -> None:
             assert _close(ours, theirs)
 
 
-def test_vpq_default_windows_average_the_official_figures(fixture_data) -> None:
+def test_vpq_default_windows_are_those_of_vipsegs_script(fixture_data) -> None:
+    # VideoPanopticQuality's default windows are eval_vpq_vspw.py's n = 1, 2, 4, 6, 8; its vpq is their plain mean.
     expected, videos = fixture_data
-    result = _vpq_over(videos, expected).compute()  # k in (0, 5, 10, 15) -> n in (1, 2, 3, 4)
-    official = [expected["vpq_by_nframes"][str(n)] for n in (1, 2, 3, 4)]
-    assert _close(result["vpq"], sum(o["All"]["pq"] for o in official) / 4)
-    assert _close(result["vpq_thing"], sum(o["Things"]["pq"] for o in official) / 4)
-    assert _close(result["vpq_stuff"], sum(o["Stuff"]["pq"] for o in official) / 4)
+    result = _vpq_over(videos, expected).compute()
+    assert result["vpq_windows"] == "n=1,2,4,6,8"
+    official = [expected["vpq_by_nframes"][str(n)] for n in (1, 2, 4, 6, 8)]
+    assert _close(result["vpq"], sum(o["All"]["pq"] for o in official) / 5)
+    assert _close(result["vpq_thing"], sum(o["Things"]["pq"] for o in official) / 5)
+    assert _close(result["vpq_stuff"], sum(o["Stuff"]["pq"] for o in official) / 5)
+    # VPSNet's windows n = 1..4 on request.
+    vpsnet = _vpq_over(videos, expected, window_sizes=VPSNET_WINDOW_SIZES).compute()
+    assert vpsnet["vpq_windows"] == "n=1,2,3,4"
+    assert _close(vpsnet["vpq"], sum(expected["vpq_by_nframes"][str(n)]["All"]["pq"] for n in (1, 2, 3, 4)) / 4)
     # The fixture is not trivially perfect or empty at any window.
     assert 0.1 < result["vpq"] < 0.9
 
@@ -160,11 +171,13 @@ def test_vpq_rejects_bad_inputs() -> None:
 
 def test_decode_vipseg_panomask_follows_the_official_converter() -> None:
     things = (2, 61)
-    raw = np.array([[0, 1, 3, 6200], [6201, 200, 62, 3]], dtype=np.uint16)
+    raw = np.array([[0, 1, 3, 6200], [6201, 200, 62, 3], [2, 299, 1, 0]], dtype=np.uint16)
     ids = decode_vipseg_panomask(raw, 124, things)
-    # 0 -> VOID; 1 -> stuff 0; 3 -> category 2 (a thing) written below 125 -> its own instance 101;
-    # 6200 / 6201 -> person (61) instances 1 and 2; 200 -> category 1 instance 1, a segment apart from value 2.
-    assert ids.tolist() == [[255000, 0, 2101, 61001], [61002, 1001, 61101, 2101]]
+    # 0 -> VOID; 1 -> stuff 0; 3 -> category 2 (a thing) written below 125 -> its own object, instance 101;
+    # 6200 / 6201 -> person (61) instances 1 and 2; 62 -> person without instance number -> instance 101.
+    # 2, 200 and 299 are all stuff category 1: create_panoptic_video_labels.py gives every value of a stuff category
+    # the category's colour, so they are one segment (instance 0).
+    assert ids.tolist() == [[255000, 0, 2101, 61001], [61002, 1000, 61101, 2101], [1000, 1000, 0, 255000]]
     with pytest.raises(ValueError, match="outside"):
         decode_vipseg_panomask(np.array([[20000]], dtype=np.uint16), 124, things)
 
@@ -180,7 +193,7 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
     things = expected["thing_classes"]
     divisor = expected["label_divisor"]
     decoded = []
-    for index, (pred, gt) in enumerate(videos[:3]):
+    for index, (pred, gt) in enumerate(videos):  # the 8-frame video fills the n = 8 window
         raws = []
         for ids in (gt, pred):
             category, instance = (ids // divisor).numpy(), (ids % divisor).numpy()
@@ -196,8 +209,9 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
     for pred, gt in decoded:
         vpq.update(pred, gt)
         stq.update(pred, gt)
-    assert result["num_videos"] == 3
+    assert result["num_videos"] == len(videos)
     assert result["vpq"] == vpq.compute()["vpq"] and result["stq"] == stq.compute()["stq"]
+    assert result["stq_first_segment_crowd_videos"] == 0  # every video's first frame starts with stuff 0
     (tmp_path / "pred" / "video1" / "00002.png").unlink()
     with pytest.raises(FileNotFoundError, match="no prediction"):
         evaluate_vipseg(tmp_path / "pred", tmp_path / "gt", num_classes=7, thing_classes=things)
@@ -207,7 +221,7 @@ def test_evaluate_vipseg_takes_the_label_space_from_the_data_sets_categories(tmp
     expected, videos = fixture_data
     things = expected["thing_classes"]
     divisor = expected["label_divisor"]
-    pred, gt = videos[0]
+    pred, gt = videos[5]  # 8 frames: every VPQ window of the headline has a figure
     for side, ids in (("gt", gt), ("pred", pred)):
         category, instance = (ids // divisor).numpy(), (ids % divisor).numpy()
         raw = np.where(np.isin(category, things), (category + 1) * 100 + np.maximum(instance - 1, 0), category + 1)
@@ -223,7 +237,8 @@ def test_evaluate_vipseg_takes_the_label_space_from_the_data_sets_categories(tmp
     # another thing list changes what STQ tracks: the categories really are used
     flipped = [{**c, "isthing": 1 - c["isthing"]} for c in categories]
     (gt_dir / "panoVIPSeg_categories.json").write_text(json.dumps(flipped))  # the folder's own file comes first
-    assert evaluate_vipseg(pred_dir, gt_dir)["stq"] != given["stq"]
+    with pytest.warns(EvaluationAnomalyWarning):  # stuff values >= 125 now, and things below 125
+        assert evaluate_vipseg(pred_dir, gt_dir)["stq"] != given["stq"]
     (gt_dir / "panoVIPSeg_categories.json").write_text(json.dumps([{"id": 1}]))
     with pytest.raises(ValueError, match="not a VIPSeg category list"):
         evaluate_vipseg(pred_dir, gt_dir)
@@ -256,6 +271,149 @@ def test_vpq_matches_the_printed_output_of_the_official_program(fixture_data) ->
     for key in ("vpq_all", "vpq_thing", "vpq_stuff"):
         ours = result["vpq" if key == "vpq_all" else key]
         assert abs(100 * ours - printed[key]) <= 5e-5, key
+
+
+# --- Raw VIPSeg masks scored by VIPSeg's own pipeline (converter + eval_vpq_vspw.py + eval_stq_vspw.py) -------------
+# tests/fixtures/eval/video_panoptic/vipseg_raw: written by make_raw_fixture.py, scored by run_official_raw.py (see the
+# provenance in expected_official.json). Four videos of 9, 8, 5 and 10 frames: one stuff category written with three
+# raw values in one frame, two videos whose first listed ground-truth segment is a thing, a thing written without
+# instance number, stuff written with one, a wrong class, identity switches and VOID.
+RAW = FIXTURE / "vipseg_raw"
+
+
+@pytest.fixture(scope="module")
+def raw_official() -> dict:
+    return json.loads((RAW / "expected_official.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def raw_ours() -> dict:
+    with pytest.warns(EvaluationAnomalyWarning):
+        return evaluate_vipseg(RAW / "pred", RAW / "gt")
+
+
+def test_raw_vipseg_masks_score_as_the_official_pipeline_in_every_window(raw_official, raw_ours) -> None:
+    assert set(raw_official["vpq_by_nframes"]) == {"1", "2", "3", "4", "6", "8"}
+    for nframes, official in raw_official["vpq_by_nframes"].items():
+        k = NFRAMES_TO_K[int(nframes)]
+        assert _close(raw_ours[f"vpq@{k}"], official["All"]["pq"]), nframes
+        assert _close(raw_ours[f"vpq_thing@{k}"], official["Things"]["pq"]), nframes
+        assert _close(raw_ours[f"vpq_stuff@{k}"], official["Stuff"]["pq"]), nframes
+        assert _close(raw_ours[f"vsq@{k}"], official["All"]["sq"]) and _close(raw_ours[f"vrq@{k}"], official["All"]["rq"])
+        for category, pq in official["per_class_pq"].items():
+            assert _close(float(raw_ours[f"per_class_pq@{k}"][int(category)]), pq), (nframes, category)
+    # the fixture is neither perfect nor empty, and the long windows have fewer videos (the 5-frame one drops out)
+    assert 0.3 < raw_ours["vpq@35"] < raw_ours["vpq@0"] < 0.9
+
+
+def test_vpq_headline_is_what_eval_vpq_vspw_prints(raw_official, raw_ours) -> None:
+    script = raw_official["vpq_script"]
+    assert script["nframes"] == [1, 2, 4, 6, 8] and raw_ours["vpq_windows"] == "n=1,2,4,6,8"
+    # per window the script returns 100 x (All, Things, Stuff); vpq-final.txt holds their means with 4 decimals
+    for index, key in enumerate(("vpq", "vpq_thing", "vpq_stuff")):
+        returned = [window[index] / 100 for window in script["printed_per_window"]]
+        assert _close(raw_ours[key], sum(returned) / len(returned)), key
+        printed = script["vpq_final"]["vpq_all" if key == "vpq" else key]
+        assert abs(100 * raw_ours[key] - printed) <= 5e-5, key
+        # both window sets by name; VPSNet's n = 1..4 from the same official per-window code
+        by_windows = raw_ours[f"{key}_by_windows"]
+        assert list(by_windows) == ["n=1,2,4,6,8", "n=1,2,3,4"] and by_windows["n=1,2,4,6,8"] == raw_ours[key]
+        subset = {"vpq": "All", "vpq_thing": "Things", "vpq_stuff": "Stuff"}[key]
+        vpsnet = [raw_official["vpq_by_nframes"][str(n)][subset]["pq"] for n in (1, 2, 3, 4)]
+        assert _close(by_windows["n=1,2,3,4"], sum(vpsnet) / 4), key
+    assert raw_ours["vpq_by_windows"]["n=1,2,4,6,8"] != pytest.approx(raw_ours["vpq_by_windows"]["n=1,2,3,4"])
+
+
+def _write_raw_video(root: Path, video: str, frames: list[list[list[int]]]) -> None:
+    _write_vipseg(root, video, np.array(frames))
+
+
+def _raw_pair(tmp_path: Path, gt: list, pred: list, video: str = "v") -> tuple[Path, Path]:
+    _write_raw_video(tmp_path / "gt", video, gt)
+    _write_raw_video(tmp_path / "pred", video, pred)
+    return tmp_path / "pred", tmp_path / "gt"
+
+
+def test_two_raw_values_of_one_stuff_category_are_one_segment(tmp_path: Path) -> None:
+    # Category 1 is stuff (raw 2), category 2 a thing. The ground truth writes the stuff as 2 and as 200 / 201 in
+    # the same frame; VIPSeg's converter colours all three alike, so it is one segment that the all-2 prediction
+    # matches exactly: VPQ 1 (as two segments it would be two misses and a false positive).
+    gt = [[[2, 2, 200, 201], [301, 301, 2, 200]], [[200, 200, 2, 2], [301, 301, 201, 201]]]
+    pred = [[[2, 2, 2, 2], [301, 301, 2, 2]], [[2, 2, 2, 2], [301, 301, 2, 2]]]
+    pred_dir, gt_dir = _raw_pair(tmp_path, gt, pred)
+    with pytest.warns(EvaluationAnomalyWarning, match="stuff written with an instance number"):
+        result = evaluate_vipseg(pred_dir, gt_dir, num_classes=3, thing_classes=[2], window_sizes=(0, 5),
+                                 secondary_window_sizes=None, stq_official_numbering=False)
+    assert result["vpq@0"] == 1.0 and result["vpq@5"] == 1.0 and result["vpq"] == 1.0
+    assert result["vpq_by_windows"] == {"n=1,2": 1.0}
+    assert result["stq"] == 1.0
+
+
+def test_thing_values_stay_apart(tmp_path: Path) -> None:
+    # A thing written below 125 (3 = category 2 without instance) is an object apart from 300 and 301.
+    gt = [[[3, 3, 300, 301]]]
+    pred_dir, gt_dir = _raw_pair(tmp_path, gt, [[[300, 300, 300, 300]]])
+    with pytest.warns(EvaluationAnomalyWarning, match="thing written without instance number"):
+        result = evaluate_vipseg(pred_dir, gt_dir, num_classes=3, thing_classes=[2], window_sizes=(0,),
+                                 secondary_window_sizes=None, stq_official_numbering=False)
+    # gt 300 (1 px) vs pred 300 (4 px): IoU 1/4; no match: 3 FN, 1 FP -> PQ 0
+    assert result["vpq@0"] == 0.0
+
+
+def test_first_listed_segment_thing_is_crowd_for_stq_unless_asked(tmp_path: Path) -> None:
+    # The first frame holds no stuff: the first segment eval_stq_vspw.py numbers (instance 0) is the thing 301,
+    # which deeplab2's STQ then reads as a crowd region. Its 4 pixels are the only thing track, so AQ is 0.
+    gt = [[[301, 301, 0, 0]], [[301, 301, 2, 2]]]
+    pred = [[[301, 302, 2, 2]], [[301, 301, 2, 2]]]
+    pred_dir, gt_dir = _raw_pair(tmp_path, gt, pred)
+    with pytest.warns(EvaluationAnomalyWarning, match="first ground-truth segment is a thing"):
+        official = evaluate_vipseg(pred_dir, gt_dir, num_classes=3, thing_classes=[2], window_sizes=(0, 5))
+    assert official["aq"] == 0.0 and official["stq"] == 0.0 and official["stq_first_segment_crowd_videos"] == 1
+    corrected = evaluate_vipseg(pred_dir, gt_dir, num_classes=3, thing_classes=[2], window_sizes=(0, 5),
+                                stq_official_numbering=False)
+    # track 301 (4 px) meets pred 301 (3 px, TPA 3, IoU 3/4) and pred 302 (1 px, TPA 1, IoU 1/4)
+    assert corrected["aq"] == pytest.approx((3 * 3 / 4 + 1 * 1 / 4) / 4, abs=1e-12)
+    assert corrected["sq"] == official["sq"]
+    # VPQ does not care: the converter marks no segment as crowd
+    assert corrected["vpq"] == official["vpq"]
+
+
+def test_vipseg_anomalies_are_refused_in_strict_mode() -> None:
+    with collect_anomalies(strict=True), pytest.raises(StrictAnomalyError, match="a_stuff_merge/00000.png"):
+        evaluate_vipseg(RAW / "pred", RAW / "gt")
+
+
+def test_a_window_no_video_fills_is_nan_and_reported(tmp_path: Path) -> None:
+    frames = [[[1, 1, 300, 300]]] * 3  # 3 frames: the n = 4, 6 and 8 windows have no start
+    pred_dir, gt_dir = _raw_pair(tmp_path, frames, frames)
+    with pytest.warns(EvaluationAnomalyWarning, match=r"3 VPQ windows no video fills .*n=4 "):
+        result = evaluate_vipseg(pred_dir, gt_dir, num_classes=3, thing_classes=[2])
+    assert result["vpq@5"] == 1.0 and math.isnan(result["vpq@25"]) and math.isnan(result["vpq"])
+
+
+@pytest.mark.parametrize("side", ["pred", "gt"])
+def test_a_corrupt_mask_png_is_one_error_naming_the_file(tmp_path: Path, side: str) -> None:
+    shutil.copytree(RAW, tmp_path / "raw")
+    bad = tmp_path / "raw" / side / "d_plain" / "00003.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated
+    with pytest.raises(DataError, match=r"d_plain/00003\.png: cannot decode this PNG") as error:
+        evaluate_vipseg(tmp_path / "raw" / "pred", tmp_path / "raw" / "gt")
+    assert ("write the prediction again" if side == "pred" else "extract the VIPSeg panomasks again") in str(error.value)
+    bad.write_text("not a png")
+    with pytest.raises(DataError, match="not an image PIL can identify"):
+        evaluate_vipseg(tmp_path / "raw" / "pred", tmp_path / "raw" / "gt")
+
+
+def test_omg_eval_names_the_vpq_windows(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    result = CliRunner().invoke(main, ["eval", "--task", "video-panoptic", "--predictions", str(RAW / "pred"),
+                                       "--ground-truth", str(RAW / "gt"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["vpq_windows"] == "n=1,2,4,6,8"
+    assert set(figures["vpq_by_windows"]) == {"n=1,2,4,6,8", "n=1,2,3,4"}
+    assert "vpq_by_windows.n=1,2,4,6,8" in result.output and "vpq_by_windows.n=1,2,3,4" in result.output
+    assert "first ground-truth segment is a thing" in result.output  # the anomaly line
 
 
 def _sync_worker(rank: int, world_size: int, store_path: str, videos, expected, out_path: str) -> None:
