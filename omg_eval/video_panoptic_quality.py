@@ -10,10 +10,13 @@ over the whole data set before PQ is averaged over the categories that occur. Th
 window sizes' PQ. Figures are fractions in [0, 1] (the official script prints them times 100).
 
 Which windows: VIPSeg's ``eval_vpq_vspw.py`` (the script its ``run_eval.sh`` runs) loops over n = 1, 2, 4, 6, 8
-annotated frames, i.e. k = 0, 5, 15, 25, 35 (:data:`VIPSEG_WINDOW_SIZES`, the default here), and writes the plain
-mean of the five window figures to ``vpq-final.txt``. The ``eval_vpq.py`` beside it is VPSNet's Cityscapes-VPS
-evaluator, which averages n = 1, 2, 3, 4, i.e. k = 0, 5, 10, 15 (:data:`VPSNET_WINDOW_SIZES`). The per-window matching
-is the same code in both scripts; a video shorter than a window adds nothing to it.
+annotated frames, i.e. k = 0, 5, 15, 25, 35 (:data:`VIPSEG_WINDOW_SIZES`; the headline of ``omg eval`` and
+:func:`omg_eval.video_panoptic_files.evaluate_vipseg`), and writes the plain mean of the five window figures to
+``vpq-final.txt``. The ``eval_vpq.py`` beside it is VPSNet's Cityscapes-VPS evaluator, which averages n = 1, 2, 3, 4,
+i.e. k = 0, 5, 10, 15 (:data:`VPSNET_WINDOW_SIZES`, the default of :class:`VideoPanopticQuality`, whose training and
+validation clips are often shorter than the 8 annotated frames of VIPSeg's longest window). The per-window matching is
+the same code in both scripts; a video shorter than a window adds nothing to it. ``compute()`` names its windows in
+"vpq_windows".
 """
 
 from __future__ import annotations
@@ -228,8 +231,9 @@ class VideoPanopticQuality(Metric):
       thing_classes: category ids of things.
       label_divisor: id = category * label_divisor + instance.
       void_label: category of VOID pixels (outside [0, C)).
-      window_sizes: window sizes k in video frames; default :data:`VIPSEG_WINDOW_SIZES` (0, 5, 15, 25, 35), the
-        windows of VIPSeg's eval_vpq_vspw.py; :data:`VPSNET_WINDOW_SIZES` (0, 5, 10, 15) gives VPSNet's.
+      window_sizes: window sizes k in video frames; default :data:`VPSNET_WINDOW_SIZES` (0, 5, 10, 15), VPSNet's
+        n = 1..4 annotated frames; :data:`VIPSEG_WINDOW_SIZES` (0, 5, 15, 25, 35) gives the windows of VIPSeg's
+        eval_vpq_vspw.py (what ``omg eval`` reports), which need videos of at least 8 annotated frames.
       annotation_stride: video frames between two annotated frames (5 for VIPSeg / Cityscapes-VPS), so a window
         of size k spans k / annotation_stride + 1 annotated frames. Pass 1 to give window sizes in annotated frames
         minus one.
@@ -241,7 +245,7 @@ class VideoPanopticQuality(Metric):
         thing_classes: Sequence[int],
         label_divisor: int,
         void_label: int = 255,
-        window_sizes: Sequence[int] = VIPSEG_WINDOW_SIZES,
+        window_sizes: Sequence[int] = VPSNET_WINDOW_SIZES,
         annotation_stride: int = 5,
     ) -> None:
         super().__init__()
@@ -272,7 +276,7 @@ class VideoPanopticQuality(Metric):
     def compute(self) -> dict[str, Any]:
         """Returns:
         {"vpq", "vpq_thing", "vpq_stuff"} (plain means over all window sizes, as eval_vpq_vspw.py's
-        ``vpq-final.txt``), "vpq_windows" (which windows, e.g. "n=1,2,4,6,8") and, per window size k, "vpq@k",
+        ``vpq-final.txt``), "vpq_windows" (which windows, e.g. "n=1,2,3,4") and, per window size k, "vpq@k",
         "vpq_thing@k", "vpq_stuff@k", "vsq@k", "vrq@k", plus "per_class_pq@k" (C,) float64 (NaN where a category
         has no TP, FP or FN). A window no video fills, or a subset (things, stuff) with no category, is NaN where
         the official script divides by zero.

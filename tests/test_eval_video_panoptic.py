@@ -32,7 +32,7 @@ from omg_eval.video_panoptic_files import (
     evaluate_vipseg,
     find_label_space,
 )
-from omg_eval.video_panoptic_quality import VPSNET_WINDOW_SIZES, VideoPanopticQuality
+from omg_eval.video_panoptic_quality import VIPSEG_WINDOW_SIZES, VPSNET_WINDOW_SIZES, VideoPanopticQuality
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval" / "video_panoptic"
 # The official script names windows by annotated frames n; with a stride of 5 video frames k = 5 * (n - 1).
@@ -80,18 +80,18 @@ def test_vpq_matches_vipseg_evaluator_for_every_window(fixture_data) -> None:
             assert _close(ours, theirs)
 
 
-def test_vpq_default_windows_are_those_of_vipsegs_script(fixture_data) -> None:
-    # VideoPanopticQuality's default windows are eval_vpq_vspw.py's n = 1, 2, 4, 6, 8; its vpq is their plain mean.
+def test_vpq_windows_of_both_scripts_average_the_official_figures(fixture_data) -> None:
+    # eval_vpq_vspw.py's windows n = 1, 2, 4, 6, 8: its vpq is the plain mean of the five window figures.
     expected, videos = fixture_data
-    result = _vpq_over(videos, expected).compute()
+    result = _vpq_over(videos, expected, window_sizes=VIPSEG_WINDOW_SIZES).compute()
     assert result["vpq_windows"] == "n=1,2,4,6,8"
     official = [expected["vpq_by_nframes"][str(n)] for n in (1, 2, 4, 6, 8)]
     assert _close(result["vpq"], sum(o["All"]["pq"] for o in official) / 5)
     assert _close(result["vpq_thing"], sum(o["Things"]["pq"] for o in official) / 5)
     assert _close(result["vpq_stuff"], sum(o["Stuff"]["pq"] for o in official) / 5)
-    # VPSNet's windows n = 1..4 on request.
-    vpsnet = _vpq_over(videos, expected, window_sizes=VPSNET_WINDOW_SIZES).compute()
-    assert vpsnet["vpq_windows"] == "n=1,2,3,4"
+    # The metric's own default: VPSNet's windows n = 1..4 (in-memory clips are often shorter than 8 frames).
+    vpsnet = _vpq_over(videos, expected).compute()
+    assert vpsnet["vpq_windows"] == "n=1,2,3,4" and VPSNET_WINDOW_SIZES == (0, 5, 10, 15)
     assert _close(vpsnet["vpq"], sum(expected["vpq_by_nframes"][str(n)]["All"]["pq"] for n in (1, 2, 3, 4)) / 4)
     # The fixture is not trivially perfect or empty at any window.
     assert 0.1 < result["vpq"] < 0.9
@@ -204,7 +204,7 @@ def test_evaluate_vipseg_reads_folders_and_matches_the_metrics(tmp_path: Path, f
         _write_vipseg(tmp_path / "pred", f"video{index}", raws[1])
         decoded.append(tuple(torch.stack([decode_vipseg_panomask(f, 7, things) for f in r]) for r in raws[::-1]))
     result = evaluate_vipseg(tmp_path / "pred", tmp_path / "gt", num_classes=7, thing_classes=things)
-    vpq = VideoPanopticQuality(7, things, 1000, 255)
+    vpq = VideoPanopticQuality(7, things, 1000, 255, window_sizes=VIPSEG_WINDOW_SIZES)
     stq = SegmentationTrackingQuality(7, things, 1000, 255)
     for pred, gt in decoded:
         vpq.update(pred, gt)
