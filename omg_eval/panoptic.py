@@ -9,11 +9,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from omg_eval.anomalies import note_anomaly, reports_anomalies
 from omg_eval.kernels.segment_pairs import intersect_segment_ids_batch
 from omg_eval.metric import Metric
-from omg_eval.panoptic_matching import VOID_ID, SegmentTable, pq_counts
+from omg_eval.panoptic_matching import VOID_ID, GTOddities, SegmentTable, pq_counts
 
 Segment = Mapping[str, Any]
+
+
+def _is_number_array(values: list[Any]) -> bool:
+    """Whether ``values`` make a NumPy integer or float array (no bool, string, None or nested list)."""
+    try:
+        return np.array(values).dtype.kind in "iuf"
+    except (ValueError, TypeError):
+        return False
 
 
 class PanopticQuality(Metric):
@@ -24,6 +33,10 @@ class PanopticQuality(Metric):
         ``categories`` list of a COCO panoptic JSON.
 
     ``update`` takes a batch of images: id maps (0 = VOID, or COCO RGB maps) and their ``segments_info`` lists.
+    Ground truth whose map and ``segments_info`` disagree is scored as panopticapi scores it (an unlisted map id is
+    left out of the matching; a listed segment without a pixel stays, a FN unless crowd) and reported with
+    :func:`~omg_eval.anomalies.note_anomaly`: to the active ``collect_anomalies`` log, else as one
+    ``EvaluationAnomalyWarning`` per kind and ``update`` call. A prediction that disagrees with its map is an error.
     ``compute`` returns panopticapi's structure: ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"},
     "per_class": {category id: {"pq", "sq", "rq"}}}``; a group without any category having TP + FP + FN > 0 gets
     NaN figures and n = 0 (panopticapi divides by zero there).
@@ -57,9 +70,7 @@ class PanopticQuality(Metric):
         # one flat pass in Python, then every check as a tensor operation (COCO has ~20 segments per image)
         try:
             rows = [
-                (s["id"], s["category_id"], s.get("iscrowd", 0), s.get("area", -1))
-                for segments in segments_per_image
-                for s in segments
+                (s["id"], s["category_id"], s.get("iscrowd", 0)) for segments in segments_per_image for s in segments
             ]
         except KeyError:
             bad = next(
@@ -71,8 +82,21 @@ class PanopticQuality(Metric):
             raise ValueError(f"image {bad[0]}: {side} segment {bad[1]} needs an 'id' and a 'category_id'") from None
         counts = np.array([len(segments) for segments in segments_per_image], dtype=np.int64)
         image = np.repeat(np.arange(len(counts)), counts)
-        values = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        ids, category_ids, crowds, areas = (np.ascontiguousarray(column) for column in values.T)
+        values = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        ids, category_ids, crowds = (np.ascontiguousarray(column) for column in values.T)
+        # ground-truth areas as given (panopticapi puts the JSON value, integer or float, in the IoU union); -1 marks
+        # a missing one, counted on the map later. Predicted areas are always counted on the map.
+        areas = np.full(len(ids), -1.0)
+        if side == "ground-truth" and len(ids):
+            given = [s.get("area", -1) for segments in segments_per_image for s in segments]
+            if _is_number_array(given):
+                areas = np.array(given).astype(np.float64)
+            else:
+                row = next((i for i, a in enumerate(given) if not _is_number_array([a])), 0)
+                raise ValueError(
+                    f"image {names[int(image[row])]}: {side} segment id {int(ids[row])}: area {given[row]!r} is not a "
+                    "number; give the pixel count (or leave 'area' out to count it on the map)"
+                )
 
         def fail(mask: np.ndarray, message: str) -> None:
             if mask.any():
@@ -101,10 +125,11 @@ class PanopticQuality(Metric):
             ids=ids,
             category=self._category_order[position],
             iscrowd=crowds != 0,
-            area=np.maximum(areas, 0),
+            area=np.maximum(areas, 0.0),
         )
         return table, np.flatnonzero(areas < 0)
 
+    @reports_anomalies
     def update(
         self,
         pred_maps: Sequence[torch.Tensor],
@@ -119,8 +144,8 @@ class PanopticQuality(Metric):
           pred_maps: B predicted id maps (H_b x W_b integer, 0 = VOID) or COCO RGB maps (H_b x W_b x 3 uint8).
           pred_segments: B lists of ``{"id", "category_id"}`` (areas are counted on the map).
           gt_maps: B ground-truth maps, same sizes.
-          gt_segments: B lists of ``{"id", "category_id", "iscrowd", "area"}``; a missing ``area`` is counted on the
-            map (COCO ground truth always carries it, and panopticapi uses the annotation's value).
+          gt_segments: B lists of ``{"id", "category_id", "iscrowd", "area"}``; ``area`` is used as given, integer or
+            float, as panopticapi does; a missing one is counted on the map.
           image_names: a name per image for error messages (defaults to the batch index).
         """
         if len(pred_maps) != len(gt_maps):
@@ -128,6 +153,7 @@ class PanopticQuality(Metric):
         pairs = intersect_segment_ids_batch(list(gt_maps), list(pred_maps)) if len(pred_maps) else None
         self.update_from_pairs(pairs, pred_segments, gt_segments, image_names)
 
+    @reports_anomalies
     def update_from_pairs(
         self,
         pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None,
@@ -163,6 +189,7 @@ class PanopticQuality(Metric):
         counts = pq_counts(
             pair_image, pair_gt, pair_pred, pair_count, gt_table, pred_table, len(self.category_ids), names
         )
+        _report(counts.gt_oddities, names)  # before adding anything: strict mode raises here
         self.iou_sum += torch.from_numpy(counts.iou_sum)
         self.tp += torch.from_numpy(counts.tp)
         self.fp += torch.from_numpy(counts.fp)
@@ -213,3 +240,33 @@ class PanopticQuality(Metric):
             results[group]["n"] = n
         results["per_class"] = per_class
         return results
+
+
+_ODDITY_KINDS = (
+    (
+        "panoptic-gt-id-not-in-segments-info",
+        "ground-truth PNG ids missing from segments_info",
+        "left out of the matching, as panopticapi does (neither matched, nor VOID, nor crowd)",
+        "unlisted",
+    ),
+    (
+        "panoptic-gt-segment-without-pixels",
+        "ground-truth segments_info entries without a pixel in the PNG",
+        "kept, as panopticapi does: never matched, so a false negative, or its category's crowd region if iscrowd",
+        "pixelless",
+    ),
+)
+
+
+def _report(oddities: GTOddities, names: Sequence[str]) -> None:
+    """One :func:`note_anomaly` per image and kind of ground-truth oddity."""
+    for kind, what, handling, field in _ODDITY_KINDS:
+        image, ids = getattr(oddities, f"{field}_image"), getattr(oddities, f"{field}_ids")
+        if not len(image):
+            continue
+        starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+        for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(image)]):
+            in_image = [str(i) for i in ids[start:stop].tolist()]
+            listed = ", ".join(in_image[:5]) + (", ..." if len(in_image) > 5 else "")
+            example = f"image {names[int(image[start])]}, segment id{'s' if len(in_image) > 1 else ''} {listed}"
+            note_anomaly(kind, what=what, handling=handling, example=example, count=len(in_image))

@@ -28,6 +28,7 @@ try:  # torchvision's libpng decoder releases the GIL; PIL's path does not scale
 except ImportError:  # pragma: no cover - a future torchvision without image codecs
     decode_png = None
 
+from omg_eval.anomalies import reports_anomalies
 from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.panoptic import PanopticQuality
 from omg_eval.sharding import items_for_this_rank
@@ -104,6 +105,7 @@ def _counted(
             yield pending.popleft().result()
 
 
+@reports_anomalies
 def evaluate_panoptic_files(
     gt_json_file: str | Path,
     pred_json_file: str | Path,
@@ -125,6 +127,10 @@ def evaluate_panoptic_files(
 
     Returns:
       ``PanopticQuality.compute()``'s dict.
+
+    Ground truth whose PNG and ``segments_info`` disagree is scored as panopticapi scores it and reported as an
+    anomaly (see :class:`PanopticQuality`): to the caller's ``collect_anomalies`` log, or else as one
+    ``EvaluationAnomalyWarning`` per kind.
     """
     gt_json_file, pred_json_file = Path(gt_json_file), Path(pred_json_file)
     gt_folder = Path(gt_folder) if gt_folder is not None else gt_json_file.with_suffix("")

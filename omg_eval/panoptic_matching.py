@@ -4,7 +4,11 @@ The rules are those of COCO panopticapi ``pq_compute_single_core``:
 
 * id 0 is VOID; a ground-truth/prediction pair can match only within one category, never with a crowd segment,
   and matches when IoU > 0.5, where the union leaves out the prediction's pixels on VOID;
-* ground-truth areas come from the annotation (``area``), predicted areas are counted on the map;
+* ground-truth areas come from the annotation (``area``, as given, a float too), predicted areas are counted on the
+  map;
+* a ground-truth id of the map that ``segments_info`` does not list is left out of the matching (neither matched, nor
+  VOID, nor crowd); a listed ground-truth segment without a pixel is kept: never matched, so a FN unless crowd, and a
+  crowd one still is its category's crowd region. Both are returned (:class:`GTOddities`) for the caller to report;
 * an unmatched non-crowd ground truth is a FN; an unmatched prediction is a FP unless more than half of it lies on
   VOID plus the crowd region of its category (when an image has several crowd segments of one category, the last
   one listed is that region, as in panopticapi).
@@ -30,7 +34,8 @@ class SegmentTable:
     """Segments of a batch, one row per segment, in annotation order (NumPy arrays).
 
     image (S,): image index in the batch. ids (S,): segment id. category (S,): category index in [0, C).
-    iscrowd (S,) bool. area (S,) int64 (ground truth: the annotation's ``area``; predictions: unused).
+    iscrowd (S,) bool. area (S,) float64 (ground truth: the annotation's ``area`` as given, integer or not;
+    predictions: unused).
     """
 
     image: np.ndarray
@@ -45,13 +50,29 @@ class SegmentTable:
 
 
 @dataclass
+class GTOddities:
+    """Ground-truth inputs panopticapi scores although maps and segment lists disagree, as (image index, segment id)
+    rows sorted by image then id.
+
+    unlisted_image, unlisted_ids (U,): ids of a ground-truth map missing from its ``segments_info``.
+    pixelless_image, pixelless_ids (P,): ``segments_info`` entries without a pixel in the map.
+    """
+
+    unlisted_image: np.ndarray
+    unlisted_ids: np.ndarray
+    pixelless_image: np.ndarray
+    pixelless_ids: np.ndarray
+
+
+@dataclass
 class PQCounts:
-    """Per-category accumulators: iou_sum (C,) float64, tp / fp / fn (C,) int64."""
+    """Per-category accumulators: iou_sum (C,) float64, tp / fp / fn (C,) int64; and the batch's GTOddities."""
 
     iou_sum: np.ndarray
     tp: np.ndarray
     fp: np.ndarray
     fn: np.ndarray
+    gt_oddities: GTOddities
 
 
 def _lookup(table_keys: np.ndarray, query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,30 +113,41 @@ def pq_counts(
       The batch's PQCounts.
 
     Raises:
-      ValueError: when a map holds a non-VOID id missing from its segment list, or a listed segment has no pixel.
+      ValueError: when a predicted map holds a non-VOID id missing from its segment list, or a listed predicted
+        segment has no pixel (panopticapi raises on both). The ground-truth counterparts are scored as panopticapi
+        does and returned in ``gt_oddities``.
     """
-    # --- map every pair to its rows; check maps and segment lists agree (panopticapi raises on predictions) ---
+    # --- map every pair to its rows; check the prediction's map and segment list agree (panopticapi raises) ---
     pred_row, pred_found = _lookup(pred.keys, pair_image * _ID_SPAN + pair_pred)
     gt_row, gt_found = _lookup(gt.keys, pair_image * _ID_SPAN + pair_gt)
-    for name, found, rows, ids, side in (
-        ("predicted", pred_found, pred_row, pair_pred, pred),
-        ("ground-truth", gt_found, gt_row, pair_gt, gt),
-    ):
-        unlisted = ~found & (ids != VOID_ID)
-        if unlisted.any():
-            where = int(np.flatnonzero(unlisted)[0])
-            raise ValueError(
-                f"image {image_names[int(pair_image[where])]}: {name} segment id {int(ids[where])} is in the PNG but "
-                "not in segments_info; list every non-zero id of the map (or set those pixels to 0 = VOID)"
-            )
-        on_map = np.zeros(len(side.ids), dtype=bool)
-        on_map[rows[found]] = True
-        if not on_map.all():
-            row = int(np.flatnonzero(~on_map)[0])
-            raise ValueError(
-                f"image {image_names[int(side.image[row])]}: {name} segment id {int(side.ids[row])} is in "
-                "segments_info but has no pixel in the PNG; drop it from segments_info"
-            )
+    unlisted = ~pred_found & (pair_pred != VOID_ID)
+    if unlisted.any():
+        where = int(np.flatnonzero(unlisted)[0])
+        raise ValueError(
+            f"image {image_names[int(pair_image[where])]}: predicted segment id {int(pair_pred[where])} is in the PNG "
+            "but not in segments_info; list every non-zero id of the map (or set those pixels to 0 = VOID)"
+        )
+    pred_on_map = np.zeros(len(pred.ids), dtype=bool)
+    pred_on_map[pred_row[pred_found]] = True
+    if not pred_on_map.all():
+        row = int(np.flatnonzero(~pred_on_map)[0])
+        raise ValueError(
+            f"image {image_names[int(pred.image[row])]}: predicted segment id {int(pred.ids[row])} is in "
+            "segments_info but has no pixel in the PNG; drop it from segments_info"
+        )
+    # ground truth: panopticapi skips pairs whose gt id is unlisted and keeps listed segments without pixels
+    gt_unlisted = ~gt_found & (pair_gt != VOID_ID)
+    unlisted_keys = np.unique(pair_image[gt_unlisted] * _ID_SPAN + pair_gt[gt_unlisted])  # one per (image, id)
+    gt_on_map = np.zeros(len(gt.ids), dtype=bool)
+    gt_on_map[gt_row[gt_found]] = True
+    pixelless = np.flatnonzero(~gt_on_map)
+    pixelless = pixelless[np.lexsort((gt.ids[pixelless], gt.image[pixelless]))]
+    oddities = GTOddities(
+        unlisted_image=unlisted_keys // _ID_SPAN,
+        unlisted_ids=unlisted_keys % _ID_SPAN,
+        pixelless_image=gt.image[pixelless],
+        pixelless_ids=gt.ids[pixelless],
+    )
 
     pred_area = _sum_by(pred_row[pred_found], pair_count[pred_found], len(pred.ids))
     on_void = pred_found & (pair_gt == VOID_ID)
@@ -126,8 +158,9 @@ def pq_counts(
     c_gt, c_pred = gt_row[candidate], pred_row[candidate]
     keep = ~gt.iscrowd[c_gt] & (gt.category[c_gt] == pred.category[c_pred])
     c_gt, c_pred, c_inter = c_gt[keep], c_pred[keep], pair_count[candidate[keep]]
+    # float64 throughout, in panopticapi's order: exact for integer areas, the same rounding for float ones
     union = pred_area[c_pred] + gt.area[c_gt] - c_inter - pred_void[c_pred]
-    iou = c_inter / union  # float64, the same division panopticapi does
+    iou = c_inter / union
     matched = iou > 0.5
     m_gt, m_pred, m_iou = c_gt[matched], c_pred[matched], iou[matched]
     m_category = gt.category[m_gt]
@@ -160,4 +193,4 @@ def pq_counts(
     # panopticapi compares a float ratio with 0.5; 2 * ignored > area is the same test in exact integers
     ignored = (pred_void + pred_crowd) * 2 > pred_area
     fp = np.bincount(pred.category[~pred_matched & ~ignored], minlength=num_categories).astype(np.int64)
-    return PQCounts(iou_sum=iou_sum, tp=tp, fp=fp, fn=fn)
+    return PQCounts(iou_sum=iou_sum, tp=tp, fp=fp, fn=fn, gt_oddities=oddities)

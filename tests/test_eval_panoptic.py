@@ -10,11 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
+from omg_eval.anomalies import EvaluationAnomalyWarning, StrictAnomalyError, collect_anomalies
 from omg_eval.kernels.segment_pairs import rgb_to_id
 from omg_eval.panoptic import PanopticQuality
 from omg_eval.panoptic_files import evaluate_panoptic_files
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "eval" / "image" / "panoptic"
+# ground truth that panopticapi scores although it is odd: float areas, PNG ids missing from segments_info, entries
+# without a pixel (see make_fixture.py there); expected.json holds the official pq_compute's figures
+ODD = FIXTURE.parent / "panoptic_anomalies"
+UNLISTED, PIXELLESS = "panoptic-gt-id-not-in-segments-info", "panoptic-gt-segment-without-pixels"
 # panopticapi accumulates IoUs in float64 in its own order; ours adds the same float64 terms in another order, so
 # sums agree to rounding (~1e-16), well inside 1e-9.
 TOLERANCE = 1e-9
@@ -26,15 +31,15 @@ def _expected() -> dict:
     return json.loads((FIXTURE / "expected_pq.json").read_text())["results"]
 
 
-def _assert_matches_panopticapi(results: dict, expected: dict) -> None:
+def _assert_matches_panopticapi(results: dict, expected: dict, tolerance: float = TOLERANCE) -> None:
     for group in ("All", "Things", "Stuff"):
         assert results[group]["n"] == expected[group]["n"]
         for key in ("pq", "sq", "rq"):
-            assert results[group][key] == pytest.approx(expected[group][key], abs=TOLERANCE), (group, key)
+            assert results[group][key] == pytest.approx(expected[group][key], abs=tolerance), (group, key)
     assert {str(k) for k in results["per_class"]} == set(expected["per_class"])
     for category_id, figures in results["per_class"].items():
         for key in ("pq", "sq", "rq"):
-            assert figures[key] == pytest.approx(expected["per_class"][str(category_id)][key], abs=TOLERANCE)
+            assert figures[key] == pytest.approx(expected["per_class"][str(category_id)][key], abs=tolerance)
 
 
 @pytest.mark.parametrize("backend", ["fused", "torch"])
@@ -45,15 +50,17 @@ def test_files_equal_panopticapi(backend: str, monkeypatch: pytest.MonkeyPatch) 
     assert 0 < results["All"]["pq"] < 1
 
 
-def _load_fixture() -> tuple[list[dict], list[torch.Tensor], list[torch.Tensor], list[dict], list[dict]]:
-    gt_json = json.loads((FIXTURE / "gt.json").read_text())
-    pred_json = json.loads((FIXTURE / "pred.json").read_text())
+def _load_fixture(
+    folder: Path = FIXTURE,
+) -> tuple[list[dict], list[torch.Tensor], list[torch.Tensor], list[dict], list[dict]]:
+    gt_json = json.loads((folder / "gt.json").read_text())
+    pred_json = json.loads((folder / "pred.json").read_text())
     pred_by_image = {a["image_id"]: a for a in pred_json["annotations"]}
     gt_maps, pred_maps, gt_infos, pred_infos = [], [], [], []
     for annotation in gt_json["annotations"]:
         prediction = pred_by_image[annotation["image_id"]]
-        gt_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(FIXTURE / "gt" / annotation["file_name"])))))
-        pred_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(FIXTURE / "pred" / prediction["file_name"])))))
+        gt_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(folder / "gt" / annotation["file_name"])))))
+        pred_maps.append(rgb_to_id(torch.from_numpy(np.array(Image.open(folder / "pred" / prediction["file_name"])))))
         gt_infos.append(annotation["segments_info"])
         pred_infos.append(prediction["segments_info"])
     return gt_json["categories"], gt_maps, pred_maps, gt_infos, pred_infos
@@ -101,6 +108,126 @@ def test_counts_of_a_hand_made_image() -> None:
     assert metric.iou_sum[0].item() == pytest.approx(7 / 8, abs=1e-15)
     assert metric.fp.tolist() == [2, 0, 0]  # 7 and 8 (not on crowd of their class); 6 lies on crowd of class 2
     assert metric.fn.tolist() == [0, 0, 1]
+
+
+def _odd_expected() -> dict:
+    return json.loads((ODD / "expected.json").read_text())["results"]
+
+
+def _evaluate_odd(**kwargs) -> dict:
+    return evaluate_panoptic_files(ODD / "gt.json", ODD / "pred.json", ODD / "gt", ODD / "pred", **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_odd_ground_truth_scores_as_panopticapi(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float areas, PNG ids missing from segments_info, entries without a pixel: panopticapi's figures, reported."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    with collect_anomalies() as log:
+        results = _evaluate_odd(batch_size=2)  # the odd images fall in two batches
+    # the same float64 operations on the same values as panopticapi: equal to rounding of the last sums
+    _assert_matches_panopticapi(results, _odd_expected(), tolerance=1e-12)
+    assert log.counts() == {UNLISTED: 3, PIXELLESS: 2}  # ids 401, 402 (image 2), 605 (image 3); 602, 603
+    assert log.kinds[UNLISTED].example == "image 2, segment ids 401, 402"
+    assert log.kinds[PIXELLESS].example == "image 3, segment ids 602, 603"
+    assert len(log.lines("panoptic")) == 2
+
+
+def test_odd_ground_truth_in_memory_equals_the_files() -> None:
+    categories, gt_maps, pred_maps, gt_infos, pred_infos = _load_fixture(ODD)
+    metric = PanopticQuality(categories)
+    with collect_anomalies() as log:
+        for i in range(len(gt_maps)):
+            metric.update([pred_maps[i]], [pred_infos[i]], [gt_maps[i]], [gt_infos[i]], image_names=[str(i + 1)])
+    _assert_matches_panopticapi(metric.compute(), _odd_expected(), tolerance=1e-12)
+    assert log.counts() == {UNLISTED: 3, PIXELLESS: 2}
+
+
+def test_odd_ground_truth_float_areas_are_used_as_given() -> None:
+    """Truncating the float areas of image 1 (as this project once did) changes the figures."""
+    categories, gt_maps, pred_maps, gt_infos, pred_infos = _load_fixture(ODD)
+    assert any(isinstance(s["area"], float) and s["area"] % 1 for s in gt_infos[0])
+    truncated = [[{**s, "area": int(s["area"])} for s in infos] for infos in gt_infos]
+    metric = PanopticQuality(categories)
+    with collect_anomalies():
+        metric.update(pred_maps, pred_infos, gt_maps, truncated)
+    assert abs(metric.compute()["Things"]["pq"] - _odd_expected()["Things"]["pq"]) > 1e-3
+
+
+def test_odd_ground_truth_strict_mode_names_the_image() -> None:
+    with collect_anomalies(strict=True), pytest.raises(StrictAnomalyError, match="image 2, segment ids 401, 402"):
+        _evaluate_odd()
+
+
+def test_odd_ground_truth_without_a_log_warns_once_per_kind() -> None:
+    with pytest.warns(EvaluationAnomalyWarning) as caught:
+        results = _evaluate_odd(batch_size=1)
+    lines = [str(w.message) for w in caught if issubclass(w.category, EvaluationAnomalyWarning)]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("evaluate_panoptic_files: 3 ground-truth PNG ids missing from segments_info")
+    assert lines[1].startswith("evaluate_panoptic_files: 2 ground-truth segments_info entries without a pixel")
+    assert results["All"]["pq"] == _odd_expected()["All"]["pq"]
+
+
+def test_unlisted_ground_truth_is_neither_void_nor_matched() -> None:
+    """Prediction 5 lies on 4 px of gt 1 and 4 px of the unlisted gt 2: IoU 4 / (8 + 4 - 4) = 0.5, no match (as
+    VOID it would be 4 / 4); prediction 6 lies on the unlisted gt 3 only, a FP (as VOID it would be ignored)."""
+    gt = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 0, 0], [3, 3, 0, 0]])
+    pred = torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [6, 6, 0, 0], [6, 6, 0, 0]])
+    metric = PanopticQuality([{"id": 1, "isthing": 1}])
+    with collect_anomalies() as log:
+        metric.update(
+            [pred],
+            [[{"id": 5, "category_id": 1}, {"id": 6, "category_id": 1}]],
+            [gt],
+            [[{"id": 1, "category_id": 1, "iscrowd": 0, "area": 4}]],
+            image_names=["17"],
+        )
+    assert (metric.tp.tolist(), metric.fp.tolist(), metric.fn.tolist()) == ([0], [2], [1])
+    assert log.counts() == {UNLISTED: 2} and log.kinds[UNLISTED].example == "image 17, segment ids 2, 3"
+
+
+def test_ground_truth_without_pixels_is_a_fn_or_the_crowd_region() -> None:
+    """gt 3 (no pixel) is a FN; crowd gt 4 (no pixel), listed after crowd gt 2, is class 1's crowd region, so
+    prediction 6 on crowd gt 2 is a FP; listed before it, gt 2 absorbs prediction 6."""
+    gt = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2]])
+    pred = torch.tensor([[5, 5, 6, 6], [5, 5, 6, 6]])
+    pred_info = [{"id": 5, "category_id": 1}, {"id": 6, "category_id": 1}]
+    listed = {
+        1: {"id": 1, "category_id": 1, "iscrowd": 0, "area": 4},
+        2: {"id": 2, "category_id": 1, "iscrowd": 1, "area": 4},
+        3: {"id": 3, "category_id": 1, "iscrowd": 0, "area": 4},
+        4: {"id": 4, "category_id": 1, "iscrowd": 1, "area": 3},
+    }
+    for order, fp in (([1, 2, 3, 4], 1), ([1, 4, 3, 2], 0)):
+        metric = PanopticQuality([{"id": 1, "isthing": 1}])
+        with collect_anomalies() as log:
+            metric.update([pred], [pred_info], [gt], [[listed[i] for i in order]])
+        assert (metric.tp.tolist(), metric.fp.tolist(), metric.fn.tolist()) == ([1], [fp], [1]), order
+        assert log.counts() == {PIXELLESS: 2}
+
+
+def test_in_memory_update_without_a_log_warns() -> None:
+    gt, pred = torch.tensor([[1, 7]]), torch.tensor([[1, 0]])
+    metric = PanopticQuality([{"id": 1, "isthing": 1}])
+    with pytest.warns(EvaluationAnomalyWarning, match="1 ground-truth PNG ids missing"):
+        metric.update([pred], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": 1}]])
+    assert metric.tp.tolist() == [1]
+
+
+def test_strict_mode_adds_nothing() -> None:
+    gt, pred = torch.tensor([[1, 7]]), torch.tensor([[1, 0]])
+    metric = PanopticQuality([{"id": 1, "isthing": 1}])
+    with collect_anomalies(strict=True), pytest.raises(StrictAnomalyError, match="image 0, segment id 7"):
+        metric.update([pred], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": 1}]])
+    assert metric.tp.tolist() == [0]
+
+
+def test_bad_ground_truth_area_is_named() -> None:
+    gt = torch.tensor([[1, 1]])
+    metric = PanopticQuality([{"id": 1, "isthing": 1}])
+    for area in ("2", None, True):
+        with pytest.raises(ValueError, match=f"image 0: ground-truth segment id 1: area {area!r} is not a number"):
+            metric.update([gt], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": area}]])
 
 
 def test_user_errors_are_named(tmp_path: Path) -> None:
