@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,6 @@ UNLISTED, PIXELLESS = "panoptic-gt-id-not-in-segments-info", "panoptic-gt-segmen
 # panopticapi accumulates IoUs in float64 in its own order; ours adds the same float64 terms in another order, so
 # sums agree to rounding (~1e-16), well inside 1e-9.
 TOLERANCE = 1e-9
-# torchvision 0.29 marks its PNG decoder deprecated (torchcodec replaces it); it is what reads the fixture PNGs
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
 
 
 def _expected() -> dict:
@@ -228,6 +228,35 @@ def test_bad_ground_truth_area_is_named() -> None:
     for area in ("2", None, True):
         with pytest.raises(ValueError, match=f"image 0: ground-truth segment id 1: area {area!r} is not a number"):
             metric.update([gt], [[{"id": 1, "category_id": 1}]], [gt], [[{"id": 1, "category_id": 1, "area": area}]])
+
+
+def test_unreadable_files_are_named(tmp_path: Path) -> None:
+    from omg_data.errors import DataError
+
+    for name in ("gt", "pred"):
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}.json").write_text((ODD / f"{name}.json").read_text())
+        for png in (ODD / name).iterdir():
+            (tmp_path / name / png.name).write_bytes(png.read_bytes())
+    broken = tmp_path / "pred" / "000002.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    with collect_anomalies(), pytest.raises(ValueError, match="000002.png is not a readable PNG") as error:
+        evaluate_panoptic_files(tmp_path / "gt.json", tmp_path / "pred.json")
+    assert "\n" not in str(error.value)
+    (tmp_path / "pred.json").write_text('{"annotations": [}')
+    with pytest.raises(DataError, match="pred.json: not valid JSON at line 1"):
+        evaluate_panoptic_files(tmp_path / "gt.json", tmp_path / "pred.json")
+    (tmp_path / "pred.json").unlink()
+    (tmp_path / "pred.json").mkdir()
+    with pytest.raises(DataError, match="pred.json: is a folder"):
+        evaluate_panoptic_files(tmp_path / "gt.json", tmp_path / "pred.json", pred_folder=tmp_path / "pred")
+
+
+def test_importing_the_file_evaluator_leaves_torchvision_out() -> None:
+    """torchvision costs ~1.5 s of start-up (torch._dynamo); Pillow decodes the PNGs."""
+    code = "import sys, omg_eval.panoptic_files; print(sorted(m for m in sys.modules if m.startswith('torchvision')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_user_errors_are_named(tmp_path: Path) -> None:
