@@ -9,8 +9,7 @@ stays cheap (pycocotools, torchvision and PyAV are imported only by the readers 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from omg_core.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # sample model and errors
@@ -60,14 +59,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omg_data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

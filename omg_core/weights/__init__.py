@@ -5,8 +5,7 @@ Names load on first use, so that `omg convert --help` (which imports this packag
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from omg_core.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LoadReport": "omg_core.weights.io",
@@ -23,14 +22,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omg_core.weights' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

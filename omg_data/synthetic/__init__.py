@@ -9,10 +9,9 @@ write_dataset("coco-panoptic", "out/", num=10, seed=0)
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
+from omg_core.lazy_exports import lazy_exports
 from omg_data.synthetic.formats import FORMATS, IMAGE_FORMATS, VIDEO_FORMATS
 
 # the world and its classes need torch; loaded on first use so that `omg data --help` starts fast
@@ -61,10 +60,4 @@ def write_dataset(
     return world.write_dataset(format, out_dir, num, num_frames=num_frames)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'omg_data.synthetic' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
