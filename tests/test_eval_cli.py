@@ -177,3 +177,17 @@ def test_anomalies_are_scored_as_the_official_tool_with_one_warning_line_and_ref
     result = invoke(*args, "--strict")
     assert result.exit_code == EXIT_USER_ERROR
     assert "category 99" in result.output and "--strict" in result.output and "Traceback" not in result.output
+
+
+def test_no_evaluator_imports_torchvision() -> None:
+    """torchvision pulls in torch._dynamo (~1.5 s of start-up); evaluation decodes PNGs with PIL instead."""
+    import subprocess
+    import sys
+
+    from omg_eval.runner import EVALUATORS
+
+    modules = sorted({evaluator.module for evaluator in EVALUATORS.values()})
+    probe = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\nprint('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
