@@ -27,7 +27,7 @@ def project_python(session: nox.Session) -> str:
     probe = subprocess.run([str(PYTHON), "-c", "import omg_core, pytest"], capture_output=True)
     if probe.returncode != 0:
         plugins = sorted(str(p) for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-        session.run(str(PYTHON), "-m", "pip", "install", "-q", "-e", ".[dev]",
+        session.run(str(PYTHON), "-m", "pip", "install", "-q", "-c", str(ROOT / ".ci" / "constraints.txt"), "-e", ".[dev]",
                     *[f"-e{Path(p).parent}" for p in plugins], external=True)
     return str(PYTHON)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import click
@@ -37,11 +38,28 @@ def data_group() -> None:
     "--frames", default=8, show_default=True, type=click.IntRange(min=1), help="frames per video (video formats)"
 )
 @click.option("--exclude-held-out", is_flag=True, help="leave out the held-out classes (training data)")
+@click.option("--overwrite", is_flag=True, help="delete what OUT already holds, then write (OUT must be empty without it)")
 def synth_command(
-    format_name: str, num: int, out_dir: Path, seed: int, size: tuple[int, int], frames: int, exclude_held_out: bool
+    format_name: str,
+    num: int,
+    out_dir: Path,
+    seed: int,
+    size: tuple[int, int],
+    frames: int,
+    exclude_held_out: bool,
+    overwrite: bool,
 ) -> None:
     """Writes NUM shapes-world samples in FORMAT under OUT."""
     from omg_data.synthetic import write_dataset
+
+    # Writing into a folder that holds an earlier (perhaps interrupted) data set would mix the two silently.
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise click.UsageError(
+                f"--out {out_dir} is not empty; choose an empty folder, or add --overwrite to delete its contents first"
+            )
+        for entry in out_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
     write_dataset(
         format_name, out_dir, num, seed=seed, image_size=size, num_frames=frames, exclude_held_out=exclude_held_out

@@ -137,6 +137,22 @@ def test_cli_synth_writes_readable_dataset(tmp_path: Path) -> None:
     assert captions["1"] == expected.captions
 
 
+def test_cli_synth_refuses_a_non_empty_out_unless_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "coco"
+    args = ["synth", "--format", "coco-panoptic", "--num", "2", "--out", str(out), "--size", "40x56"]
+    assert CliRunner().invoke(data_group, args).exit_code == 0
+    (out / "stale.txt").write_text("left by an interrupted run")
+    before = sorted(p.name for p in out.iterdir())
+    result = CliRunner().invoke(data_group, [*args, "--seed", "5"])
+    assert result.exit_code == 2 and "is not empty" in result.output and "--overwrite" in result.output
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing written or deleted
+    result = CliRunner().invoke(data_group, [*args, "--seed", "5", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "stale.txt").exists()
+    samples = list(read_coco_panoptic(out / "panoptic.json", out / "panoptic", out / "images"))
+    assert len(samples) == 2 and torch.equal(samples[0].masks, ShapesWorld(seed=5, image_size=(40, 56)).image(0).masks)
+
+
 def test_cli_rejects_bad_size(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         data_group, ["synth", "--format", "vspw", "--num", "1", "--out", str(tmp_path), "--size", "big"]
