@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
+
+from omg_core.postprocess import masks_to_image_size
 
 
 @dataclass
@@ -77,11 +78,4 @@ class OMGOutputs:
           B x Q' x H x W (images) or B x Q' x T x H x W (clips) logits, (H, W) = image_size.
         """
         logits = self.mask_logits if queries is None else self.mask_logits[:, queries]
-        height, width = self.image_size
-        if self.num_frames:
-            batch, count, frames = logits.shape[:3]
-            resized = F.interpolate(logits.flatten(1, 2), size=self.padded_size, mode="bilinear",
-                                    align_corners=False)
-            return resized[..., :height, :width].view(batch, count, frames, height, width)
-        resized = F.interpolate(logits, size=self.padded_size, mode="bilinear", align_corners=False)
-        return resized[..., :height, :width]
+        return masks_to_image_size(logits, self.padded_size, self.image_size)
