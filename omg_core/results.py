@@ -1,0 +1,263 @@
+"""Typed results of one sample, by family: what a task's decode hook returns and what writers, overlays and metrics read.
+
+A family is a shape of answer that several tasks share (panoptic and ov-seg both give a ``PanopticMap``), so a writer
+or visualiser written for a family serves every task that produces it, built-in or plugin. Every result holds CPU
+tensors at the original image size and the vocabulary its class indices point into.
+
+    family            image result       video result (T frames, ids/slots stable over time = tracks)
+    semantic          SemanticMap        SemanticVideo
+    panoptic          PanopticMap        PanopticVideo
+    instances         Instances          Tracks
+    prompt-masks      PromptMasks        PromptTracks
+
+Constructors check shapes and dtypes and raise ``ValueError`` naming the field, so a plugin's mistake surfaces where
+it is made, not in a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from omg_core.postprocess import boxes_from_masks
+
+#: Label of unlabelled pixels in semantic maps.
+IGNORE_LABEL = -1
+
+
+def _check(
+    value: torch.Tensor, name: str, shape: Sequence[int | None], kinds: str, owner: str
+) -> None:
+    """Raise ValueError unless ``value`` is a tensor of ``len(shape)`` dims (None = any size) and a dtype kind in
+    ``kinds`` ('b' bool, 'i' integer, 'f' floating)."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{owner}.{name} must be a torch.Tensor, got {type(value).__name__}")
+    expected = "x".join("?" if size is None else str(size) for size in shape)
+    if value.ndim != len(shape) or any(size is not None and size != actual for size, actual in zip(shape, value.shape)):
+        raise ValueError(f"{owner}.{name} must have shape {expected}, got {tuple(value.shape)}")
+    kind = "b" if value.dtype == torch.bool else "f" if value.is_floating_point() else "i"
+    if kind not in kinds or value.is_complex():
+        wanted = {"b": "bool", "i": "integer", "f": "floating"}
+        raise ValueError(f"{owner}.{name} must be {' or '.join(wanted[k] for k in kinds)}, got {value.dtype}")
+
+
+def _check_labels(labels: torch.Tensor, vocabulary: Sequence[str] | None, owner: str, allow_ignore: bool) -> None:
+    if vocabulary is None or labels.numel() == 0:
+        return
+    low = IGNORE_LABEL if allow_ignore else 0
+    if int(labels.min()) < low or int(labels.max()) >= len(vocabulary):
+        raise ValueError(
+            f"{owner}: class indices must lie in [{low}, {len(vocabulary) - 1}] (the vocabulary has "
+            f"{len(vocabulary)} names), got [{int(labels.min())}, {int(labels.max())}]"
+        )
+
+
+# Image and video classes of a family share a private base (fields and checks) but not a public one, so that
+# ``isinstance(result, Instances)`` never holds for a video's Tracks.
+
+
+@dataclass
+class _Semantic:
+    family: ClassVar[str] = "semantic"
+    _map_ndim: ClassVar[int] = 2
+    labels: torch.Tensor
+    vocabulary: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _check(self.labels, "labels", (None,) * self._map_ndim, "i", type(self).__name__)
+        self.vocabulary = tuple(self.vocabulary)
+        _check_labels(self.labels, self.vocabulary, type(self).__name__, allow_ignore=True)
+
+
+@dataclass
+class SemanticMap(_Semantic):
+    """A class for every pixel of an image.
+
+    labels: (H, W) integer class indices into ``vocabulary``; IGNORE_LABEL (-1) where no class is given.
+    vocabulary: the class names.
+    """
+
+
+@dataclass
+class SemanticVideo(_Semantic):
+    """A class for every pixel of every frame: ``labels`` is (T, H, W), otherwise as SemanticMap."""
+
+    _map_ndim: ClassVar[int] = 3
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a panoptic map.
+
+    id: its value in the map (> 0; 0 is void). In a video the same id across frames is one track.
+    label: class index into the vocabulary.
+    score: confidence in [0, 1].
+    is_thing: a countable object (True) or a stuff region (False).
+    """
+
+    id: int
+    label: int
+    score: float
+    is_thing: bool
+
+
+@dataclass
+class _Panoptic:
+    family: ClassVar[str] = "panoptic"
+    segment_ids: torch.Tensor
+    segments: tuple[Segment, ...]
+    vocabulary: tuple[str, ...]
+    _map_ndim: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check(self.segment_ids, "segment_ids", (None,) * self._map_ndim, "i", owner)
+        self.segments = tuple(self.segments)
+        ids = [segment.id for segment in self.segments]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{owner}.segments lists an id twice; each segment id once")
+        if any(segment_id <= 0 for segment_id in ids):
+            raise ValueError(f"{owner}.segments: ids must be > 0 (0 is void in segment_ids)")
+        present = set(torch.unique(self.segment_ids).tolist()) - {0}
+        unlisted = sorted(present - set(ids))
+        if unlisted:
+            raise ValueError(f"{owner}: segment_ids holds ids {unlisted[:5]} that no Segment describes")
+        self.vocabulary = tuple(self.vocabulary)
+        _check_labels(torch.tensor([s.label for s in self.segments], dtype=torch.int64), self.vocabulary, owner, False)
+
+
+@dataclass
+class PanopticMap(_Panoptic):
+    """Non-overlapping segments covering an image, each with a class.
+
+    segment_ids: (H, W) integer segment ids, 0 = void (no segment).
+    segments: one Segment per id present in the map, no duplicates (a listed id may have no pixel).
+    vocabulary: the class names.
+    """
+
+
+@dataclass
+class PanopticVideo(_Panoptic):
+    """Panoptic maps of every frame, ``segment_ids`` (T, H, W); a segment id is one track through the video."""
+
+    _map_ndim: ClassVar[int] = 3
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.segment_ids.shape[0])
+
+
+@dataclass
+class _Instances:
+    family: ClassVar[str] = "instances"
+    masks: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    vocabulary: tuple[str, ...]
+    boxes: torch.Tensor | None = None
+    _mask_ndim: ClassVar[int] = 3
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
+        count = int(self.masks.shape[0])
+        _check(self.scores, "scores", (count,), "f", owner)
+        _check(self.labels, "labels", (count,), "i", owner)
+        _check_labels(self.labels, self.vocabulary, owner, allow_ignore=False)
+        if self.boxes is None:
+            # a track's box covers every frame it appears in
+            self.boxes = boxes_from_masks(self.masks.any(dim=1) if self._mask_ndim == 4 else self.masks)
+        _check(self.boxes, "boxes", (count, 4), "f", owner)
+        self.vocabulary = tuple(self.vocabulary)
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+
+@dataclass
+class Instances(_Instances):
+    """Scored object masks of an image (they may overlap).
+
+    masks: (N, H, W) bool.
+    scores: (N,) confidences in [0, 1].
+    labels: (N,) class indices into ``vocabulary``.
+    vocabulary: the class names.
+    boxes: (N, 4) float (x0, y0, x1, y1), x1/y1 exclusive; computed from the masks when not given.
+    """
+
+
+@dataclass
+class Tracks(_Instances):
+    """Scored objects tracked through a video: ``masks`` (N, T, H, W), one score and class per track; ``boxes``
+    cover each track's union over frames."""
+
+    _mask_ndim: ClassVar[int] = 4
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.masks.shape[1])
+
+
+@dataclass
+class _PromptMasks:
+    family: ClassVar[str] = "prompt-masks"
+    masks: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor | None = None
+    vocabulary: tuple[str, ...] | None = None
+    _mask_ndim: ClassVar[int] = 3
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
+        count = int(self.masks.shape[0])
+        _check(self.scores, "scores", (count,), "f", owner)
+        if (self.labels is None) != (self.vocabulary is None):
+            raise ValueError(f"{owner}: labels and vocabulary come together; give both or neither")
+        if self.labels is not None:
+            self.vocabulary = tuple(self.vocabulary)  # type: ignore[arg-type]
+            _check(self.labels, "labels", (count,), "i", owner)
+            _check_labels(self.labels, self.vocabulary, owner, allow_ignore=False)
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+
+@dataclass
+class PromptMasks(_PromptMasks):
+    """One mask per prompt (point or box), in prompt order.
+
+    masks: (P, H, W) bool.
+    scores: (P,) predicted mask quality (IoU) in [0, 1].
+    labels: (P,) class indices into ``vocabulary`` (open-vocabulary interactive), or None.
+    vocabulary: the class names when ``labels`` is given, else None.
+    """
+
+
+@dataclass
+class PromptTracks(_PromptMasks):
+    """One mask track per prompt through a video (video object segmentation): ``masks`` (P, T, H, W)."""
+
+    _mask_ndim: ClassVar[int] = 4
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.masks.shape[1])
+
+
+Result = SemanticMap | SemanticVideo | PanopticMap | PanopticVideo | Instances | Tracks | PromptMasks | PromptTracks
+
+#: Every result class, by the family name a writer or visualiser declares it understands.
+FAMILIES: dict[str, tuple[type, ...]] = {
+    "semantic": (SemanticMap, SemanticVideo),
+    "panoptic": (PanopticMap, PanopticVideo),
+    "instances": (Instances, Tracks),
+    "prompt-masks": (PromptMasks, PromptTracks),
+}
