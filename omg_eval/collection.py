@@ -1,4 +1,8 @@
-"""Several metrics fed the same inputs and reported together (for example VPQ and STQ for video panoptic)."""
+"""Several metrics fed the same inputs and reported together (for example VPQ and STQ for video panoptic).
+
+Syncing follows :mod:`omg_eval.metric`: the collection's ``compute`` syncs every member, computes each on its
+reduced states and unsyncs them; ``sync`` / ``unsync`` / ``sync_context`` act on all members at once.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ class MetricCollection(Metric):
         if not metrics:
             raise ValueError("a MetricCollection needs at least one metric")
         self.metrics = dict(metrics)
+        self._synced_members: list[Metric] = []  # the members this collection's sync synced (and unsync restores)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for metric in self.metrics.values():
@@ -41,14 +46,36 @@ class MetricCollection(Metric):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+        super().reset()
+        self._synced_members = []
 
     def sync(self, group: Any = None) -> None:
-        for metric in self.metrics.values():
-            metric.sync(group)
+        """Sync every member not synced yet (a member synced on its own is left to its owner's ``unsync``)."""
+        if self._synced:
+            return
+        synced: list[Metric] = []
+        try:
+            for metric in self.metrics.values():
+                if not metric.is_synced:
+                    metric.sync(group)
+                    synced.append(metric)
+        except BaseException:
+            for metric in synced:
+                metric.unsync()
+            raise
+        self._synced_members = synced
+        self._synced = True
+
+    def unsync(self) -> None:
+        for metric in self._synced_members:
+            metric.unsync()
+        self._synced_members = []
+        self._synced = False
 
     def state_dict(self) -> dict[str, Any]:
         return {name: metric.state_dict() for name, metric in self.metrics.items()}
 
     def merge_state(self, other_states: dict[str, Any]) -> None:
+        self._refuse_when_synced("merge_state")
         for name, metric in self.metrics.items():
             metric.merge_state(other_states[name])
