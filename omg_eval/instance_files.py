@@ -76,7 +76,6 @@ def evaluate_instance_files(
         metric.update(image_id, height, width, gt_by_image.get(image_id, []), det_by_image.get(image_id, []))
         if progress is not None:
             progress(1)
-    metric.sync()
     return metric.compute()
 
 

@@ -39,7 +39,6 @@ def evaluate_interactive_file(
         )
         if progress is not None:
             progress(1)
-    metric.sync()
     figures = metric.compute()
     figures["num_objects"] = len(data["objects"])
     return figures

@@ -150,5 +150,4 @@ def evaluate_panoptic_files(
         )
         if progress is not None:
             progress(len(chunk))
-    metric.sync()
     return metric.compute()

@@ -83,8 +83,8 @@ def evaluate_semantic_files(
             metric.update(pred, gt)
             if progress is not None:
                 progress(1)
-    metric.sync()
-    seen = torch.nonzero(metric.confusion.sum(0) + metric.confusion.sum(1)).flatten()
+    with metric.sync_context():  # the classes seen on any rank; the cut matrix below is this rank's, synced by compute
+        seen = torch.nonzero(metric.confusion.sum(0) + metric.confusion.sum(1)).flatten()
     largest = int(seen.max()) + 1 if len(seen) else 1
     if num_classes is not None and largest > num_classes:
         raise ValueError(f"labels go up to {largest - 1} but num_classes is {num_classes}")

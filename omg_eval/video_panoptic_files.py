@@ -272,8 +272,6 @@ def evaluate_vipseg(
                     example=f"video {video!r}, raw value {first_thing}",
                 )
         stq.update(pred_ids, stq_gt_ids)
-    vpq.sync()
-    stq.sync()
     results = vpq.compute()
     for key in ("vpq", "vpq_thing", "vpq_stuff", "vpq_windows"):
         del results[key]  # the mean over every window of both sets means nothing; the sets are averaged below
@@ -291,7 +289,7 @@ def evaluate_vipseg(
     _note_empty_windows(results, window_sets[0], annotation_stride)
     results.update(stq.compute())
     results["stq_first_segment_crowd_videos"] = _summed(crowd_videos)
-    results["num_videos"] = int(vpq.num_videos)
+    results["num_videos"] = _summed(int(vpq.num_videos))
     results["label_space"] = label_space
     return results
 

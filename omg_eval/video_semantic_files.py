@@ -105,7 +105,7 @@ def evaluate_vspw(
                 )
         gt, pred = torch.stack(gt_frames), torch.stack(pred_frames)  # T x H x W each
         metric.update(pred.to(device), gt.to(device))
-    metric.sync()
-    results = metric.compute()
-    results["num_videos"] = int(metric.num_videos)
+    with metric.sync_context():  # compute and the video count on the states reduced over every rank
+        results = metric.compute()
+        results["num_videos"] = int(metric.num_videos)
     return results

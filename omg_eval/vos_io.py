@@ -97,5 +97,4 @@ def evaluate_davis(
                 )
             pred_ids[t] = prediction
         metric.update(torch.from_numpy(pred_ids), torch.from_numpy(gt_ids), name)  # 8-bit ids stay uint8
-    metric.sync()
     return metric.compute()
