@@ -240,7 +240,6 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             pred_areas=counts["pred_areas"],
             gt_areas=counts["gt_areas"],
         )
-    metric.sync()
     return metric.compute()
 
 
