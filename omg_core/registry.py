@@ -2,16 +2,31 @@
 
 The core never imports a task by name: :func:`discover_tasks` loads every entry point in the group (unless
 ``OMG_DISABLE_PLUGIN_AUTOLOAD`` is set), plus the plugins named explicitly (``-p module`` or ``-p entry-point``), and
-validates each against :mod:`omg_core.hookspecs`. ``-p no:NAME`` blocks an entry point or task by name, as in pytest.
+validates each against :mod:`omg_core.hookspecs`. ``-p no:NAME`` blocks the entry point NAME (``-p no:DIST:NAME`` the
+one of distribution DIST, when two share a name); a NAME that no entry point has blocks the task with that name or
+alias.
+
+A discovered plugin that cannot be used is left out and recorded in :attr:`TaskRegistry.problems`, once, while every
+other task keeps working:
+
+- it fails to import (the message gives the plugin's own file:line, the innermost traceback frame in its package);
+- it breaks the hook contract (missing hook, unknown parameter, bad ``omg_task_info``);
+- its task name or an alias is also claimed by another plugin. Then *every* claimant of that name is left out: which
+  plugin a name means must not depend on install or sort order, and a plugin must not silently take a name (say
+  ``semantic``) from another. The problem names each claimant and the ``-p no:...`` that blocks it.
+
+Asking for such a task (:meth:`TaskRegistry.get`) raises :class:`TaskUnavailableError` saying why.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import os
-import warnings
+import traceback
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -23,8 +38,11 @@ import pluggy
 from omg_core import hookspecs
 from omg_core.errors import (
     DuplicateTaskError,
+    OMGError,
+    PluginHookError,
     PluginLoadError,
     PluginValidationError,
+    TaskUnavailableError,
     UnknownTaskError,
 )
 from omg_core.task_info import TaskInfo
@@ -74,10 +92,20 @@ class PluginOrigin:
 
 @dataclass(frozen=True)
 class PluginProblem:
-    """A plugin that could not be loaded; the other tasks still work."""
+    """A plugin left out of the registry; the other tasks still work.
+
+    ``kind`` is ``"import"`` (the plugin failed to import), ``"invalid"`` (it breaks the hook contract) or
+    ``"collision"`` (it claims a task name or alias that another plugin claims too; ``claimants`` lists every plugin
+    claiming it, all left out). ``names`` are the names ``omg run --task`` would have found (entry-point names,
+    task names and aliases); ``fixes`` the ``-p no:...`` options that block one plugin each.
+    """
 
     origin: PluginOrigin
     error: Exception
+    kind: str = "import"
+    names: tuple[str, ...] = ()
+    claimants: tuple[PluginOrigin, ...] = ()
+    fixes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return str(self.error)
@@ -100,7 +128,20 @@ class TaskHandle:
         return f"TaskHandle({self.info.name!r}, {self.origin.describe()})"
 
     def _call(self, hook_name: str, expected: type | tuple[type, ...], **kwargs: Any) -> Any:
-        result = self._registry._call_task_hook(self.plugin, hook_name, **kwargs)
+        try:
+            result = self._registry._call_task_hook(self.plugin, hook_name, **kwargs)
+        except OMGError:  # InputError, ConfigError, TaskNotImplementedError, ...: the plugin's one-line message
+            raise
+        except Exception as exc:  # anything else is a bug in the plugin: keep the traceback, name task and hook
+            where = plugin_location(exc, _module_name(self.plugin))
+            raise PluginHookError(
+                f"task {self.name!r} hook {hook_name} raised {type(exc).__name__}: {exc}"
+                + (f" (at {where})" if where else "")
+                + f"; a bug in the plugin ({self.origin.describe()}): a hook reports bad input by raising "
+                "omg_core.errors.InputError or ConfigError",
+                task=self.name,
+                hook=hook_name,
+            ) from exc
         if not isinstance(result, expected):
             names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
             raise PluginValidationError(
@@ -141,21 +182,51 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._plugin_manager.add_hookspecs(hookspecs)
-        self._handles: dict[str, TaskHandle] = {}  # canonical name -> handle
+        self._candidates: list[TaskHandle] = []  # every valid plugin found, in load order, left out or not
+        self._handles: dict[str, TaskHandle] = {}  # canonical name -> handle, for the tasks in use
         self._by_name_or_alias: dict[str, TaskHandle] = {}
-        self.problems: list[PluginProblem] = []
+        self._load_problems: list[PluginProblem] = []
+        self._collisions: list[PluginProblem] = []
+        self._group_entry_points: list[EntryPoint] | None = None
         self.blocked: set[str] = set()
+
+    @property
+    def problems(self) -> list[PluginProblem]:
+        """Plugins left out: import failures and invalid plugins in load order, then name collisions."""
+        return [*self._load_problems, *self._collisions]
 
     # -- registration ------------------------------------------------------------------------------------------
     def register(self, plugin: object, origin: PluginOrigin | None = None) -> TaskHandle:
-        """Validate and register one task plugin.
+        """Validate and register one task plugin given in code.
 
         Raises:
           PluginValidationError: a required hook is missing, a hook has a parameter its spec lacks, a function looks
             like a hook but its name matches no spec, or ``omg_task_info`` does not return a valid TaskInfo.
-          DuplicateTaskError: the task's name or an alias is already taken (both origins are named).
+          DuplicateTaskError: the task's name or an alias is already claimed (both origins are named); the registry
+            is left unchanged. (Discovered plugins record a collision in :attr:`problems` instead.)
         """
-        origin = origin or PluginOrigin(module=getattr(plugin, "__name__", type(plugin).__name__))
+        handle = self._validate(plugin, origin)
+        for claimed in handle.info.all_names:
+            holders = [c for c in self._candidates if claimed in c.info.all_names]
+            if holders:
+                self._plugin_manager.unregister(plugin)
+                raise DuplicateTaskError(self._collision_message((claimed,), [*holders, handle]))
+        self._candidates.append(handle)
+        self._settle()
+        return handle
+
+    def _offer(self, plugin: object, origin: PluginOrigin) -> TaskHandle | None:
+        """Validate a discovered plugin and add it; returns its handle, or None when a name collision leaves it out."""
+        for candidate in self._candidates:
+            if candidate.plugin is plugin:  # a second way to the same plugin (entry point and -p module)
+                return self._handles.get(candidate.name) if candidate in self._handles.values() else None
+        handle = self._validate(plugin, origin)
+        self._candidates.append(handle)
+        self._settle()
+        return handle if self._handles.get(handle.name) is handle else None
+
+    def _validate(self, plugin: object, origin: PluginOrigin | None) -> TaskHandle:
+        origin = origin or PluginOrigin(module=_module_name(plugin))
         self._check_hook_names(plugin, origin)
         try:
             self._plugin_manager.register(plugin, name=f"{origin.describe()} #{id(plugin)}")
@@ -170,25 +241,62 @@ class TaskRegistry:
                     "define them decorated with @omg_core.hookimpl (see omg_core.hookspecs)"
                 )
             info = self._task_info(plugin, origin)
-            if info.name in self.blocked or any(alias in self.blocked for alias in info.aliases):
+            task_blocks = self.blocked - {ep.name for ep in self._entry_points()} if self.blocked else set()
+            if any(name in task_blocks for name in info.all_names):
                 raise _Blocked(info.name)
-            for claimed in info.all_names:
-                holder = self._by_name_or_alias.get(claimed)
-                if holder is not None:
-                    blockers = " or ".join(f"-p no:{o.block_name or info.name}" for o in (holder.origin, origin))
-                    raise DuplicateTaskError(
-                        f"task name {claimed!r} is claimed twice: by task {holder.name!r} ({holder.origin.describe()}) "
-                        f"and by task {info.name!r} ({origin.describe()}). Uninstall one of the two distributions, "
-                        f"or block one with {blockers}."
-                    )
         except BaseException:
             self._plugin_manager.unregister(plugin)
             raise
-        handle = TaskHandle(info, plugin, origin, self)
-        self._handles[info.name] = handle
-        for claimed in info.all_names:
-            self._by_name_or_alias[claimed] = handle
-        return handle
+        return TaskHandle(info, plugin, origin, self)
+
+    def _settle(self) -> None:
+        """Put every candidate whose names nobody else claims in use; record each group of contested names once."""
+        claims: dict[str, list[TaskHandle]] = {}
+        for candidate in self._candidates:
+            for claimed in candidate.info.all_names:
+                claims.setdefault(claimed, []).append(candidate)
+        contested: dict[tuple[int, ...], list[str]] = {}  # claimants (by position) -> the names they all claim
+        for claimed, holders in claims.items():
+            if len(holders) > 1:
+                contested.setdefault(tuple(self._candidates.index(h) for h in holders), []).append(claimed)
+        left_out = {index for indexes in contested for index in indexes}
+        in_use = [c for i, c in enumerate(self._candidates) if i not in left_out]
+        self._handles = {c.name: c for c in in_use}
+        self._by_name_or_alias = {claimed: c for c in in_use for claimed in c.info.all_names}
+        self._collisions = []
+        for indexes, names in contested.items():
+            holders = [self._candidates[i] for i in indexes]
+            affected = {n for h in holders for n in (*h.info.all_names, h.origin.block_name) if n}
+            self._collisions.append(
+                PluginProblem(
+                    holders[0].origin,
+                    DuplicateTaskError(self._collision_message(tuple(names), holders)),
+                    kind="collision",
+                    names=tuple(sorted(affected)),
+                    claimants=tuple(h.origin for h in holders),
+                    fixes=tuple(self._fix_for(h.origin) for h in holders),
+                )
+            )
+
+    def _collision_message(self, names: tuple[str, ...], holders: Sequence[TaskHandle]) -> str:
+        quoted = ", ".join(repr(n) for n in names)
+        what = f"task name {quoted} is" if len(names) == 1 else f"task names {quoted} are"
+        times = "twice" if len(holders) == 2 else f"{len(holders)} times"
+        by = " and ".join(f"by task {h.name!r} ({h.origin.describe()})" for h in holders)
+        fixes = " or ".join(self._fix_for(h.origin) for h in holders)
+        return (
+            f"{what} claimed {times}: {by}. All of them are left out, since OMG cannot tell which one you mean; "
+            f"the other tasks work. Keep one: uninstall the other distribution, or block it with {fixes}."
+        )
+
+    def _fix_for(self, origin: PluginOrigin) -> str:
+        """The command-line option that leaves out exactly this plugin."""
+        name = origin.block_name
+        if name is None:
+            return f"dropping -p {origin.module}" if origin.module else "not registering it"
+        if origin.distribution and sum(ep.name == name for ep in self._entry_points()) > 1:
+            return f"-p {BLOCK_PREFIX}{origin.distribution}:{name}"
+        return f"-p {BLOCK_PREFIX}{name}"
 
     def _check_hook_names(self, plugin: object, origin: PluginOrigin) -> None:
         known = {name for name in dir(hookspecs) if name.startswith("omg_")}
@@ -227,8 +335,10 @@ class TaskRegistry:
         try:
             info = self._call_task_hook(plugin, "omg_task_info")
         except Exception as exc:
+            where = plugin_location(exc, _module_name(plugin))
             raise PluginValidationError(
                 f"task plugin ({origin.describe()}): omg_task_info raised {type(exc).__name__}: {exc}"
+                + (f" (at {where})" if where else "")
             ) from exc
         if not isinstance(info, TaskInfo):
             raise PluginValidationError(
@@ -245,15 +355,23 @@ class TaskRegistry:
         return caller(**kwargs)
 
     # -- loading -----------------------------------------------------------------------------------------------
+    def _entry_points(self) -> list[EntryPoint]:
+        if self._group_entry_points is None:
+            self._group_entry_points = list(entry_points(group=ENTRY_POINT_GROUP))
+        return self._group_entry_points
+
+    def _is_blocked(self, entry_point: EntryPoint) -> bool:
+        origin = PluginOrigin.from_entry_point(entry_point)
+        return entry_point.name in self.blocked or f"{origin.distribution}:{entry_point.name}" in self.blocked
+
     def load_entry_points(self) -> None:
-        """Register every plugin of the ``omg.tasks`` group; a plugin that fails is recorded in :attr:`problems`."""
-        for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-            if entry_point.name in self.blocked or entry_point.name in self._loaded_entry_points():
+        """Register every plugin of the ``omg.tasks`` group; a plugin that cannot be used is recorded in
+        :attr:`problems` (see the module docstring) and the others still load."""
+        seen = {c.origin for c in self._candidates} | {p.origin for p in self._load_problems}
+        for entry_point in sorted(self._entry_points(), key=lambda ep: (ep.name, ep.value)):
+            if self._is_blocked(entry_point) or PluginOrigin.from_entry_point(entry_point) in seen:
                 continue
             self._load_entry_point(entry_point, record_problems=True)
-
-    def _loaded_entry_points(self) -> set[str]:
-        return {h.origin.block_name for h in self._handles.values() if h.origin.block_name}
 
     def _load_entry_point(self, entry_point: EntryPoint, record_problems: bool) -> TaskHandle | None:
         origin = PluginOrigin.from_entry_point(entry_point)
@@ -261,29 +379,35 @@ class TaskRegistry:
             try:
                 plugin = entry_point.load()
             except Exception as exc:
+                where = plugin_location(exc, entry_point.module)
                 raise PluginLoadError(
                     f"task plugin entry point '{entry_point.name} = {entry_point.value}' "
                     f"(distribution {origin.distribution} {origin.version}) failed to import: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
                 ) from exc
-            return self.register(plugin, origin)
+            return self._offer(plugin, origin)
         except _Blocked:
             return None
-        except DuplicateTaskError:
-            raise
         except (PluginLoadError, PluginValidationError) as exc:
             if not record_problems:
                 raise
-            self.problems.append(PluginProblem(origin, exc))
-            warnings.warn(f"{exc} (the other tasks still load)", RuntimeWarning, stacklevel=3)
+            kind = "import" if isinstance(exc, PluginLoadError) else "invalid"
+            self._load_problems.append(
+                PluginProblem(origin, exc, kind=kind, names=(entry_point.name,), fixes=(self._fix_for(origin),))
+            )
             return None
 
     def load_plugin(self, spec: str) -> TaskHandle | None:
-        """Load one plugin named on the command line (``-p``): an entry-point name of the group, or a module path."""
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        """Load one plugin named on the command line (``-p``): an entry-point name of the group, or a module path.
+
+        Returns its handle, or None when it was blocked or a name collision left it out (see :attr:`problems`).
+        """
+        for entry_point in self._entry_points():
             if entry_point.name == spec:
-                if spec in self._loaded_entry_points():
-                    return self._handles.get(spec)
+                origin = PluginOrigin.from_entry_point(entry_point)
+                for candidate in self._candidates:
+                    if candidate.origin == origin:
+                        return self._handles.get(candidate.name) if candidate in self._handles.values() else None
                 return self._load_entry_point(entry_point, record_problems=False)
         module_name, _, attribute = spec.partition(":")
         try:
@@ -291,25 +415,35 @@ class TaskRegistry:
             if attribute:
                 plugin = getattr(plugin, attribute)
         except Exception as exc:
+            where = plugin_location(exc, module_name)
             raise PluginLoadError(
                 f"-p {spec}: no '{ENTRY_POINT_GROUP}' entry point has that name and importing it as "
                 f"'module' or 'module:attribute' failed: {type(exc).__name__}: {exc}"
+                + (f" (at {where})" if where else "")
             ) from exc
-        if any(handle.plugin is plugin for handle in self._handles.values()):
-            return None
         try:
-            return self.register(plugin, PluginOrigin(module=spec))
+            return self._offer(plugin, PluginOrigin(module=spec))
         except _Blocked:
             return None
 
     # -- lookup ------------------------------------------------------------------------------------------------
     def get(self, name: str) -> TaskHandle:
-        """Find a task by canonical name or alias; unknown names get the closest suggestions."""
-        handle = self._by_name_or_alias.get(name.strip().lower())
+        """Find a task by canonical name or alias.
+
+        Raises:
+          TaskUnavailableError: the name belongs to a plugin that was left out (failed to load, or a name collision);
+            the message says why.
+          UnknownTaskError: no plugin has that name; the message suggests the closest names.
+        """
+        key = name.strip().lower()
+        handle = self._by_name_or_alias.get(key)
         if handle is not None:
             return handle
+        reasons = [p for p in self.problems if key in p.names]
+        if reasons:
+            raise TaskUnavailableError(f"task {name!r} is unavailable: " + " Also: ".join(_why(p) for p in reasons))
         names = sorted(self._by_name_or_alias)
-        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
         message = f"unknown task {name!r}."
         if close:
             message += f" Did you mean: {', '.join(close)}?"
@@ -332,8 +466,67 @@ class _Blocked(Exception):
     """Internal: the plugin's task was blocked with ``-p no:NAME``."""
 
 
+def _why(problem: PluginProblem) -> str:
+    if problem.kind == "collision":
+        return f"a name collision left it out: {problem}"
+    fix = f" Fix or uninstall distribution {problem.origin.distribution}" if problem.origin.distribution else " Fix it"
+    if problem.fixes:
+        fix += f", or leave it out with {problem.fixes[0]}"
+    verb = "failed to load" if problem.kind == "import" else "was refused"
+    return f"its plugin {verb}: {problem}.{fix}; `omg tasks` lists the tasks that work."
+
+
 def _is_task_plugin(plugin: object) -> bool:
     return callable(getattr(plugin, "omg_task_info", None))
+
+
+def _module_name(plugin: object) -> str:
+    """The module a plugin object lives in (the module itself for a module plugin)."""
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    if isinstance(plugin, type):
+        return plugin.__module__
+    return type(plugin).__module__
+
+
+def _package_roots(module: str | None) -> list[Path]:
+    """The folder of ``module``'s top-level package (or its file, for a top-level module), without importing it."""
+    if not module:
+        return []
+    top = module.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return [Path(p).resolve() for p in spec.submodule_search_locations]
+    if spec.origin and os.path.isfile(spec.origin):
+        return [Path(spec.origin).resolve()]
+    return []
+
+
+def plugin_location(exc: BaseException, module: str | None) -> str | None:
+    """``file:line`` of the innermost traceback frame of ``exc`` inside ``module``'s top-level package (for a
+    SyntaxError in that package, the line that does not parse); None when no frame is in the package."""
+    roots = _package_roots(module)
+    if not roots:
+        return None
+
+    def inside(filename: str | None) -> bool:
+        if not filename or filename.startswith("<"):
+            return False
+        path = Path(filename).resolve()
+        return any(path == root or root in path.parents for root in roots)
+
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if inside(frame.f_code.co_filename):
+            found = f"{frame.f_code.co_filename}:{line}"
+    if isinstance(exc, SyntaxError) and exc.lineno and inside(exc.filename):
+        found = f"{exc.filename}:{exc.lineno}"
+    return found
 
 
 def autoload_enabled() -> bool:
@@ -344,9 +537,14 @@ def discover_tasks(plugins: Sequence[str] = (), autoload: bool | None = None) ->
     """Build a registry: entry points (unless autoload is off) plus explicitly named plugins.
 
     Arguments:
-      plugins: ``-p`` values: a module path or entry-point name to load, or ``no:NAME`` to block an entry point or
-        task by name.
+      plugins: ``-p`` values: a module path or entry-point name to load, or ``no:NAME`` to block the entry point
+        NAME (``no:DIST:NAME``: the one of distribution DIST), or, when no entry point is called NAME, the task with
+        that name or alias.
       autoload: load the ``omg.tasks`` entry points; ``None`` reads ``OMG_DISABLE_PLUGIN_AUTOLOAD``.
+
+    A discovered plugin that fails to import, breaks the hook contract or claims a name another plugin claims is
+    left out and recorded in :attr:`TaskRegistry.problems`; a plugin named with ``-p`` that cannot load raises
+    :class:`PluginLoadError` / :class:`PluginValidationError`.
     """
     registry = TaskRegistry()
     registry.blocked = {spec[len(BLOCK_PREFIX) :] for spec in plugins if spec.startswith(BLOCK_PREFIX)}

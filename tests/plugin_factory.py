@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from omg_core import TaskInfo, hookimpl
+from omg_core.errors import ConfigError, InputError  # noqa: F401  (raised by test variants of the hooks)
 from omg_core.task_io import QueryPlan, TaskResult
 from omg_eval.metric import Metric
 
@@ -98,3 +99,17 @@ def activate(root: Path) -> None:
     """Put ``root`` on sys.path so importlib.metadata sees its distributions."""
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
+
+
+def raising_plugin_source(task_name: str, hook: str, statement: str, aliases: tuple[str, ...] = ()) -> str:
+    """The working plugin, except that ``hook`` first runs ``statement`` (say ``raise ValueError("bad")``)."""
+    source = working_plugin_source(task_name, aliases)
+    marker = f"\ndef {hook}("
+    start = source.index(marker)
+    body = source.index(":\n", start) + 2
+    return source[:body] + f"    {statement}\n" + source[body:]
+
+
+def line_of(source: str, text: str) -> int:
+    """The 1-based line of ``source`` (as written by write_distribution) holding ``text``."""
+    return next(number for number, line in enumerate(textwrap.dedent(source).splitlines(), 1) if text in line)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
-from plugin_factory import working_plugin_source, write_distribution
+from plugin_factory import line_of, raising_plugin_source, working_plugin_source, write_distribution
 
 from omg_core.errors import (
     DuplicateTaskError,
+    InputError,
+    PluginHookError,
     PluginLoadError,
     PluginValidationError,
     TaskNotImplementedError,
+    TaskUnavailableError,
     UnknownTaskError,
 )
 from omg_core.registry import TaskRegistry, discover_tasks
@@ -92,54 +96,143 @@ def test_throwaway_distribution_is_discovered_and_usable(plugin_site: Path) -> N
     assert metric.compute() == {"IoU": 0.5}
 
 
-def test_two_distributions_claiming_one_alias_name_both(plugin_site: Path) -> None:
+def discover_quietly(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would repeat the problem (and point into registry.py)
+        return discover_tasks(**kwargs)
+
+
+def write_first_and_second(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-first", "omg_first", working_plugin_source("first", ("dup",)), {"first": "omg_first"})
     write_distribution(plugin_site, "omg-second", "omg_second", working_plugin_source("second", ("dup",)), {"second": "omg_second"})
-    with pytest.raises(DuplicateTaskError) as raised:
-        discover_tasks()
-    message = str(raised.value)
-    assert "'dup' is claimed twice" in message
-    assert "omg-first" in message and "omg-second" in message
-    assert "-p no:" in message
 
 
-def test_plugin_claiming_a_builtin_name_is_a_duplicate(plugin_site: Path) -> None:
+def test_two_distributions_claiming_one_alias_are_both_left_out_and_the_rest_works(plugin_site: Path) -> None:
+    write_first_and_second(plugin_site)
+    registry = discover_quietly()
+    assert {handle.name for handle in registry} == set(BUILTIN)
+    (problem,) = registry.problems
+    assert problem.kind == "collision" and isinstance(problem.error, DuplicateTaskError)
+    assert [origin.distribution for origin in problem.claimants] == ["omg-first", "omg-second"]
+    assert problem.fixes == ("-p no:first", "-p no:second")
+    message = str(problem)
+    assert "task name 'dup' is claimed twice" in message
+    assert "omg-first 0.1.0" in message and "omg-second 0.1.0" in message
+    assert "All of them are left out" in message and "block it with -p no:first or -p no:second" in message
+    assert registry.get("ss").name == "semantic"
+    for name in ("dup", "first", "second"):
+        with pytest.raises(TaskUnavailableError, match=f"task '{name}' is unavailable: a name collision left it out: task name 'dup' is claimed twice"):
+            registry.get(name)
+
+
+def test_blocking_one_claimant_gives_the_name_to_the_other(plugin_site: Path) -> None:
+    write_first_and_second(plugin_site)
+    registry = discover_quietly(plugins=["no:second"])
+    assert registry.problems == []
+    assert registry.get("dup").name == "first" and "second" not in registry
+
+
+def test_plugin_claiming_a_builtin_name_leaves_both_out(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-fake", "omg_fake", working_plugin_source("semantic"), {"fake": "omg_fake"})
-    with pytest.raises(DuplicateTaskError, match="'semantic' is claimed twice") as raised:
-        discover_tasks()
-    assert "omg-seg 0.1.0" in str(raised.value) and "omg-fake 0.1.0" in str(raised.value)
-    assert "-p no:fake" in str(raised.value) and "-p no:semantic" in str(raised.value)
+    registry = discover_quietly()
+    assert {handle.name for handle in registry} == set(BUILTIN) - {"semantic"}
+    (problem,) = registry.problems
+    assert "'semantic' is claimed twice" in str(problem)
+    assert "omg-seg 0.1.0" in str(problem) and "omg-fake 0.1.0" in str(problem)
+    assert "-p no:fake or -p no:semantic" in str(problem)
+    with pytest.raises(TaskUnavailableError, match="claimed twice"):
+        registry.get("ss")  # the builtin's alias: the whole task is left out, not only the contested name
+    assert registry.get("panoptic").origin.distribution == "omg-seg"
 
 
-def test_duplicate_can_be_resolved_by_blocking_one(plugin_site: Path) -> None:
+def test_duplicate_can_be_resolved_by_blocking_either_entry_point(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-fake", "omg_fake", working_plugin_source("semantic"), {"fake": "omg_fake"})
-    registry = discover_tasks(plugins=["no:fake"])
-    assert registry.get("semantic").origin.distribution == "omg-seg"
+    registry = discover_quietly(plugins=["no:fake"])
+    assert registry.get("semantic").origin.distribution == "omg-seg" and registry.problems == []
+    # An entry-point name blocks that entry point only, not every task called so: the fake keeps 'semantic'.
+    registry = discover_quietly(plugins=["no:semantic"])
+    assert registry.get("semantic").origin.distribution == "omg-fake" and registry.problems == []
+    assert "ss" not in registry
 
 
-def test_plugin_that_fails_to_import_is_reported_and_others_still_load(plugin_site: Path) -> None:
-    write_distribution(plugin_site, "omg-broken", "omg_broken", "import not_a_module_anywhere\n", {"broken": "omg_broken"})
-    with pytest.warns(RuntimeWarning, match="broken"):
-        registry = discover_tasks()
+def test_two_distributions_with_one_entry_point_name_are_blocked_by_distribution(plugin_site: Path) -> None:
+    write_distribution(plugin_site, "omg-fork", "omg_fork", working_plugin_source("semantic"), {"semantic": "omg_fork"})
+    registry = discover_quietly()
+    (problem,) = registry.problems
+    assert problem.fixes == ("-p no:omg-fork:semantic", "-p no:omg-seg:semantic")
+    registry = discover_quietly(plugins=["no:omg-fork:semantic"])
+    assert registry.get("ss").origin.distribution == "omg-seg" and registry.problems == []
+
+
+def test_three_claimants_and_several_names_are_one_problem(plugin_site: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        source = working_plugin_source(name, ("shared", "common"))
+        write_distribution(plugin_site, f"omg-{name}", f"omg_{name}", source, {name: f"omg_{name}"})
+    registry = discover_quietly()
+    (problem,) = registry.problems
+    assert "task names 'shared', 'common' are claimed 3 times" in str(problem)
+    assert problem.fixes == ("-p no:alpha", "-p no:beta", "-p no:gamma")
+    assert len(registry) == len(BUILTIN)
+
+
+def test_register_in_code_still_refuses_a_taken_name() -> None:
+    import types
+
+    registry = TaskRegistry()
+    for name in ("one", "two"):
+        module = types.ModuleType(f"{name}_plugin")
+        exec(working_plugin_source(name, ("same",)), module.__dict__)
+        if name == "one":
+            registry.register(module)
+        else:
+            with pytest.raises(DuplicateTaskError, match="'same' is claimed twice"):
+                registry.register(module)
+    assert registry.get("same").name == "one" and registry.problems == []
+
+
+BROKEN_SOURCE = "import os\n\nimport not_a_module_anywhere\n"
+
+
+def test_plugin_that_fails_to_import_is_reported_once_with_its_file_and_line(plugin_site: Path) -> None:
+    write_distribution(plugin_site, "omg-broken", "omg_broken", BROKEN_SOURCE, {"broken": "omg_broken"})
+    registry = discover_quietly()
     assert len(registry) == len(BUILTIN)
     (problem,) = registry.problems
+    assert problem.kind == "import" and isinstance(problem.error, PluginLoadError)
     message = str(problem)
     assert "'broken = omg_broken'" in message
     assert "omg-broken 0.1.0" in message
     assert "ModuleNotFoundError" in message and "not_a_module_anywhere" in message
-    with pytest.raises(UnknownTaskError, match="failed to import"):
+    assert f"(at {plugin_site / 'omg_broken' / '__init__.py'}:3)" in message
+    assert "registry.py" not in message
+    with pytest.raises(TaskUnavailableError, match="task 'broken' is unavailable: its plugin failed to load") as raised:
         registry.get("broken")
+    assert "__init__.py:3" in str(raised.value) and "-p no:broken" in str(raised.value)
+    assert "Did you mean" not in str(raised.value)
+
+
+def test_import_failure_location_is_the_innermost_frame_inside_the_plugin_package(plugin_site: Path) -> None:
+    # The error is raised in json (outside the plugin), called from the plugin's helpers module line 3.
+    write_distribution(plugin_site, "omg-deep", "omg_deep", "from omg_deep import helpers\n", {"deep": "omg_deep"})
+    (plugin_site / "omg_deep" / "helpers.py").write_text("import json\n\nSETTINGS = json.loads('{')\n")
+    write_distribution(plugin_site, "omg-syntax", "omg_syntax", "x = 1\ndef oops(:\n", {"syntax": "omg_syntax"})
+    registry = discover_quietly()
+    deep, syntax = registry.problems
+    assert f"(at {plugin_site / 'omg_deep' / 'helpers.py'}:3)" in str(deep)
+    assert "JSONDecodeError" in str(deep)
+    assert "SyntaxError" in str(syntax) and f"(at {plugin_site / 'omg_syntax' / '__init__.py'}:2)" in str(syntax)
 
 
 def test_plugin_missing_a_required_hook_is_refused(plugin_site: Path) -> None:
     source = working_plugin_source("partial").replace("@hookimpl\ndef omg_write_results", "def _no_write")
     write_distribution(plugin_site, "omg-partial", "omg_partial", source, {"partial": "omg_partial"})
-    with pytest.warns(RuntimeWarning):
-        registry = discover_tasks()
+    registry = discover_quietly()
     (problem,) = registry.problems
-    assert isinstance(problem.error, PluginValidationError)
+    assert problem.kind == "invalid" and isinstance(problem.error, PluginValidationError)
     assert "does not implement the required hook(s) omg_write_results" in str(problem)
     assert "partial" not in registry
+    with pytest.raises(TaskUnavailableError, match="its plugin was refused: .*omg_write_results"):
+        registry.get("partial")
 
 
 def test_hook_with_a_parameter_the_spec_lacks_is_refused() -> None:
@@ -186,8 +279,7 @@ def test_task_info_must_be_a_task_info(plugin_site: Path) -> None:
         "    return TaskInfo(name=TASK_NAME,", "    return dict(name=TASK_NAME,"
     )
     write_distribution(plugin_site, "omg-dicty", "omg_dicty", source, {"dicty": "omg_dicty"})
-    with pytest.warns(RuntimeWarning):
-        registry = discover_tasks()
+    registry = discover_quietly()
     assert "omg_task_info returned dict, expected omg_core.TaskInfo" in str(registry.problems[0])
 
 
@@ -220,3 +312,24 @@ def test_explicit_plugin_that_cannot_load_is_an_error() -> None:
 def test_blocking_a_builtin_task() -> None:
     registry = discover_tasks(plugins=["no:ov-vis"])
     assert "ov-vis" not in registry and len(registry) == len(BUILTIN) - 1
+
+
+def test_hook_raising_an_omg_error_passes_through_unchanged(plugin_site: Path) -> None:
+    source = raising_plugin_source("salient", "omg_encode_queries", 'raise InputError("salient needs RGB")')
+    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    with pytest.raises(InputError, match="^salient needs RGB$"):
+        discover_quietly().get("salient").encode_queries(request=None)  # type: ignore[arg-type]
+
+
+def test_hook_raising_any_other_exception_names_the_task_and_the_hook(plugin_site: Path) -> None:
+    source = raising_plugin_source("salient", "omg_create_metric", 'raise ValueError("threshold must be positive")')
+    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    with pytest.raises(PluginHookError) as raised:
+        discover_quietly().get("salient").create_metric({})
+    error = raised.value
+    assert (error.task, error.hook) == ("salient", "omg_create_metric")
+    assert isinstance(error.__cause__, ValueError)
+    assert str(error).startswith("task 'salient' hook omg_create_metric raised ValueError: threshold must be positive")
+    line = line_of(source, "threshold must be positive")
+    assert f"(at {plugin_site / 'omg_salient' / '__init__.py'}:{line})" in str(error)
+    assert "omg-salient 0.1.0" in str(error)
