@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from omg_core import __version__
@@ -120,7 +121,18 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
                 for handle in registry
             ],
             "problems": [
-                {"entry_point": p.origin.entry_point, "distribution": p.origin.distribution, "error": str(p)}
+                {
+                    "kind": p.kind,  # import, invalid or collision
+                    "entry_point": p.origin.entry_point,
+                    "distribution": p.origin.distribution,
+                    "error": str(p),
+                    "names": list(p.names),  # what `omg run --task` would have found
+                    "plugins": [
+                        {"entry_point": o.entry_point, "distribution": o.distribution, "version": o.version}
+                        for o in (p.claimants or (p.origin,))
+                    ],
+                    "fixes": list(p.fixes),  # the -p no:... that leaves out each plugin
+                }
                 for p in registry.problems
             ],
         }
@@ -143,8 +155,9 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
         )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
-    for problem in registry.problems:
-        stderr.print(f"[bold red]plugin failed:[/] {problem}", highlight=False)
+    labels = {"import": "plugin failed", "invalid": "plugin refused", "collision": "plugin conflict"}
+    for problem in registry.problems:  # each once; the tasks above work regardless
+        stderr.print(f"[bold red]{labels.get(problem.kind, 'plugin failed')}:[/] {escape(str(problem))}", highlight=False)
 
 
 @main.command("run")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from plugin_factory import working_plugin_source, write_distribution
+from plugin_factory import line_of, raising_plugin_source, working_plugin_source, write_distribution
 
 from omg_core import __version__
 from omg_core.cli import EXIT_NOT_IMPLEMENTED, EXIT_USER_ERROR, main
@@ -151,3 +151,128 @@ def test_help_and_tasks_import_no_torch(argv: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.rstrip().endswith("HEAVY="), f"omg {' '.join(argv)} imported {result.stderr}"
+
+
+# -- a plugin author's view of the registry: collisions, import failures and hook errors -------------------------
+
+
+@pytest.fixture
+def colliding_plugins(plugin_site: Path) -> Path:
+    """'first' and 'second' both claim the alias 'dup'; 'bright' is unrelated and works."""
+    write_distribution(plugin_site, "omg-first", "omg_first", working_plugin_source("first", ("dup",)), {"first": "omg_first"})
+    write_distribution(plugin_site, "omg-second", "omg_second", working_plugin_source("second", ("dup",)), {"second": "omg_second"})
+    write_distribution(plugin_site, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    return plugin_site
+
+
+def test_tasks_lists_everything_else_when_two_plugins_claim_one_alias(colliding_plugins: Path) -> None:
+    code, output = invoke("tasks")
+    assert code == 0
+    assert "OMG tasks (11)" in output and "bright" in output and "semantic" in output
+    assert output.count("'dup' is claimed twice") == 1
+    assert "plugin conflict: task name 'dup' is claimed twice" in output
+    assert "omg-first 0.1.0" in output and "omg-second 0.1.0" in output
+    assert "block it with -p no:first or -p no:second" in output
+    code, output = invoke("tasks", "--json")
+    (problem,) = json.loads(output)["problems"]
+    assert problem["kind"] == "collision" and problem["fixes"] == ["-p no:first", "-p no:second"]
+    assert [p["distribution"] for p in problem["plugins"]] == ["omg-first", "omg-second"]
+    assert {"dup", "first", "second"} <= set(problem["names"])
+
+
+def test_run_of_an_unrelated_task_works_as_before_beside_a_collision(tmp_path: Path, colliding_plugins: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    code, output = invoke("run", "--task", "bright", "--input", str(video), "--output", str(tmp_path / "o"))
+    assert code == EXIT_USER_ERROR and "is a video, but this is an image task" in output
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    code, output = invoke("run", "--task", "ss", "--input", str(image), "--output", str(tmp_path / "out"))
+    assert code == EXIT_NOT_IMPLEMENTED and "'semantic' is registered but not implemented yet" in output
+    assert "claimed twice" not in output
+
+
+def test_run_of_a_colliding_name_says_why_it_is_unavailable(tmp_path: Path, colliding_plugins: Path) -> None:
+    for name in ("dup", "second"):
+        code, output = invoke("run", "--task", name, "--input", str(tmp_path), "--output", str(tmp_path / "o"))
+        assert code == EXIT_USER_ERROR
+        assert f"error: task '{name}' is unavailable: a name collision left it out" in output
+        assert "'dup' is claimed twice" in output and "-p no:first or -p no:second" in output
+        assert "Did you mean" not in output
+    code, output = invoke("-p", "no:second", "run", "--task", "dup", "--input", str(tmp_path / "a.mp4"), "--output", "o")
+    assert code == EXIT_USER_ERROR and "no such file or folder" in output  # 'dup' is now 'first', an image task
+
+
+BROKEN_SOURCE = "import os\n\nimport not_a_module_anywhere\n"
+
+
+def test_import_failure_is_reported_once_with_the_plugin_file_and_line(tmp_path: Path) -> None:
+    """A fresh process, so a RuntimeWarning printed by Python's warning machinery would show in stderr."""
+    write_distribution(tmp_path, "omg-broken", "omg_broken", BROKEN_SOURCE, {"broken": "omg_broken"})
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    completed = subprocess.run([sys.executable, "-m", "omg_core.cli", "tasks"], env=env, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert "OMG tasks (10)" in completed.stdout
+    assert completed.stderr.count("not_a_module_anywhere") == 1, completed.stderr
+    assert "Warning" not in completed.stderr and "registry.py" not in completed.stderr
+    assert "plugin failed: task plugin entry point 'broken = omg_broken' (distribution omg-broken 0.1.0)" in completed.stderr
+    assert f"(at {tmp_path / 'omg_broken' / '__init__.py'}:3)" in completed.stderr
+
+
+def test_run_of_a_plugin_that_failed_to_load_names_the_import_error(tmp_path: Path, plugin_site: Path) -> None:
+    write_distribution(plugin_site, "omg-broken", "omg_broken", BROKEN_SOURCE, {"broken": "omg_broken"})
+    code, output = invoke("run", "--task", "broken", "--input", str(tmp_path), "--output", str(tmp_path / "o"))
+    assert code == EXIT_USER_ERROR
+    assert "error: task 'broken' is unavailable: its plugin failed to load" in output
+    assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in output
+    assert f"{plugin_site / 'omg_broken' / '__init__.py'}:3" in output
+    assert "Did you mean" not in output and "unknown task" not in output
+
+
+def fake_predictor(model_config):  # stands in for the shared model: a logit map from the pixels
+    return lambda request, plan: request.pixels.float().mean(0) - 127.5
+
+
+def test_hook_raising_input_error_is_one_line_and_exit_2(
+    tmp_path: Path, plugin_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import omg_core.model.predictor
+
+    monkeypatch.setattr(omg_core.model.predictor, "build_predictor", fake_predictor)
+    source = raising_plugin_source("salient", "omg_decode_outputs", 'raise InputError("salient needs a colour image")')
+    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    result = CliRunner().invoke(main, ["run", "--task", "salient", "--input", str(image), "--output", str(tmp_path / "o")])
+    assert result.exit_code == EXIT_USER_ERROR
+    assert result.output.strip() == "error: salient needs a colour image"
+
+
+def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hook(tmp_path: Path) -> None:
+    source = raising_plugin_source("salient", "omg_decode_outputs", 'raise ValueError("threshold must be positive")')
+    write_distribution(tmp_path, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    script = (
+        "import sys\n"
+        "import omg_core.model.predictor as predictor\n"
+        "predictor.build_predictor = lambda config: (lambda request, plan: request.pixels.float().mean(0) - 127.5)\n"
+        "from omg_core.cli import main\n"
+        "main(sys.argv[1:], prog_name='omg')\n"
+    )
+    argv = ["run", "--task", "salient", "--input", str(image), "--output", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    completed = subprocess.run([sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1
+    stderr = completed.stderr
+    assert "Traceback (most recent call last)" in stderr
+    line = line_of(source, "threshold must be positive")
+    assert f'omg_salient/__init__.py", line {line}, in omg_decode_outputs' in stderr  # the plugin's own frame
+    assert "ValueError: threshold must be positive\n" in stderr
+    assert "The above exception was the direct cause of the following exception" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "omg_core.errors.PluginHookError: task 'salient' hook omg_decode_outputs raised ValueError: "
+        "threshold must be positive"
+    ), last
+    assert f"(at {tmp_path / 'omg_salient' / '__init__.py'}:{line})" in last
