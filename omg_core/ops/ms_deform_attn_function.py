@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from omg_core.ext_build import load_extension
+from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
 
 # Bump the suffix whenever the kernel's interface changes, so no stale build is ever imported.
 EXTENSION_NAME = "omg_msda_v2"
@@ -23,6 +23,17 @@ BACKEND_ENV_VAR = "OMG_MSDA_BACKEND"
 _CSRC_DIR = Path(__file__).resolve().parent / "csrc"
 CPP_SOURCES = (_CSRC_DIR / "ms_deform_attn_cpu.cpp", _CSRC_DIR / "ms_deform_attn_bindings.cpp")
 CUDA_SOURCES = (_CSRC_DIR / "ms_deform_attn_cuda.cu",)
+SPEC = register_extension(
+    ExtensionSpec(
+        name=EXTENSION_NAME,
+        cpp_sources=CPP_SOURCES,
+        cuda_sources=CUDA_SOURCES,
+        env_var=BACKEND_ENV_VAR,
+        title="the fused multi-scale deformable attention kernel",
+        skip_value="reference",
+        build_seconds=35,
+    )
+)
 
 
 def load_fused_extension() -> ModuleType | None:
@@ -35,7 +46,7 @@ def load_fused_extension() -> ModuleType | None:
     Raises:
       omg_core.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` and the build is impossible or failed.
     """
-    return load_extension(EXTENSION_NAME, CPP_SOURCES, CUDA_SOURCES, env_var=BACKEND_ENV_VAR)
+    return load_extension(SPEC)
 
 
 class MultiScaleDeformableAttentionFunction(torch.autograd.Function):

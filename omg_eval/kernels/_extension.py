@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from omg_core.ext_build import load_extension
+from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
 
 EXTENSION_NAME = "omg_eval_kernels_v17"
 ENV_VAR = "OMG_EVAL_BACKEND"
@@ -29,10 +29,18 @@ def fused_kernels() -> ModuleType | None:
     return _loaded[setting]
 
 
-def _load() -> ModuleType | None:
-    return load_extension(
-        EXTENSION_NAME,
-        [_CSRC / "eval_kernels.cpp"],
-        [_CSRC / "eval_kernels_cuda.cu"],
+SPEC = register_extension(
+    ExtensionSpec(
+        name=EXTENSION_NAME,
+        cpp_sources=(_CSRC / "eval_kernels.cpp",),
+        cuda_sources=(_CSRC / "eval_kernels_cuda.cu",),
         env_var=ENV_VAR,
+        title="the fused image-metric kernels",
+        skip_value="torch",
+        build_seconds=40,
     )
+)
+
+
+def _load() -> ModuleType | None:
+    return load_extension(SPEC)

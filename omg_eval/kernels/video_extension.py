@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from types import ModuleType
 
-from omg_core.ext_build import load_extension
+from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
 
 EXTENSION_NAME = "omg_video_eval_v4"
 _CSRC = Path(__file__).resolve().parent / "csrc"
@@ -28,12 +28,20 @@ def video_extension() -> ModuleType | None:
 @functools.cache
 def _video_extension_for(backend_override: str) -> ModuleType | None:
     del backend_override  # only the cache key; load_extension reads the variable itself
-    # Hardware popcount is on every x86-64 CPU made since 2008; without the flag gcc emits a slow bit-twiddling loop.
-    extra_cflags = ("-mpopcnt",) if platform.machine() in ("x86_64", "AMD64") else ()
-    return load_extension(
-        EXTENSION_NAME,
-        [_CSRC / "video_eval.cpp"],
-        [_CSRC / "video_eval_cuda.cu"],
+    return load_extension(SPEC)
+
+
+SPEC = register_extension(
+    ExtensionSpec(
+        name=EXTENSION_NAME,
+        cpp_sources=(_CSRC / "video_eval.cpp",),
+        cuda_sources=(_CSRC / "video_eval_cuda.cu",),
         env_var="OMG_EVAL_BACKEND",
-        extra_cflags=extra_cflags,
+        # Hardware popcount is on every x86-64 CPU made since 2008; without the flag gcc emits a slow bit-twiddling
+        # loop.
+        extra_cflags=("-mpopcnt",) if platform.machine() in ("x86_64", "AMD64") else (),
+        title="the fused video-metric kernels",
+        skip_value="torch",
+        build_seconds=40,
     )
+)
