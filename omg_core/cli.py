@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("omg_eval.cli", "eval_command", "evaluate predictions with every task's official metric"),
     "data": ("omg_data.cli", "data_group", "generate and convert datasets (the shapes world)"),
     "convert": ("omg_core.weights.cli", "convert_command", "convert the official OMG-Seg checkpoint to safetensors"),
+    "doctor": ("omg_core.doctor", "doctor_command", "show torch/CUDA, compilers and the fused kernels' builds"),
 }
 
 EXIT_USER_ERROR = 2

@@ -276,3 +276,27 @@ def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hoo
         "threshold must be positive"
     ), last
     assert f"(at {tmp_path / 'omg_salient' / '__init__.py'}:{line})" in last
+
+
+def test_doctor_lists_every_fused_extension_and_builds_nothing(tmp_path: Path) -> None:
+    """`omg doctor` (table) and `omg doctor --json` report each project extension with its keyed build directory under
+    TORCH_EXTENSIONS_DIR, not built there, and leave that directory untouched; `omg doctor --help` imports no torch."""
+    from omg_core.ext_build import project_extensions
+
+    test_help_and_tasks_import_no_torch(["doctor", "--help"])
+    names = [spec.name for spec in project_extensions()]
+    root = tmp_path / "torch_extensions"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(root), "OMG_EVAL_BACKEND": "torch"}
+    env.pop("OMG_MSDA_BACKEND", None)
+    run = [sys.executable, "-m", "omg_core.cli", "doctor"]
+    report = json.loads(subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, check=True).stdout)
+    assert [row["name"] for row in report["extensions"]] == names
+    for row in report["extensions"]:
+        assert Path(row["build_directory"]).parent == root and Path(row["build_directory"]).name.startswith(row["name"])
+        assert row["built"] is False
+        expected = "reference" if row["env_var"] == "OMG_EVAL_BACKEND" else "fused"
+        assert row["backend"] == expected or not report["compiler"], row
+    assert report["torch"] and "compiler" in report and "nvcc" in report
+    table = subprocess.run([*run], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, check=True).stdout
+    assert all(name in table for name in names) and "OMG_EVAL_BACKEND=torch" in table
+    assert not root.exists()  # nothing built, not even a directory made
