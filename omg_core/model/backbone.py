@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip
@@ -24,6 +27,25 @@ def register_open_clip_configs() -> None:
     if not _configs_registered:
         open_clip.add_model_config(OPEN_CLIP_CONFIG_DIR)
         _configs_registered = True
+
+
+class _RandomInitNoticeFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def _without_random_init_notice() -> Iterator[None]:
+    """Hide open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly", printed on every
+    model creation: OMG builds the backbone without weights on purpose (the checkpoint is loaded afterwards), and
+    `omg run` says itself, once, when a model really runs with random weights."""
+    notice_filter = _RandomInitNoticeFilter()
+    root = logging.getLogger()
+    root.addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice_filter)
 
 
 class ClipConvNeXtBackbone(nn.Module):
@@ -56,7 +78,7 @@ class ClipConvNeXtBackbone(nn.Module):
                 f"unknown open_clip model {clip_model_name!r}; pick one of open_clip.list_models() or add a JSON "
                 f"config to {OPEN_CLIP_CONFIG_DIR}"
             )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _without_random_init_notice():
             warnings.simplefilter("ignore")  # open_clip warns when no pretrained weights are requested
             clip_model = open_clip.create_model(clip_model_name, pretrained=pretrained_tag)
         trunk = getattr(clip_model.visual, "trunk", None)
