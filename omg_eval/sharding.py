@@ -1,7 +1,8 @@
 """Splitting an evaluation across processes (``torchrun``): each rank scores its share, then metric states sync.
 
-File evaluators call :func:`items_for_this_rank` on their ordered list of images or videos and ``metric.sync()``
-before ``compute``; outside ``torch.distributed`` both are no-ops, so the same code serves one process and many.
+File evaluators call :func:`items_for_this_rank` on their ordered list of images or videos; ``metric.compute()`` then
+syncs the states across ranks by itself (see ``omg_eval.metric``). Outside ``torch.distributed`` both are no-ops, so
+the same code serves one process and many.
 
 torch is imported only once a process group is wanted (``WORLD_SIZE`` > 1) or already exists: a single-process
 ``omg eval --help`` must not pay for importing it.

@@ -134,8 +134,8 @@ class SegmentationTrackingQuality(Metric):
     def compute(self) -> dict[str, Any]:
         """Returns:
         {"stq", "aq", "sq"}; aq is 0 when there is no ground-truth track (deeplab2 divides by max(tracks, 1e-15)).
-        Also "stq_per_video", "aq_per_video", "sq_per_video": (V,) float64 in update order (after ``sync``, rank
-        by rank).
+        Also "stq_per_video", "aq_per_video", "sq_per_video": (V,) float64 in update order (across processes,
+        rank by rank, as compute gathers them).
         """
         aq = float(self.association_sum) / max(int(self.num_tracks), 1e-15)
         sq = mean_iou_with_void_column(self.confusion)
