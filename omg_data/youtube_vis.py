@@ -75,7 +75,7 @@ def read_youtube_vis(json_path: str | Path, image_dir: str | Path) -> Iterator[S
         for index, track in tracks.get(video.id, []):
             per_frame = []
             for frame_index, segmentation in enumerate(track.segmentations):
-                if segmentation is None:
+                if not segmentation:  # null, or [] (absent as well: ytvoseval tests `if seg`)
                     per_frame.append(np.zeros((video.height, video.width), dtype=bool))
                     continue
                 try:

@@ -288,3 +288,21 @@ def test_schema_error_names_enclosing_record_ids(data: Path) -> None:
     edit_json(base / "instances.json", lambda d: d["annotations"][1]["segmentations"].__setitem__(0, "oops"))
     with pytest.raises(DataError, match=r"record annotations\[1\]\.segmentations\[0\] \(id=\d+, video_id=\d+\)"):
         list(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
+
+
+def test_coco_instances_empty_polygon_list_and_short_uncompressed_rle(data: Path) -> None:
+    """pycocotools' annToRLE fails on an empty polygon list (IndexError), and decodes uncompressed counts that do not
+    cover the image into uninitialised memory: both are errors naming the record."""
+    base = data / "coco-instances"
+    edit_json(base / "instances.json", lambda d: d["annotations"][1].update(segmentation=[]))
+    with pytest.raises(DataError, match=r"instances\.json.*annotations\[1\].*an empty polygon list"):
+        list(read_coco_instances(base / "instances.json", base / "images"))
+
+    def short_counts(content: dict) -> None:
+        image = next(i for i in content["images"] if i["id"] == content["annotations"][1]["image_id"])
+        size = [image["height"], image["width"]]
+        content["annotations"][1]["segmentation"] = {"size": size, "counts": [5, 10, size[0] * size[1] - 16]}
+
+    edit_json(base / "instances.json", short_counts)
+    with pytest.raises(DataError, match=r"annotations\[1\].*uncompressed RLE counts cover 1535 pixels, not the 1536"):
+        list(read_coco_instances(base / "instances.json", base / "images"))

@@ -392,3 +392,68 @@ def test_coco_sam_prompts_file_round_trip(world: ShapesWorld, tmp_path: Path) ->
     # fixed prompts do not depend on the sampling seed
     other = next(read_coco_sam(base / "instances.json", base / "images", seed=99, prompts_path=base / "prompts.json"))
     assert torch.equal(other.prompts.points, fixed[0].prompts.points)
+
+
+def test_segmentation_forms_convert_as_pycocotools_ann_to_rle() -> None:
+    """One conversion (omg_data.rle.segmentation_to_rle) for readers and evaluators, compared with COCO.annToRLE live:
+    uncompressed RLE, odd or short polygon parts are converted as it converts them; what it refuses is a ValueError
+    naming the record."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+
+    from omg_data.rle import decode_segmentation, segmentation_to_rle
+
+    height, width = 10, 12
+    coco = COCO()
+    coco.dataset = {"images": [{"id": 1, "height": height, "width": width}], "annotations": [], "categories": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+
+    def official(segmentation):
+        return coco.annToRLE({"image_id": 1, "segmentation": segmentation})
+
+    accepted = [
+        {"size": [height, width], "counts": [5, 10, 20, 1, height * width - 36]},  # uncompressed RLE
+        {"size": [height, width], "counts": [0, height * width]},  # all set, leading empty run
+        [[1.0, 1.0, 9.0, 1.0, 9.0, 7.0, 1.0, 7.0]],
+        [[1, 1, 9, 1, 9, 7, 3], [2, 2, 4]],  # an odd coordinate count and a short later part: pycocotools takes both
+    ]
+    for segmentation in accepted:
+        ours, reference = segmentation_to_rle(segmentation, height, width), official(segmentation)
+        assert ours["counts"] == reference["counts"]
+        assert np.array_equal(decode_segmentation(segmentation, height, width), mask_utils.decode(reference) > 0)
+    refused = [
+        ([], IndexError, "an empty polygon list"),
+        ([[]], Exception, "cannot rasterise"),  # an empty polygon
+        ([[1, 1, 5, 5]], TypeError, "cannot rasterise"),  # four numbers: frPyObjects takes them for a box, and fails
+        ({"size": [height, width], "counts": [5, -1, 116]}, OverflowError, "from 0 to 2"),  # a negative count
+    ]
+    for segmentation, error, words in refused:
+        with pytest.raises(error):
+            official(segmentation)
+        with pytest.raises(ValueError, match=f"annotation 7: .*{words}"):
+            segmentation_to_rle(segmentation, height, width, where="annotation 7")
+    # counts not covering the image: pycocotools accepts them and decodes garbage (uninitialised or overrun memory)
+    short = {"size": [height, width], "counts": [5, 10, 100]}
+    assert official(short)["counts"]
+    with pytest.raises(ValueError, match="cover 115 pixels, not the 120"):
+        segmentation_to_rle(short, height, width)
+
+
+def test_youtube_vis_empty_polygon_list_is_an_absent_frame(root: Path, tmp_path: Path) -> None:
+    # ytvoseval tests `if seg`: [] is absent like null (an empty polygon list is an error only for a COCO image)
+    import json
+    import shutil
+
+    base = tmp_path / "ytvis"
+    shutil.copytree(root / "youtube-vis", base)
+    data = json.loads((base / "instances.json").read_text())
+    annotation = data["annotations"][0]
+    frame = next(i for i, s in enumerate(annotation["segmentations"]) if s is not None)
+    annotation["segmentations"][frame] = []
+    (base / "instances.json").write_text(json.dumps(data))
+    got = next(read_youtube_vis(base / "instances.json", base / "JPEGImages"))
+    row = int((got.instance_ids == annotation["id"]).nonzero()[0, 0])
+    assert not got.masks[row, frame].any()
