@@ -96,12 +96,9 @@ def main(ctx: click.Context, plugins: tuple[str, ...]) -> None:
 
 
 def get_registry(ctx: click.Context):  # -> TaskRegistry
-    from omg_core.registry import discover_tasks
+    from omg_core.registry import cached_registry
 
-    root = ctx.find_root()
-    if root.obj.get("registry") is None:
-        root.obj["registry"] = discover_tasks(plugins=root.obj["plugins"])
-    return root.obj["registry"]
+    return cached_registry(ctx.find_root().obj)
 
 
 @main.command("tasks")

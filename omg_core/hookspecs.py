@@ -4,8 +4,9 @@ A task plugin is a module (or object) registered under the entry-point group ``o
 with the :data:`hookimpl` marker. The core calls each hook on one task at a time (the plugin that owns the task),
 so every hook here returns that task's single answer (``firstresult``).
 
-All five hooks are required; the registry refuses a plugin that misses one, names a parameter a spec does not have,
-or returns the wrong type from :func:`omg_task_info`. A hook implementation may accept any subset of the parameters
+The five hooks in :data:`REQUIRED_HOOKS` are required; :func:`omg_file_evaluators` is optional (its answers are
+collected from every plugin). The registry refuses a plugin that misses a required hook, names a parameter a spec
+does not have, or returns the wrong type from :func:`omg_task_info`. A hook implementation may accept any subset of the parameters
 documented for its spec (pluggy passes only the ones it names).
 
 Example (a whole plugin module)::
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from omg_core.file_evaluators import FileEvaluator
     from omg_core.task_info import TaskInfo
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
     from omg_eval.metric import Metric
@@ -37,7 +39,7 @@ PROJECT_NAME = "omg"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: Hooks every task plugin must implement.
+#: Hooks every task plugin must implement (``omg_file_evaluators`` is optional).
 REQUIRED_HOOKS: tuple[str, ...] = (
     "omg_task_info",
     "omg_encode_queries",
@@ -91,7 +93,8 @@ def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: Any) -> T
 def omg_create_metric(options: dict[str, Any]) -> Metric:
     """Create a fresh metric object for the task (``update`` / ``compute`` / ``reset``, synced across processes).
 
-    Called by ``omg eval`` and by training loops once per evaluation.
+    Called by training loops and by Python callers once per evaluation (``omg eval`` scores result files with the
+    task's file evaluator instead, see :func:`omg_file_evaluators`).
 
     :param options: metric options from the config (for example the category list, thing/stuff split, ignore label).
     :return: an :class:`omg_eval.metric.Metric`.
@@ -108,4 +111,18 @@ def omg_write_results(results: list[TaskResult], output_dir: Path, output_format
     :param output_dir: an existing, writable directory.
     :param output_format: one of the task's ``TaskInfo.output_formats``.
     :return: the paths written.
+    """
+
+
+@hookspec
+def omg_file_evaluators() -> list[FileEvaluator]:
+    """Contribute ways of scoring result files with ``omg eval`` (optional).
+
+    Called once per plugin when the registry first needs evaluators; the answers of every plugin are collected. A task
+    names the evaluator that scores its result files in ``TaskInfo.file_evaluator``, so a task may use an evaluator
+    another plugin contributes (the open-vocabulary tasks use their closed twins'). ``omg eval --task T`` scores
+    with T's evaluator; an evaluator's own name works too, for files no task writes (``omg eval --task vos``).
+
+    :return: a list of :class:`omg_core.file_evaluators.FileEvaluator`; each name must be unique among all plugins
+        (a name contributed twice by different plugins is reported as a plugin problem and left out).
     """

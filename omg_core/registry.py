@@ -48,6 +48,7 @@ from omg_core.errors import (
 from omg_core.task_info import TaskInfo
 
 if TYPE_CHECKING:  # task_io imports torch; keep `omg tasks` and lookups free of it
+    from omg_core.file_evaluators import FileEvaluator
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
 
 ENTRY_POINT_GROUP = "omg.tasks"
@@ -188,12 +189,95 @@ class TaskRegistry:
         self._load_problems: list[PluginProblem] = []
         self._collisions: list[PluginProblem] = []
         self._group_entry_points: list[EntryPoint] | None = None
+        self._evaluators: dict[str, tuple[FileEvaluator, TaskHandle]] | None = None  # collected on first use
+        self._evaluator_problems: list[PluginProblem] = []
         self.blocked: set[str] = set()
 
     @property
     def problems(self) -> list[PluginProblem]:
-        """Plugins left out: import failures and invalid plugins in load order, then name collisions."""
-        return [*self._load_problems, *self._collisions]
+        """Plugins left out: import failures and invalid plugins in load order, then name collisions, then file
+        evaluators that could not be used (once they have been collected)."""
+        return [*self._load_problems, *self._collisions, *self._evaluator_problems]
+
+    # -- file evaluators ---------------------------------------------------------------------------------------
+    def file_evaluators(self) -> dict[str, FileEvaluator]:
+        """Every file evaluator the tasks in use contribute (``omg_file_evaluators``), by name.
+
+        Collected on first call. A plugin whose hook raises or returns something else than FileEvaluators, or an
+        evaluator name contributed by two plugins (with different evaluators), is recorded in :attr:`problems` and
+        left out; the other evaluators work.
+        """
+        if self._evaluators is None:
+            self._evaluators = self._collect_evaluators()
+        return {name: evaluator for name, (evaluator, _) in self._evaluators.items()}
+
+    def file_evaluator_for(self, name: str) -> tuple[str, FileEvaluator]:
+        """(task or evaluator name to report, evaluator) for ``omg eval --task NAME``.
+
+        NAME is a task name or alias (its ``TaskInfo.file_evaluator``), or an evaluator's own name.
+
+        Raises:
+          UnknownTaskError / TaskUnavailableError: as :meth:`get`, when NAME is neither.
+          PluginValidationError: the task names an evaluator no plugin contributes.
+          InputError: the task has no file evaluator.
+        """
+        from omg_core.errors import InputError
+
+        evaluators = self.file_evaluators()
+        key = name.strip().lower()
+        if key not in self._by_name_or_alias and key in evaluators:
+            return key, evaluators[key]
+        handle = self.get(name)
+        wanted = handle.info.file_evaluator
+        if wanted is None:
+            raise InputError(
+                f"task {handle.name!r} has no file evaluator (its TaskInfo names none); evaluators: "
+                f"{', '.join(sorted(evaluators)) or 'none'}"
+            )
+        if wanted not in evaluators:
+            troubles = [str(p) for p in self._evaluator_problems if wanted in p.names]
+            raise PluginValidationError(
+                f"task {handle.name!r} ({handle.origin.describe()}) is scored by file evaluator {wanted!r}, which no "
+                f"plugin contributes" + (f": {'; '.join(troubles)}" if troubles else "")
+                + f"; contributed: {', '.join(sorted(evaluators)) or 'none'}"
+            )
+        return handle.name, evaluators[wanted]
+
+    def _collect_evaluators(self) -> dict[str, tuple[FileEvaluator, TaskHandle]]:
+        from omg_core.file_evaluators import FileEvaluator
+
+        collected: dict[str, tuple[FileEvaluator, TaskHandle]] = {}
+        for handle in self:
+            try:
+                answers = self._call_task_hook(handle.plugin, "omg_file_evaluators")
+                contributed = [evaluator for answer in answers for evaluator in (answer or [])]
+                wrong = [type(e).__name__ for e in contributed if not isinstance(e, FileEvaluator)]
+                if wrong:
+                    raise PluginValidationError(
+                        f"omg_file_evaluators returned {', '.join(wrong)}; expected a list of "
+                        "omg_core.file_evaluators.FileEvaluator"
+                    )
+            except Exception as exc:
+                where = plugin_location(exc, _module_name(handle.plugin))
+                error = PluginValidationError(
+                    f"task plugin ({handle.origin.describe()}): its file evaluators are left out: "
+                    f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
+                )
+                self._evaluator_problems.append(PluginProblem(handle.origin, error, kind="invalid"))
+                continue
+            for evaluator in contributed:
+                held = collected.get(evaluator.name)
+                if held is None or held[0] == evaluator:
+                    collected.setdefault(evaluator.name, (evaluator, handle))
+                    continue
+                error = PluginValidationError(
+                    f"file evaluator {evaluator.name!r} is contributed by {held[1].origin.describe()} and by "
+                    f"{handle.origin.describe()}; the second is left out"
+                )
+                self._evaluator_problems.append(
+                    PluginProblem(handle.origin, error, kind="invalid", names=(evaluator.name,))
+                )
+        return collected
 
     # -- registration ------------------------------------------------------------------------------------------
     def register(self, plugin: object, origin: PluginOrigin | None = None) -> TaskHandle:
@@ -557,3 +641,11 @@ def discover_tasks(plugins: Sequence[str] = (), autoload: bool | None = None) ->
     for spec in explicit:
         registry.load_plugin(spec)
     return registry
+
+
+def cached_registry(state: dict[str, Any]) -> TaskRegistry:
+    """The registry kept in a command line's shared ``state`` (click's root ``ctx.obj``), discovered on first use with
+    the ``-p`` plugins listed in ``state["plugins"]``, so every subcommand of one invocation sees the same one."""
+    if state.get("registry") is None:
+        state["registry"] = discover_tasks(plugins=state.get("plugins", ()))
+    return state["registry"]

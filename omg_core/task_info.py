@@ -30,6 +30,11 @@ class TaskInfo(BaseModel):
     )
     metrics: tuple[str, ...] = Field(min_length=1, description="names of the figures its metric reports, e.g. 'PQ'")
     output_formats: tuple[str, ...] = Field(min_length=1, description="result file formats; the first is the default")
+    file_evaluator: str | None = Field(
+        default=None,
+        description="name of the file evaluator that scores the task's result files with `omg eval` (contributed by "
+        "any plugin's omg_file_evaluators hook); None: the task's files have no evaluator",
+    )
     implemented: bool = Field(
         default=True, description="False while the task's encode/decode hooks are placeholders that refuse to run"
     )

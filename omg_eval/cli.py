@@ -17,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from omg_core.errors import InputError
+from omg_core.file_evaluators import FileEvaluator
 from omg_eval.anomalies import AnomalyLog, collect_anomalies
-from omg_eval.runner import EVALUATORS, SHARED_EVALUATORS, evaluate_task, evaluator_name_for
 from omg_eval.sharding import distributed_from_environment, gather_objects, is_main_process
 
 #: Arrays with more values than this (COCO's precision curves: 10 x 101 x K x 4 x 3) stay out of the JSON file.
@@ -74,55 +74,44 @@ def _format(value: float | int) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
-def _resolve_evaluator(task: str) -> tuple[str, str]:
-    """(task name to report, evaluator key): registered task names and aliases, or an evaluator-only name (vos)."""
-    if task in EVALUATORS:
-        return task, task
-    from omg_core.registry import discover_tasks
+def _registry() -> Any:  # -> omg_core.registry.TaskRegistry, the one of this `omg` invocation
+    from omg_core.registry import cached_registry
 
     root = click.get_current_context().find_root()
-    plugins = (root.obj or {}).get("plugins", ()) if isinstance(root.obj, dict) else ()
-    handle = discover_tasks(plugins=plugins).get(task)  # unknown names raise with suggestions
-    evaluator = evaluator_name_for(handle.name)
-    if evaluator is None:
-        raise InputError(
-            f"task {handle.name!r} has no file evaluator; file evaluators exist for: "
-            f"{', '.join(sorted({*EVALUATORS, *SHARED_EVALUATORS}))}"
-        )
-    return handle.name, evaluator
+    return cached_registry(root.obj if isinstance(root.obj, dict) else {})
 
 
-def _all_tasks_with_inputs(predictions: Path, ground_truth: Path | None) -> list[tuple[str, str, Path, Path | None]]:
-    """For --all: every registered task (and vos) whose predictions/<task> exists, with ground-truth/<task>."""
-    from omg_core.registry import discover_tasks
+def _single_file_in(folder: Path) -> Path:
+    """A task folder holding exactly one JSON and no sub-folder stands for that JSON (tasks whose results are one
+    file keep it in their folder under --all)."""
+    if folder.is_dir():
+        candidates = sorted(folder.glob("*.json"))
+        if len(candidates) == 1 and not any(p.is_dir() for p in folder.iterdir()):
+            return candidates[0]
+    return folder
 
+
+def _all_tasks_with_inputs(
+    predictions: Path, ground_truth: Path | None
+) -> list[tuple[str, FileEvaluator, Path, Path | None]]:
+    """For --all: every registered task with a file evaluator, and every evaluator name, whose predictions/<name>
+    exists, with ground-truth/<name>."""
     if not predictions.is_dir():
         raise InputError(
             f"--all needs --predictions to be a folder holding one sub-folder per task; {predictions} is not"
         )
-    root = click.get_current_context().find_root()
-    plugins = (root.obj or {}).get("plugins", ()) if isinstance(root.obj, dict) else ()
-    names = sorted({handle.name for handle in discover_tasks(plugins=plugins)} | {"vos"})
+    registry = _registry()
+    evaluators = registry.file_evaluators()
+    names = sorted({h.name for h in registry if h.info.file_evaluator} | {n for n in evaluators if n not in registry})
     found = []
     for name in names:
-        evaluator = evaluator_name_for(name)
-        task_predictions = predictions / name
-        if evaluator is None or not task_predictions.exists():
+        if not (predictions / name).exists():
             continue
-        candidates = sorted(task_predictions.glob("*.json")) if task_predictions.is_dir() else []
-        if (
-            task_predictions.is_dir()
-            and len(candidates) == 1
-            and not any(p.is_dir() for p in task_predictions.iterdir())
-        ):
-            task_predictions = candidates[0]  # a task whose predictions are one JSON file, kept in its folder
+        reported, evaluator = registry.file_evaluator_for(name)
         task_truth = None
         if ground_truth is not None and (ground_truth / name).exists():
-            task_truth = ground_truth / name
-            truth_files = sorted(task_truth.glob("*.json")) if task_truth.is_dir() else []
-            if len(truth_files) == 1 and not any(p.is_dir() for p in task_truth.iterdir()):
-                task_truth = truth_files[0]
-        found.append((name, evaluator, task_predictions, task_truth))
+            task_truth = _single_file_in(ground_truth / name)
+        found.append((reported, evaluator, _single_file_in(predictions / name), task_truth))
     if not found:
         raise InputError(
             f"--all found no task folder under {predictions}; name sub-folders after tasks "
@@ -132,7 +121,11 @@ def _all_tasks_with_inputs(predictions: Path, ground_truth: Path | None) -> list
 
 
 @click.command("eval", help="Evaluate prediction files against the ground truth with the task's official metric.")
-@click.option("--task", default=None, help="task name or alias (see `omg tasks`), or 'vos' for DAVIS J&F")
+@click.option(
+    "--task",
+    default=None,
+    help="task name or alias (see `omg tasks`), or a file evaluator's name (e.g. 'vos' for DAVIS J&F)",
+)
 @click.option(
     "--all",
     "all_tasks",
@@ -165,7 +158,7 @@ def eval_command(
         if all_tasks:
             jobs = _all_tasks_with_inputs(predictions, ground_truth)
         else:
-            name, evaluator = _resolve_evaluator(task)  # type: ignore[arg-type]
+            name, evaluator = _registry().file_evaluator_for(task)  # type: ignore[arg-type]
             jobs = [(name, evaluator, predictions, ground_truth)]
         console = Console(quiet=not is_main_process())  # one table, printed by rank 0
         results: dict[str, Any] = {}
@@ -179,7 +172,7 @@ def eval_command(
 
 
 def _evaluate_one(
-    console: Console, name: str, evaluator: str, predictions: Path, ground_truth: Path | None, strict: bool
+    console: Console, name: str, evaluator: FileEvaluator, predictions: Path, ground_truth: Path | None, strict: bool
 ) -> dict[str, Any]:
     with Progress(
         SpinnerColumn(),
@@ -193,7 +186,7 @@ def _evaluate_one(
         bar = progress.add_task(name, total=None)
         try:
             with collect_anomalies(strict) as anomalies:
-                figures = evaluate_task(evaluator, predictions, ground_truth, lambda n: progress.advance(bar, n))
+                figures = evaluator.evaluate(predictions, ground_truth, lambda n: progress.advance(bar, n))
         except (ValueError, KeyError, OSError, TypeError) as error:
             raise InputError(f"{name}: {_describe(error)}") from error
     _warn_anomalies(name, anomalies)

@@ -2,15 +2,17 @@
 
 It describes itself truthfully (``implemented=False``) so ``omg tasks`` can list it, and every hook that would
 produce results refuses with :class:`TaskNotImplementedError` instead of returning something that looks like work.
-Its metric, which does not depend on the model, is real when one is bound.
+Its metric and file evaluators, which do not depend on the model, are real.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from omg_core.errors import TaskNotImplementedError
+from omg_core.file_evaluators import FileEvaluator
 from omg_core.hookspecs import hookimpl
 from omg_core.task_info import TaskInfo
 from omg_tasks._metric_binding import MetricFactory
@@ -19,11 +21,17 @@ from omg_tasks._metric_binding import MetricFactory
 class PlaceholderTask:
     """Task plugin object for a task that is registered but not implemented."""
 
-    def __init__(self, info: TaskInfo, metric_factory: MetricFactory | None = None) -> None:
+    def __init__(
+        self,
+        info: TaskInfo,
+        metric_factory: MetricFactory | None = None,
+        file_evaluators: Sequence[FileEvaluator] = (),
+    ) -> None:
         if info.implemented:
             raise ValueError(f"PlaceholderTask is for unimplemented tasks; {info.name!r} says implemented=True")
         self.info = info
         self.metric_factory = metric_factory
+        self.file_evaluators = list(file_evaluators)
 
     def _refuse(self, what: str) -> NoReturn:
         raise TaskNotImplementedError(
@@ -48,6 +56,10 @@ class PlaceholderTask:
         if self.metric_factory is None:
             self._refuse("binding its metric")
         return self.metric_factory(options)
+
+    @hookimpl
+    def omg_file_evaluators(self) -> list[FileEvaluator]:
+        return self.file_evaluators
 
     @hookimpl
     def omg_write_results(self, results: list[Any], output_dir: Path, output_format: str) -> NoReturn:

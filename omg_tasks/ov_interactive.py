@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         vocabulary="open",
         metrics=("mIoU@1click", "mIoU@box", "NoC@85", "NoC@90"),
         output_formats=("coco-results-json",),
+        file_evaluator="interactive-json",
         implemented=False,
     ),
     bind_metric("ov-interactive", "omg_eval.interactive:InteractiveSegmentation"),

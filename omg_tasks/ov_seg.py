@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         vocabulary="open",
         metrics=("PQ", "SQ", "RQ"),
         output_formats=("coco-panoptic", "coco-results-json", "semantic-png"),
+        file_evaluator="coco-panoptic",
         implemented=False,
     ),
     bind_metric("ov-seg", "omg_eval.panoptic:PanopticQuality"),

@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         vocabulary="open",
         metrics=("AP", "AP50", "AP75", "AR1", "AR10"),
         output_formats=("youtube-vis-json",),
+        file_evaluator="youtube-vis",
         implemented=False,
     ),
     bind_metric("ov-vis", "omg_eval.video_instance:YouTubeVISMetric"),

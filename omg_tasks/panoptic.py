@@ -1,6 +1,7 @@
 """The panoptic task (ps): a non-overlapping segment with a class for every thing and stuff region."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._file_evaluators import COCO_PANOPTIC
 from omg_tasks._metric_binding import bind_metric
 from omg_tasks._placeholder import PlaceholderTask
 
@@ -14,7 +15,9 @@ plugin = PlaceholderTask(
         vocabulary="closed",
         metrics=("PQ", "SQ", "RQ"),
         output_formats=("coco-panoptic",),
+        file_evaluator="coco-panoptic",
         implemented=False,
     ),
     bind_metric("panoptic", "omg_eval.panoptic:PanopticQuality"),
+    file_evaluators=(COCO_PANOPTIC,),
 )

@@ -1,6 +1,7 @@
 """The video-panoptic task (vps): panoptic segments with instance ids stable across frames."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._file_evaluators import VIPSEG
 from omg_tasks._metric_binding import bind_metric_collection
 from omg_tasks._placeholder import PlaceholderTask
 
@@ -14,6 +15,7 @@ plugin = PlaceholderTask(
         vocabulary="closed",
         metrics=("VPQ", "STQ"),
         output_formats=("vipseg-png",),
+        file_evaluator="vipseg",
         implemented=False,
     ),
     bind_metric_collection(
@@ -23,4 +25,5 @@ plugin = PlaceholderTask(
             "STQ": "omg_eval.stq:SegmentationTrackingQuality",
         },
     ),
+    file_evaluators=(VIPSEG,),
 )

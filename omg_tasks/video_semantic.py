@@ -1,6 +1,7 @@
 """The video-semantic task (vss): a class label for every pixel of every frame."""
 
 from omg_core.task_info import TaskInfo
+from omg_tasks._file_evaluators import VSPW
 from omg_tasks._metric_binding import bind_metric
 from omg_tasks._placeholder import PlaceholderTask
 
@@ -14,7 +15,9 @@ plugin = PlaceholderTask(
         vocabulary="closed",
         metrics=("mIoU", "VC8", "VC16"),
         output_formats=("vspw-png",),
+        file_evaluator="vspw",
         implemented=False,
     ),
     bind_metric("video-semantic", "omg_eval.video_semantic:VideoSemanticMetric"),
+    file_evaluators=(VSPW,),
 )

@@ -19,6 +19,7 @@ from PIL import Image
 
 from omg_core import TaskInfo, hookimpl
 from omg_core.errors import ConfigError, InputError  # noqa: F401  (raised by test variants of the hooks)
+from omg_core.file_evaluators import FileEvaluator
 from omg_core.task_io import QueryPlan, TaskResult
 from omg_eval.metric import Metric
 
@@ -40,7 +41,24 @@ class ForegroundIoU(Metric):
 @hookimpl
 def omg_task_info():
     return TaskInfo(name=TASK_NAME, aliases=ALIASES, summary="pixels brighter than a threshold", modality="image",
-                    vocabulary="closed", metrics=("IoU",), output_formats=("mask-png",))
+                    vocabulary="closed", metrics=("IoU",), output_formats=("mask-png",),
+                    file_evaluator=TASK_NAME + "-masks")
+
+
+def evaluate_mask_folders(predictions, ground_truth, progress):
+    metric = ForegroundIoU()
+    for truth in sorted(Path(ground_truth).glob("*.png")):
+        read = lambda path: torch.from_numpy(np.array(Image.open(path)) > 0)
+        metric.update(read(Path(predictions) / truth.name), read(truth))
+        if progress is not None:
+            progress(1)
+    return metric.compute()
+
+
+@hookimpl
+def omg_file_evaluators():
+    return [FileEvaluator(TASK_NAME + "-masks", "foreground IoU of mask PNGs", "folder of mask PNGs", "folder",
+                          "folder of mask PNGs", "folder", evaluate_mask_folders)]
 
 
 @hookimpl

@@ -60,6 +60,28 @@ def test_console_script_lists_a_throwaway_plugin_distribution_installed_beside_i
     assert len(tasks) == 11
 
 
+def test_omg_eval_scores_a_plugin_task_with_the_evaluator_its_distribution_contributes(tmp_path: Path) -> None:
+    """A third-party task is scored by `omg eval` exactly like a built-in: through its omg_file_evaluators hook."""
+    site = tmp_path / "site"
+    write_distribution(site, "omg-bright", "omg_bright", working_plugin_source("bright", ("br",)), {"bright": "omg_bright"})
+    truth, pred = np.zeros((4, 6), np.uint8), np.zeros((4, 6), np.uint8)
+    truth[:2] = 255  # 12 foreground pixels
+    pred[:3] = 255  # 18, of which 12 are right: IoU 12 / 18
+    for folder, mask in (("gt", truth), ("pred", pred)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(mask).save(tmp_path / folder / "a.png")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = tmp_path / "figures.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "omg_core.cli", "eval", "--task", "br", "--predictions", str(tmp_path / "pred"),
+         "--ground-truth", str(tmp_path / "gt"), "--output", str(out)],
+        env=env, capture_output=True, text=True,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(out.read_text()) == {"IoU": 12 / 18}
+    assert "bright evaluation" in completed.stdout
+
+
 def test_run_of_an_unimplemented_task_says_so_and_writes_nothing(tmp_path: Path) -> None:
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)

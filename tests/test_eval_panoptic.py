@@ -318,15 +318,25 @@ def test_eval_command_table_and_json(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "no 'categories' list" in str(result.exception)
 
 
-def test_runner_table_resolves_every_task_and_names_mistakes(tmp_path: Path) -> None:
-    from omg_eval.runner import EVALUATORS, evaluate_task
+def test_every_task_is_scored_through_its_registered_file_evaluator(tmp_path: Path) -> None:
+    from omg_core.errors import UnknownTaskError
+    from omg_core.registry import discover_tasks
 
-    assert {"panoptic", "instance", "semantic", "interactive"} <= set(EVALUATORS)
-    for evaluator in EVALUATORS.values():
+    registry = discover_tasks()
+    evaluators = registry.file_evaluators()
+    assert {"coco-panoptic", "coco-instances", "semantic-png", "interactive-json", "vos"} <= set(evaluators)
+    for evaluator in evaluators.values():
         assert callable(evaluator.load())
-    with pytest.raises(KeyError, match="known tasks"):
-        evaluate_task("panoptik", FIXTURE / "pred.json", FIXTURE / "gt.json")
+    for handle in registry:  # every built-in task names an evaluator some plugin contributes
+        assert registry.file_evaluator_for(handle.name)[1] is evaluators[handle.info.file_evaluator]
+    assert registry.file_evaluator_for("ps") == ("panoptic", evaluators["coco-panoptic"])  # aliases too
+    assert registry.file_evaluator_for("ov-seg")[1] is evaluators["coco-panoptic"]  # the open twin's evaluator
+    assert registry.file_evaluator_for("vos") == ("vos", evaluators["vos"])  # an evaluator by its own name
+    with pytest.raises(UnknownTaskError, match="Did you mean: panoptic"):
+        registry.file_evaluator_for("panoptik")
+    panoptic = evaluators["coco-panoptic"]
+    assert panoptic.evaluate(FIXTURE / "pred.json", FIXTURE / "gt.json")["All"]["pq"] > 0
     with pytest.raises(ValueError, match="needs --ground-truth"):
-        evaluate_task("panoptic", FIXTURE / "pred.json", None)
+        panoptic.evaluate(FIXTURE / "pred.json", None)
     with pytest.raises(FileNotFoundError, match="predictions"):
-        evaluate_task("instance", tmp_path / "missing.json", FIXTURE / "gt.json")
+        evaluators["coco-instances"].evaluate(tmp_path / "missing.json", FIXTURE / "gt.json")
