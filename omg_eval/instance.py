@@ -15,13 +15,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from omg_data.rle import Rle, segmentation_to_rle
 from omg_eval.instance_accumulate import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, accumulate, summarize
-from omg_eval.instance_masks import coco_mask_counts, mask_areas, mask_ious, to_rles
+from omg_eval.instance_masks import mask_areas, mask_ious
 from omg_eval.instance_matching import MatchGroup, match_groups
 from omg_eval.kernels._extension import fused_kernels
+from omg_eval.kernels.rle import runs_from_strings
 from omg_eval.metric import Metric
 
 Annotation = Mapping[str, Any]
+
+
+def _record(image_id: int, side: str, index: int, annotation: Annotation) -> str:
+    """How errors name an annotation: ``image 3: detection 7 (id 41)`` (index = position in the update call)."""
+    known = f" (id {annotation['id']!r})" if "id" in annotation else ""
+    return f"image {image_id}: {side} {index}{known}"
+
+
+def _to_rles(annotations: Sequence[Annotation], side: str, height: int, width: int, image_id: int) -> list[Rle]:
+    """Compressed RLEs of the annotations' segmentations, converted as pycocotools' ``annToRLE`` converts them
+    (:func:`omg_data.rle.segmentation_to_rle`); an error names the image and the annotation."""
+    rles = []
+    for index, annotation in enumerate(annotations):
+        try:
+            rles.append(segmentation_to_rle(annotation["segmentation"], height, width))
+        except (KeyError, ValueError) as error:
+            problem = "no 'segmentation'" if isinstance(error, KeyError) else str(error)
+            raise ValueError(f"{_record(image_id, side, index, annotation)}: {problem}") from error
+    return rles
 
 
 class CocoMaskAP(Metric):
@@ -76,21 +97,33 @@ class CocoMaskAP(Metric):
             results carry boxes).
         """
         image_id = int(image_id)
-        gt_by_category: dict[int, list[Annotation]] = defaultdict(list)
-        det_by_category: dict[int, list[Annotation]] = defaultdict(list)
-        for annotation in ground_truths:
-            gt_by_category[self._category(annotation, image_id, "ground truth")].append(annotation)
-        for annotation in detections:
+        gt_by_category: dict[int, list[int]] = defaultdict(list)  # category index -> positions in ground_truths
+        det_by_category: dict[int, list[int]] = defaultdict(list)
+        for index, annotation in enumerate(ground_truths):
+            gt_by_category[self._category(annotation, image_id, "ground truth")].append(index)
+        for index, annotation in enumerate(detections):
             if "score" not in annotation:
                 raise ValueError(f"image {image_id}: a detection has no 'score'")
-            det_by_category[self._category(annotation, image_id, "detection")].append(annotation)
+            det_by_category[self._category(annotation, image_id, "detection")].append(index)
+        gt_rles = _to_rles(ground_truths, "ground truth", height, width, image_id)
+        det_rles = _to_rles(detections, "detection", height, width, image_id)
         categories = sorted(set(gt_by_category) | set(det_by_category))
         members = [(gt_by_category.get(c, []), det_by_category.get(c, [])) for c in categories]
         kernels = fused_kernels()
         if kernels is not None:
-            groups = _fused_groups(kernels, members, height, width, image_id)
+            groups = _fused_groups(
+                kernels, ground_truths, detections, gt_rles, det_rles, members, height, width, image_id
+            )
         else:
-            groups = [self._group(gts, dets, height, width, image_id) for gts, dets in members]
+            groups = [
+                self._group(
+                    [ground_truths[i] for i in gts],
+                    [detections[i] for i in dets],
+                    [gt_rles[i] for i in gts],
+                    [det_rles[i] for i in dets],
+                )
+                for gts, dets in members
+            ]
         kept, kept_count, matched, ignored, regular = match_groups(groups, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS[-1])
         group_of_det = np.repeat(np.arange(len(groups)), kept_count)
         scores = np.concatenate([g.det_scores for g in groups]) if groups else np.zeros(0)
@@ -112,11 +145,10 @@ class CocoMaskAP(Metric):
 
     @staticmethod
     def _group(
-        gts: Sequence[Annotation], dets: Sequence[Annotation], height: int, width: int, image_id: int
+        gts: Sequence[Annotation], dets: Sequence[Annotation], gt_rles: Sequence[Rle], det_rles: Sequence[Rle]
     ) -> MatchGroup:
-        """Areas, scores and IoUs of one (image, category) through pycocotools' mask API (the path without kernels)."""
-        gt_rles = to_rles([g["segmentation"] for g in gts], height, width, image_id)
-        det_rles = to_rles([d["segmentation"] for d in dets], height, width, image_id)
+        """Areas, scores and IoUs of one (image, category) through pycocotools' mask API (the path without kernels;
+        compressed strings go to pycocotools unchecked, as COCOeval passes them)."""
         gt_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
         gt_areas = np.array(
             [float(g["area"]) if "area" in g else float(a) for g, a in zip(gts, mask_areas(gt_rles))], dtype=np.float64
@@ -176,26 +208,36 @@ def _annotation_areas(annotations: Sequence[Annotation], mask_pixels: np.ndarray
 
 def _fused_groups(
     kernels: Any,
-    members: Sequence[tuple[Sequence[Annotation], Sequence[Annotation]]],
+    ground_truths: Sequence[Annotation],
+    detections: Sequence[Annotation],
+    gt_rles: Sequence[Rle],
+    det_rles: Sequence[Rle],
+    members: Sequence[tuple[Sequence[int], Sequence[int]]],
     height: int,
     width: int,
     image_id: int,
 ) -> list[MatchGroup]:
-    """The MatchGroups of one image with every RLE decoded once and all IoUs in one kernel call."""
-    gts = [g for group_gts, _ in members for g in group_gts]
-    dets = [d for _, group_dets in members for d in group_dets]
-    rles = to_rles([a["segmentation"] for a in (*gts, *dets)], height, width, image_id)
-    counts = [r["counts"] if isinstance(r["counts"], (bytes, str)) else coco_mask_counts(r) for r in rles]
-    runs, lengths, areas = kernels.rle_from_strings(counts)
-    if len(lengths) and int(lengths[0]) < 0:
-        raise ValueError(f"image {image_id}: a segmentation has a malformed compressed RLE 'counts' string")
-    covered = np.add.reduceat(runs.numpy(), np.cumsum([0, *lengths.tolist()[:-1]])) if len(runs) else np.zeros(0)
-    if len(lengths) and (len(covered) != len(lengths) or bool((covered != height * width).any())):
-        raise ValueError(f"image {image_id}: an RLE does not cover the {height} x {width} image; check its 'size'")
+    """The MatchGroups of one image with every RLE decoded once and all IoUs in one kernel call.
+
+    ``members`` holds, per category, the positions of its ground truths and detections in the update call."""
+    gt_order = [i for group_gts, _ in members for i in group_gts]
+    det_order = [i for _, group_dets in members for i in group_dets]
+    gts = [ground_truths[i] for i in gt_order]
+    counts = [gt_rles[i]["counts"] for i in gt_order] + [det_rles[i]["counts"] for i in det_order]
+
+    def name(row: int) -> str:
+        if row < len(gt_order):
+            return _record(image_id, "ground truth", gt_order[row], ground_truths[gt_order[row]])
+        index = det_order[row - len(gt_order)]
+        return _record(image_id, "detection", index, detections[index])
+
+    runs, lengths, areas = runs_from_strings(counts, height * width, name)
     areas = areas.numpy()
     gt_rows, det_rows, det_offsets, gt_offsets, groups_meta = [], [], [0], [0], []
     gt_start, det_start = 0, len(gts)
-    for group_gts, group_dets in members:
+    for gt_indices, det_indices in members:
+        group_gts = [ground_truths[i] for i in gt_indices]
+        group_dets = [detections[i] for i in det_indices]
         scores = np.array([float(d["score"]) for d in group_dets], dtype=np.float64)
         top = np.argsort(-scores, kind="mergesort")[: MAX_DETS[-1]]
         if len(group_gts) == 0:

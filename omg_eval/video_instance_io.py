@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pycocotools import mask as mask_utils
 
 from omg_data.json_io import read_json
+from omg_data.rle import segmentation_to_rle
 from omg_eval.anomalies import note_anomaly, reports_anomalies
-from omg_eval.instance_masks import mask_areas
-from omg_eval.kernels.video_overlap import rle_pair_intersections
+from omg_eval.kernels.video_overlap import rle_areas, rle_pair_intersections
 from omg_eval.sharding import items_for_this_rank
 from omg_eval.video_instance import YouTubeVISMetric
 
@@ -49,25 +48,12 @@ def _video_frames(video: dict) -> int:
 
 
 def _to_rle(segmentation: Any, height: int, width: int, where: str) -> dict | None:
-    """A frame's segmentation as a compressed RLE, or None where the track is absent: ``null`` or any other falsy
-    value (``[]``, ``{}``), as ytvoseval's ``if seg``."""
+    """A frame's segmentation as a compressed RLE (converted as pycocotools' annToRLE converts it, by
+    :func:`omg_data.rle.segmentation_to_rle`), or None where the track is absent: ``null`` or any other falsy value
+    (``[]``, ``{}``), as ytvoseval's ``if seg``."""
     if not segmentation:
         return None
-    if isinstance(segmentation, dict):
-        size, counts = segmentation.get("size"), segmentation.get("counts")
-        if counts is None or size is None:
-            raise ValueError(f"{where}: an RLE needs both 'size' and 'counts'")
-        if len(size) != 2 or size[0] != height or size[1] != width:
-            raise ValueError(
-                f"{where}: RLE size {list(size)} differs from the video size [{height}, {width}]; encode masks at the "
-                "annotation resolution"
-            )
-        if isinstance(counts, list):  # uncompressed RLE (the ground truth of YouTube-VIS uses it)
-            return mask_utils.frPyObjects(segmentation, height, width)
-        return segmentation
-    if isinstance(segmentation, list):  # polygons
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    raise ValueError(f"{where}: a segmentation must be an RLE dict with 'size' and 'counts', a polygon list or null")
+    return segmentation_to_rle(segmentation, height, width, where)
 
 
 def _segmentations(track: dict, where: str) -> list:
@@ -87,15 +73,17 @@ def _check_track(track: dict, num_frames: int, where: str) -> list:
     return segmentations
 
 
-def _frame_areas(rles: list[RleTrack], num_frames: int) -> torch.Tensor:
+def _frame_areas(rles: list[RleTrack], num_frames: int, height: int, width: int, names: list[str]) -> torch.Tensor:
     """(N, F) int64 per-frame areas straight from the RLEs (0 where a track is absent or not listed), F the longest
-    of ``num_frames`` and the tracks."""
+    of ``num_frames`` and the tracks; names[n] names track n in the error about a malformed RLE."""
     columns = max([num_frames, *(len(track) for track in rles)])
     areas = torch.zeros(len(rles) * columns, dtype=torch.int64)
     present = [n * columns + t for n, track in enumerate(rles) for t, rle in enumerate(track) if rle is not None]
     if present:
         flat = [rle for track in rles for rle in track if rle is not None]
-        areas[present] = torch.from_numpy(mask_areas(flat))
+        areas[present] = rle_areas(
+            flat, height, width, lambda k: f"{names[present[k] // columns]} frame {present[k] % columns}"
+        )
     return areas.reshape(len(rles), columns)
 
 
@@ -107,6 +95,8 @@ def _video_counts(
     num_frames: int,
     height: int,
     width: int,
+    pred_names: list[str] | None = None,
+    gt_names: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The counts of one video that :meth:`YouTubeVISMetric.add_video_statistics` takes.
 
@@ -114,15 +104,17 @@ def _video_counts(
     over the frames both list (ytvoseval's ``zip``): a longer track's extra frames are dropped, and a shorter track is
     compared with the ground truth's first frames only, so its ground-truth areas are per pair. Only pairs of the same
     category are ever compared, so only those are counted; the intersections of the other pairs are -1 (their IoU is
-    NaN and never read).
+    NaN and never read). ``pred_names`` / ``gt_names`` name the tracks in errors (default: their positions).
 
     Returns:
       ``intersections`` (D, G); ``pred_frame_areas`` (D, F) over every listed frame (the size bins use them all);
       ``gt_frame_areas`` (G, T); ``pred_areas`` (D,) over the compared frames; ``gt_areas`` (G,), or (D, G) when a
       predicted track's length differs from the video's.
     """
-    pred_frame_areas = _frame_areas(pred_rles, num_frames)
-    gt_frame_areas = _frame_areas(gt_rles, num_frames)
+    pred_names = pred_names or [f"result track {n}" for n in range(len(pred_rles))]
+    gt_names = gt_names or [f"ground-truth track {n}" for n in range(len(gt_rles))]
+    pred_frame_areas = _frame_areas(pred_rles, num_frames, height, width, pred_names)
+    gt_frame_areas = _frame_areas(gt_rles, num_frames, height, width, gt_names)
     lengths = [min(len(track), num_frames) for track in pred_rles]  # frames each track is compared on
     compared = [(track + [None] * num_frames)[:num_frames] for track in pred_rles]
     intersections = torch.full((len(pred_rles), len(gt_rles)), -1, dtype=torch.int64)
@@ -207,18 +199,17 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
         video = videos[video_id]
         height, width, num_frames = int(video["height"]), int(video["width"]), _video_frames(video)
         preds, gts = [result for _, result in pred_by_video[video_id]], gt_by_video[video_id]
+        pred_names = [f"video {video_id!r}: result {index}" for index, _ in pred_by_video[video_id]]
         if not preds and not gts:
             continue
         pred_rles = [
-            [
-                _to_rle(s, height, width, f"result for video {video_id} frame {t}")
-                for t, s in enumerate(p["segmentations"])
-            ]
-            for p in preds
+            [_to_rle(s, height, width, f"{name} frame {t}") for t, s in enumerate(p["segmentations"])]
+            for name, p in zip(pred_names, preds)
         ]
-        gt_rles, gt_areas = [], []
+        gt_rles, gt_areas, gt_names = [], [], []
         for annotation in gts:
-            where = f"annotation {annotation.get('id')!r}"
+            where = f"video {video_id!r}: annotation {annotation.get('id')!r}"
+            gt_names.append(where)
             segmentations = _check_track(annotation, num_frames, where)
             gt_rles.append([_to_rle(s, height, width, f"{where} frame {t}") for t, s in enumerate(segmentations)])
             areas = annotation.get("areas")
@@ -227,7 +218,9 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             gt_areas.append([float(a) if a else float("nan") for a in areas])  # falsy: absent, as ytvoseval's `if a`
         pred_labels = [int(p["category_id"]) for p in preds]
         gt_labels = [int(a["category_id"]) for a in gts]
-        counts = _video_counts(pred_rles, pred_labels, gt_rles, gt_labels, num_frames, height, width)
+        counts = _video_counts(
+            pred_rles, pred_labels, gt_rles, gt_labels, num_frames, height, width, pred_names, gt_names
+        )
         metric.add_video_statistics(
             video_id=video_id,
             pred_scores=torch.tensor([float(p["score"]) for p in preds], dtype=torch.float64),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +260,89 @@ def test_eval_command_instance_matches_pycocotools(tmp_path: Path) -> None:
     written = json.loads(output.read_text())
     assert "precision" not in written  # curves stay out of the JSON
     assert written["AP"] == pytest.approx(_pycocotools(gt_path, results_path).stats[0], abs=1e-12)
+
+
+MALFORMED_COUNTS = {
+    "truncated": ("0a", "truncated"),
+    "overflow": ("0" + "o" * 13 + "0", "overflows 64 bits"),
+    "short": ("5:", "cover 15 pixels, not the 100"),
+    "long": ("5:f2", "cover 101 pixels, not the 100"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_COUNTS))
+def test_malformed_compressed_rle_names_image_and_detection(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad prediction file's RLE string is refused by the shared C++ decoder (rle_from_strings), named by image and
+    annotation: pycocotools would read past a truncated string and shift its values out of range."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+    counts, words = MALFORMED_COUNTS[case]
+    gt = {"id": 4, "category_id": 1, "segmentation": _rle(_box_mask(10, 10, 1, 1, 3, 3))}
+    good = {"category_id": 3, "segmentation": _rle(_box_mask(10, 10, 2, 2, 3, 3)), "score": 0.9}
+    bad = {"id": 12, "category_id": 1, "segmentation": {"size": [10, 10], "counts": counts}, "score": 0.5}
+    pattern = rf"image 7: detection 1 \(id 12\): malformed compressed RLE 'counts': .*{re.escape(words)}"
+    with pytest.raises(ValueError, match=pattern):
+        CocoMaskAP(CATEGORY_IDS).update(7, 10, 10, [gt], [good, bad])
+    bad_gt = dict(gt, segmentation=bad["segmentation"])
+    with pytest.raises(ValueError, match=r"image 7: ground truth 0 \(id 4\): malformed compressed RLE 'counts'"):
+        CocoMaskAP(CATEGORY_IDS).update(7, 10, 10, [bad_gt], [good])
+
+
+def _annotation_to_rle_officially(segmentation, height: int, width: int) -> dict:
+    coco = COCO()
+    coco.dataset = {"images": [{"id": 1, "height": height, "width": width}], "annotations": [], "categories": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco.annToRLE({"image_id": 1, "segmentation": segmentation})
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_empty_polygon_list_is_an_error_as_in_pycocotools(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """COCOeval converts every annotation with annToRLE, whose frPyObjects fails on [] (IndexError): our error names
+    the image and the annotation instead."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    with pytest.raises(IndexError):
+        _annotation_to_rle_officially([], 10, 10)
+    gt = {"id": 5, "category_id": 1, "segmentation": []}
+    det = {"category_id": 1, "segmentation": _rle(_box_mask(10, 10, 1, 1, 3, 3)), "score": 0.5}
+    with pytest.raises(ValueError, match=r"image 2: ground truth 0 \(id 5\): an empty polygon list"):
+        CocoMaskAP(CATEGORY_IDS).update(2, 10, 10, [gt], [det])
+    with pytest.raises(ValueError, match=r"image 2: detection 0: an empty polygon list"):
+        CocoMaskAP(CATEGORY_IDS).update(2, 10, 10, [], [dict(det, segmentation=[])])
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_uncompressed_rle_scored_as_pycocotools(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ground truth with counts lists (COCO's crowd regions, YouTube-VIS): converted by frPyObjects as annToRLE does
+    and scored equal to COCOeval live. loadRes refuses counts lists in a results file (its area() wants a string);
+    the metric converts them the same way, so a result scores as its compressed form."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    gt, results = _dataset(3, with_boxes=False)
+    sizes = {image["id"]: (image["height"], image["width"]) for image in gt["images"]}
+    for annotation in gt["annotations"][::2]:
+        height, width = sizes[annotation["image_id"]]
+        mask = coco_mask.decode(_annotation_to_rle_officially(annotation["segmentation"], height, width))
+        flat = mask.T.reshape(-1)
+        runs = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+        annotation["segmentation"] = {"size": [height, width], "counts": ([0] if flat[0] else []) + runs}
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    reference = _pycocotools(gt_path, results_path)
+
+    ours = evaluate_instance_files(gt_path, results_path)
+    np.testing.assert_array_equal(ours["precision"], reference.eval["precision"])
+    uncompressed = json.loads(json.dumps(results))
+    for result in uncompressed[::3]:
+        rle = dict(result["segmentation"], counts=result["segmentation"]["counts"].encode())
+        mask = coco_mask.decode(rle)
+        flat = mask.T.reshape(-1)
+        runs = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+        result["segmentation"] = {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs}
+    with pytest.raises(TypeError), contextlib.redirect_stdout(io.StringIO()):
+        COCO(str(gt_path)).loadRes(json.loads(json.dumps(uncompressed)))
+    results_path.write_text(json.dumps(uncompressed))
+    np.testing.assert_array_equal(evaluate_instance_files(gt_path, results_path)["precision"], ours["precision"])
+    short = dict(uncompressed[0], segmentation={"size": [120, 130], "counts": [5, 10]})
+    results_path.write_text(json.dumps([short]))
+    with pytest.raises(ValueError, match=r"detection 0: uncompressed RLE counts cover 15 pixels, not the 15600"):
+        evaluate_instance_files(gt_path, results_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from omg_eval.kernels._extension import fused_kernels
 from omg_eval.kernels.confusion import confusion_matrix, confusion_matrix_batch
 from omg_eval.kernels.rle import encode_masks, rle_ious
 from omg_eval.kernels.segment_pairs import intersect_segment_ids, intersect_segment_ids_batch, rgb_to_id
+from omg_eval.kernels.video_extension import video_extension
 
 
 @pytest.fixture
@@ -233,12 +236,57 @@ def test_compressed_rle_decoding_equals_pycocotools() -> None:
     masks = _random_masks(generator, 5)
     masks[2, 3:9, 2:7] = True  # long runs: multi-character counts
     coco = coco_mask.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
-    runs, lengths, areas = kernels.rle_from_strings([r["counts"] for r in coco])
+    num_pixels = masks.shape[1] * masks.shape[2]
+    runs, lengths, areas, bad, problem = kernels.rle_from_strings([r["counts"] for r in coco], num_pixels)
+    assert (bad, problem) == (-1, "")
     for decoded, expected, area, rle in zip(torch.split(runs, lengths.tolist()), encode_masks(masks), areas, coco):
         assert torch.equal(decoded, expected)
         assert int(area) == int(coco_mask.area(rle))
-    _, bad_lengths, _ = kernels.rle_from_strings(["0a"])  # 'a' says more characters follow, but none do
-    assert int(bad_lengths[0]) == -1
+    video_areas, bad, _ = video_extension().rle_string_areas([r["counts"] for r in coco], num_pixels)
+    assert bad == -1 and torch.equal(video_areas, areas)
+
+
+# Malformed compressed RLE strings of a 10 x 10 image, with the words the error must contain. The overflow strings
+# are what pycocotools' rleFrString shifts past 64 bits or wraps: 13 continuation groups for one count, and counts
+# that stay within 60 bits each but whose differences add up past 2^63.
+_HUGE = "0" + "o" * 11 + "?"  # 0, then 2^59 - 1: eleven 0x3f groups and a last group of 15 (sign bit clear)
+MALFORMED_RLES = {
+    "truncated": ("0a", "truncated"),  # 'a' (0x31) says another group follows, but the string ends
+    "truncated-later": ("5:e", "truncated"),
+    "overflow": ("0" + "o" * 13 + "0", "overflows 64 bits"),
+    "overflow-sum": (_HUGE + "o" * 11 + "?" + "0" + ("o" * 11 + "?") * 20, "overflows 64 bits"),
+    "negative": ("1O", "negative"),  # the second count decodes to -1
+    "bad-character": ("5:e2~", "invalid '~'"),
+    "short": ("5:", "cover 15 pixels, not the 100"),  # runs 5, 10: the image has 100 pixels
+    "long": ("5:f2", "cover 101 pixels, not the 100"),
+    "empty": ("", "cover 0 pixels"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_RLES))
+def test_malformed_rle_strings_are_refused_by_both_extensions(name: str) -> None:
+    """The one decoder (coco_rle.h) serves both extensions: each refuses every malformed string with the same words,
+    where pycocotools' rleFrString reads past the end or shifts signed values out of range."""
+    text, words = MALFORMED_RLES[name]
+    good = coco_mask.encode(np.asfortranarray(np.eye(10, dtype=np.uint8)))["counts"].decode()
+    runs, lengths, areas, bad, problem = fused_kernels().rle_from_strings([good, text], 100)
+    assert bad == 1 and words in problem
+    assert runs.numel() == 0 and lengths.tolist() == [0, 0] and areas.tolist() == [0, 0]
+    video_areas, video_bad, video_problem = video_extension().rle_string_areas([good, text], 100)
+    assert (video_bad, video_problem) == (1, problem)
+    if text:  # an empty string is an absent frame for the track kernel
+        with pytest.raises(ValueError, match=f"ground-truth RLE string 1 is malformed: .*{re.escape(words)}"):
+            video_extension().rle_track_intersections([good, good], [good, text], 2, torch.tensor([[0, 0]]), 100)
+
+
+def test_rle_decoding_limits_are_exact() -> None:
+    """The largest count the decoder takes (12 groups, 2^59 - 1) decodes exactly; differences apply from the fourth
+    count on, as in pycocotools, and zero-length runs inside a string are fine."""
+    runs, _, areas, bad, _ = fused_kernels().rle_from_strings([_HUGE], -1)
+    assert bad == -1 and runs.tolist() == [0, 2**59 - 1] and areas.tolist() == [2**59 - 1]
+    text = coco_mask.frPyObjects({"size": [10, 10], "counts": [3, 0, 7, 20, 70]}, 10, 10)["counts"]
+    runs, _, areas, bad, _ = fused_kernels().rle_from_strings([text], 100)
+    assert bad == -1 and runs.tolist() == [3, 0, 7, 20, 70] and areas.tolist() == [20]
 
 
 def test_no_compiler_falls_back_to_torch_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,3 +325,31 @@ def test_no_compiler_falls_back_to_torch_with_one_warning(monkeypatch: pytest.Mo
         _extension._loaded.clear()
         _extension._loaded.update(saved)
         video_extension._video_extension_for.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["truncated", "overflow", "short", "long"])
+def test_malformed_rle_in_youtube_vis_names_video_track_and_frame(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video path (evaluate_youtube_vis -> rle_areas / rle_track_intersections) decodes with the same decoder and
+    names the video, the record and the frame."""
+    from omg_eval.video_instance_io import evaluate_youtube_vis
+
+    monkeypatch.setenv("OMG_EVAL_BACKEND", "fused")
+    text, words = MALFORMED_RLES[name]
+    good = {"size": [10, 10], "counts": coco_mask.encode(np.asfortranarray(np.eye(10, dtype=np.uint8)))["counts"]}
+    good["counts"] = good["counts"].decode()
+    bad = {"size": [10, 10], "counts": text}
+    gt = {
+        "videos": [{"id": 3, "height": 10, "width": 10, "length": 2}],
+        "categories": [{"id": 1}],
+        "annotations": [{"id": 8, "video_id": 3, "category_id": 1, "segmentations": [good, good], "areas": [10, 10]}],
+    }
+    results = [
+        {"video_id": 3, "category_id": 1, "score": 0.9, "segmentations": [good, None]},
+        {"video_id": 3, "category_id": 1, "score": 0.8, "segmentations": [good, bad]},
+    ]
+    pattern = rf"video 3: result 1 frame 1: malformed compressed RLE 'counts': .*{re.escape(words)}"
+    with pytest.raises(ValueError, match=pattern):
+        evaluate_youtube_vis(results, gt)
+    gt["annotations"][0]["segmentations"] = [bad, good]
+    with pytest.raises(ValueError, match=r"video 3: annotation 8 frame 0: malformed compressed RLE 'counts'"):
+        evaluate_youtube_vis(results[:1], gt)

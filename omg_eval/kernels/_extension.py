@@ -8,7 +8,7 @@ from types import ModuleType
 
 from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
 
-EXTENSION_NAME = "omg_eval_kernels_v17"
+EXTENSION_NAME = "omg_eval_kernels_v18"
 ENV_VAR = "OMG_EVAL_BACKEND"
 _CSRC = Path(__file__).resolve().parent / "csrc"
 

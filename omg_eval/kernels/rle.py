@@ -6,7 +6,7 @@ and 1 and starting with a (possibly empty) run of 0, i.e. the ``counts`` of an u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -84,3 +84,32 @@ def rle_ious(det_runs: Sequence[torch.Tensor], gt_runs: Sequence[torch.Tensor], 
     det_area, gt_area = det.sum(1, keepdim=True), gt.sum(1)[None, :]
     union = torch.where(gt_crowd.to(torch.bool)[None, :], det_area, det_area + gt_area - intersection)
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.zeros_like(union))
+
+
+def runs_from_strings(
+    counts: Sequence[str | bytes], num_pixels: int, name: Callable[[int], str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run lengths of COCO compressed RLE strings, decoded and checked by the fused kernel (the one decoder of the
+    format, shared with the video extension).
+
+    Arguments:
+      counts: the compressed ``counts`` strings.
+      num_pixels: height x width; every string's runs must cover exactly that many pixels.
+      name: names the record of string k in the error (``"image 3: detection 7"``).
+
+    Returns:
+      (runs concatenated (R,), runs per string (N,), mask areas (N,)) int64.
+
+    Raises:
+      ValueError: for the first malformed string (bad character, truncated, a run overflowing 64 bits, a negative
+        run, runs not covering the image), naming its record and the problem.
+    """
+    kernels = fused_kernels()
+    if kernels is None:
+        raise RuntimeError("runs_from_strings needs the fused kernels; check fused_kernels() before calling it")
+    runs, lengths, areas, bad, problem = kernels.rle_from_strings(
+        counts if isinstance(counts, list) else list(counts), int(num_pixels)
+    )
+    if bad >= 0:
+        raise ValueError(f"{name(bad)}: malformed compressed RLE 'counts': {problem}")
+    return runs, lengths, areas

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
 
-EXTENSION_NAME = "omg_video_eval_v4"
+EXTENSION_NAME = "omg_video_eval_v5"
 _CSRC = Path(__file__).resolve().parent / "csrc"
 
 

@@ -9,10 +9,13 @@ need the total intersection of each pair and the total area of each track. Two e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from omg_eval.instance_masks import mask_areas
 from omg_eval.kernels.video_extension import video_extension
 
 # Float32 matmuls are exact while every partial sum stays below 2**24; chunks of this many pixels guarantee that.
@@ -139,7 +142,34 @@ def rle_pair_intersections(
     extension = video_extension()
     if extension is None:
         return rle_pair_intersections_torch(pred_tracks, gt_tracks, pairs, height, width)
-    return extension.rle_track_intersections(_rle_strings(pred_tracks), _rle_strings(gt_tracks), num_frames, pairs)
+    return extension.rle_track_intersections(
+        _rle_strings(pred_tracks), _rle_strings(gt_tracks), num_frames, pairs, height * width
+    )
+
+
+def rle_areas(rles: Sequence[dict], height: int, width: int, name: Callable[[int], str]) -> torch.Tensor:
+    """(N,) int64 pixel counts of compressed COCO RLEs of one frame size.
+
+    With the fused kernel every string is first decoded and checked by the one decoder of the format (shared with
+    the image kernels), so a malformed one is an error before pycocotools reads it; the fallback takes pycocotools'
+    areas, as ytvoseval does, unchecked.
+
+    Arguments:
+      rles: compressed RLE dicts (``counts`` str or bytes).
+      height, width: the frame size; each RLE's runs must cover height x width pixels.
+      name: names the record of RLE k in the error (``"video 3: result 5 frame 2"``).
+
+    Raises:
+      ValueError: for the first malformed string (bad character, truncated, a run overflowing 64 bits, a negative
+        run, runs not covering the frame), naming its record and the problem.
+    """
+    extension = video_extension()
+    if extension is None:
+        return torch.from_numpy(mask_areas(rles))
+    areas, bad, problem = extension.rle_string_areas([rle["counts"] for rle in rles], height * width)
+    if bad >= 0:
+        raise ValueError(f"{name(bad)}: malformed compressed RLE 'counts': {problem}")
+    return areas
 
 
 def video_iou(pred_masks: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,8 @@
 //   confusion_matrix     histograms of (gt, pred) runs: one per thread for large maps, one per worker for batches
 //   rle_encode / rle_iou COCO run-length encoding of binary masks (column-major) and IoU between two RLE sets
 
+#include "coco_rle.h"
+
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -582,38 +585,8 @@ std::vector<torch::Tensor> rle_encode(const torch::Tensor& masks) {
   return {flat, lengths};
 }
 
-namespace {
-
-int64_t rle_area(const int64_t* runs, int64_t count) {
-  int64_t area = 0;
-  for (int64_t i = 1; i < count; i += 2) area += runs[i];
-  return area;
-}
-
-// Pixels set in both RLEs (both of the same image size), merging the two run sequences.
-int64_t rle_intersection(const int64_t* a, int64_t a_count, const int64_t* b, int64_t b_count) {
-  int64_t ia = 0, ib = 0;
-  int64_t left_a = a_count ? a[0] : 0, left_b = b_count ? b[0] : 0;
-  bool on_a = false, on_b = false;
-  int64_t intersection = 0;
-  while (ia < a_count && ib < b_count) {
-    const int64_t step = std::min(left_a, left_b);
-    if (on_a && on_b) intersection += step;
-    left_a -= step;
-    left_b -= step;
-    if (left_a == 0) {
-      if (++ia < a_count) left_a = a[ia];
-      on_a = !on_a;
-    }
-    if (left_b == 0) {
-      if (++ib < b_count) left_b = b[ib];
-      on_b = !on_b;
-    }
-  }
-  return intersection;
-}
-
-}  // namespace
+using omg_coco_rle::rle_area;
+using omg_coco_rle::rle_intersection;
 
 // IoU of every (detection, ground truth) RLE pair, as pycocotools' maskUtils.iou: for a crowd ground truth the
 // denominator is the detection's area. Returns (D, G) float64.
@@ -747,57 +720,31 @@ std::vector<torch::Tensor> coco_match_groups(const torch::Tensor& ious, const to
   return {kept, kept_count, matched, ignored, regular};
 }
 
-// Run lengths of COCO compressed RLE strings (the "counts" of pycocotools' compressed form: each count written as
-// 5-bit groups in characters from '0', bit 0x20 = more groups follow, bit 0x10 of the last group = negative, and from
-// the third count on stored as the difference to the count two places back).
-// Returns (runs concatenated (R,), runs per string (N,), mask areas (N,)) int64; an empty runs tensor with lengths
-// of -1 marks a malformed string.
-std::vector<torch::Tensor> rle_from_strings(const std::vector<std::string>& strings) {
+// Run lengths of COCO compressed RLE strings (the "counts" of pycocotools' compressed form), decoded by the shared
+// omg_coco_rle::decode_rle_string. num_pixels >= 0 also requires every string's runs to cover that many pixels.
+// Returns (runs concatenated (R,), runs per string (N,), mask areas (N,)) int64, the index of the first malformed
+// string (-1 when all are well-formed) and what is wrong with it; the Python side names the image and annotation.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, std::string> rle_from_strings(
+    const std::vector<std::string>& strings, int64_t num_pixels) {
   const int64_t count = static_cast<int64_t>(strings.size());
   std::vector<std::vector<int64_t>> decoded(count);
-  std::vector<char> malformed(count, 0);
+  std::vector<omg_coco_rle::DecodeResult> results(count);
   at::parallel_for(0, count, 4 * kSmallWorkGrain, [&](int64_t begin, int64_t end) {
     for (int64_t index = begin; index < end; ++index) {
-      const std::string& text = strings[index];
-      std::vector<int64_t>& runs = decoded[index];
-      size_t position = 0;
-      while (position < text.size()) {
-        int64_t value = 0;
-        int shift = 0;
-        bool more = true;
-        while (more) {
-          if (position >= text.size() || shift > 60) {
-            malformed[index] = 1;
-            break;
-          }
-          const int64_t chunk = static_cast<int64_t>(text[position]) - 48;
-          value |= (chunk & 0x1f) << shift;
-          more = (chunk & 0x20) != 0;
-          ++position;
-          shift += 5;
-          if (!more && (chunk & 0x10)) value |= -(int64_t{1} << shift);
-        }
-        if (malformed[index]) break;
-        if (runs.size() > 2) value += runs[runs.size() - 2];
-        if (value < 0) {
-          malformed[index] = 1;
-          break;
-        }
-        runs.push_back(value);
-      }
+      results[index] = omg_coco_rle::decode_rle_string(strings[index], num_pixels, decoded[index]);
     }
   });
   auto options = torch::TensorOptions().dtype(torch::kInt64);
-  torch::Tensor lengths = torch::empty({count}, options);
-  torch::Tensor areas = torch::empty({count}, options);
   int64_t total = 0;
   for (int64_t index = 0; index < count; ++index) {
-    if (malformed[index]) {
-      lengths.fill_(-1);
-      return {torch::empty({0}, options), lengths, areas.zero_()};
+    if (results[index].problem != omg_coco_rle::Problem::kNone) {
+      return {torch::empty({0}, options), torch::zeros({count}, options), torch::zeros({count}, options), index,
+              omg_coco_rle::describe(results[index], strings[index], num_pixels)};
     }
     total += static_cast<int64_t>(decoded[index].size());
   }
+  torch::Tensor lengths = torch::empty({count}, options);
+  torch::Tensor areas = torch::empty({count}, options);
   torch::Tensor runs = torch::empty({total}, options);
   int64_t* out = runs.data_ptr<int64_t>();
   for (int64_t index = 0; index < count; ++index) {
@@ -807,7 +754,7 @@ std::vector<torch::Tensor> rle_from_strings(const std::vector<std::string>& stri
     lengths.data_ptr<int64_t>()[index] = static_cast<int64_t>(r.size());
     areas.data_ptr<int64_t>()[index] = rle_area(r.data(), static_cast<int64_t>(r.size()));
   }
-  return {runs, lengths, areas};
+  return {runs, lengths, areas, -1, std::string()};
 }
 
 // IoUs of many (detections x ground truths) groups over one table of RLEs (as pycocotools maskUtils.iou, crowd-aware).
@@ -867,7 +814,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("confusion_matrix_batch", &confusion_matrix_batch, "confusion matrix summed over many label-map pairs");
   m.def("rle_encode", &rle_encode, "COCO run-length encoding of binary masks");
   m.def("rle_iou", &rle_iou, "IoU between two sets of COCO RLEs (crowd-aware)");
-  m.def("rle_from_strings", &rle_from_strings, "run lengths of COCO compressed RLE strings");
+  m.def("rle_from_strings", &rle_from_strings,
+        "run lengths of COCO compressed RLE strings -> (runs, lengths, areas, index of the first malformed string or "
+        "-1, its problem)",
+        py::arg("strings"), py::arg("num_pixels") = -1);
   m.def("rle_iou_groups", &rle_iou_groups, "crowd-aware IoUs of many (detection x ground truth) RLE groups");
   m.def("coco_match_groups", &coco_match_groups, "COCOeval greedy matching of many (image, category) groups");
 }

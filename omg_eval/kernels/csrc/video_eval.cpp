@@ -1,6 +1,8 @@
 // Fused CPU kernels of the video metrics (YouTube-VIS track IoU, DAVIS boundary F), with CUDA dispatch when built
 // with -DWITH_CUDA. Both return exact integer counts, so they agree bit for bit with the PyTorch formulations in
 // omg_eval/kernels/video_overlap.py and omg_eval/kernels/boundary_f.py.
+#include "coco_rle.h"
+
 #include <torch/extension.h>
 #include <pybind11/stl.h>
 
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #ifdef WITH_CUDA
@@ -48,47 +51,6 @@ constexpr int64_t kSerialWork = 1 << 23;
 
 int64_t grain_for(int64_t items, int64_t work_per_item) {
   return std::max<int64_t>(1, kSerialWork / std::max<int64_t>(1, work_per_item));
-}
-
-// Run lengths of a COCO compressed RLE string (pycocotools' rleFrString): 5-bit groups with a continuation bit, the
-// last group sign-extended, and each count from the third on stored as a difference to the count two places back.
-std::vector<int64_t> decode_rle_string(const std::string& text) {
-  std::vector<int64_t> counts;
-  counts.reserve(text.size());
-  size_t position = 0;
-  while (position < text.size()) {
-    int64_t value = 0;
-    int group = 0;
-    bool more = true;
-    while (more) {
-      TORCH_CHECK(position < text.size(), "malformed compressed RLE string (truncated)");
-      const int64_t c = static_cast<int64_t>(text[position]) - 48;
-      value |= (c & 0x1f) << (5 * group);
-      more = (c & 0x20) != 0;
-      ++position;
-      ++group;
-      if (!more && (c & 0x10)) value |= -1LL << (5 * group);
-    }
-    if (counts.size() > 2) value += counts[counts.size() - 2];
-    counts.push_back(value);
-  }
-  return counts;
-}
-
-// Pixels set in both run-length encodings of one frame (runs alternate background, foreground, ...).
-int64_t rle_intersection(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
-  size_t i = 0, j = 0;
-  int64_t left_a = a.empty() ? 0 : a[0], left_b = b.empty() ? 0 : b[0];
-  int64_t total = 0;
-  while (i < a.size() && j < b.size()) {
-    const int64_t step = std::min(left_a, left_b);
-    if ((i & 1) && (j & 1)) total += step;
-    left_a -= step;
-    left_b -= step;
-    if (left_a == 0 && ++i < a.size()) left_a = a[i];
-    if (left_b == 0 && ++j < b.size()) left_b = b[j];
-  }
-  return total;
 }
 
 void check_masks(const torch::Tensor& masks, const char* name) {
@@ -277,10 +239,43 @@ torch::Tensor davis_object_counts_cpu(const torch::Tensor& pred_ids, const torch
   return counts;
 }
 
+// Decodes every string with the shared omg_coco_rle decoder (an empty string is an absent frame: no runs); a malformed
+// one is a ValueError naming its position in `strings` (`what` says which list).
+std::vector<std::vector<int64_t>> decode_rle_strings(const std::vector<std::string>& strings, int64_t num_pixels,
+                                                     const char* what) {
+  std::vector<std::vector<int64_t>> decoded(strings.size());
+  for (size_t i = 0; i < strings.size(); ++i) {
+    if (strings[i].empty()) continue;  // an absent frame
+    const auto result = omg_coco_rle::decode_rle_string(strings[i], num_pixels, decoded[i]);
+    TORCH_CHECK_VALUE(result.problem == omg_coco_rle::Problem::kNone, what, " RLE string ", i, " is malformed: ",
+                      omg_coco_rle::describe(result, strings[i], num_pixels));
+  }
+  return decoded;
+}
+
 }  // namespace
 
+// Mask areas of COCO compressed RLE strings, each checked by the shared decoder (num_pixels >= 0: the runs must
+// cover exactly that many pixels; an empty string is malformed here). Returns (areas (N,) int64, the index of the
+// first malformed string or -1, what is wrong with it); the Python side names the video, track and frame.
+std::tuple<torch::Tensor, int64_t, std::string> rle_string_areas(const std::vector<std::string>& strings,
+                                                                 int64_t num_pixels) {
+  const int64_t count = static_cast<int64_t>(strings.size());
+  auto areas = torch::zeros({count}, torch::kInt64);
+  int64_t* out = areas.data_ptr<int64_t>();
+  std::vector<int64_t> runs;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto result = omg_coco_rle::decode_rle_string(strings[i], num_pixels, runs);
+    if (result.problem != omg_coco_rle::Problem::kNone) {
+      return {areas.zero_(), i, omg_coco_rle::describe(result, strings[i], num_pixels)};
+    }
+    out[i] = omg_coco_rle::rle_area(runs.data(), static_cast<int64_t>(runs.size()));
+  }
+  return {areas, -1, std::string()};
+}
+
 torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles, const std::vector<std::string>& gt_rles,
-                                      int64_t num_frames, const torch::Tensor& pairs) {
+                                      int64_t num_frames, const torch::Tensor& pairs, int64_t num_pixels) {
   TORCH_CHECK(num_frames > 0, "num_frames must be positive");
   TORCH_CHECK(pred_rles.size() % num_frames == 0 && gt_rles.size() % num_frames == 0,
               "pred_rles and gt_rles must hold num_frames strings per track");
@@ -296,9 +291,8 @@ torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles,
                 "pair ", p, " indexes a track that does not exist");
   }
   // Decode every frame string once (an empty string is an absent frame), then merge runs pair by pair.
-  std::vector<std::vector<int64_t>> pred_counts(pred_rles.size()), gt_counts(gt_rles.size());
-  for (size_t i = 0; i < pred_rles.size(); ++i) pred_counts[i] = decode_rle_string(pred_rles[i]);
-  for (size_t i = 0; i < gt_rles.size(); ++i) gt_counts[i] = decode_rle_string(gt_rles[i]);
+  const auto pred_counts = decode_rle_strings(pred_rles, num_pixels, "predicted");
+  const auto gt_counts = decode_rle_strings(gt_rles, num_pixels, "ground-truth");
   auto intersections = torch::zeros({num_pairs}, torch::kInt64);
   int64_t* out = intersections.data_ptr<int64_t>();
   at::parallel_for(0, num_pairs, grain_for(num_pairs, 64 * num_frames), [&](int64_t begin, int64_t end) {
@@ -306,7 +300,10 @@ torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles,
       const int64_t d = pair_data[2 * p], g = pair_data[2 * p + 1];
       int64_t total = 0;
       for (int64_t t = 0; t < num_frames; ++t) {
-        total += rle_intersection(pred_counts[d * num_frames + t], gt_counts[g * num_frames + t]);
+        const auto& a = pred_counts[d * num_frames + t];
+        const auto& b = gt_counts[g * num_frames + t];
+        total += omg_coco_rle::rle_intersection(a.data(), static_cast<int64_t>(a.size()), b.data(),
+                                                static_cast<int64_t>(b.size()));
       }
       out[p] = total;
     }
@@ -362,7 +359,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "fg_match, gt_match] per object and frame");
   m.def("rle_track_intersections", &rle_track_intersections,
         "COCO compressed RLE strings of D and G tracks (num_frames each, empty = absent), (P, 2) pairs -> (P,) int64 "
-        "pixel intersections summed over frames");
+        "pixel intersections summed over frames; num_pixels >= 0 checks that every present frame covers that many",
+        py::arg("pred_rles"), py::arg("gt_rles"), py::arg("num_frames"), py::arg("pairs"), py::arg("num_pixels") = -1);
+  m.def("rle_string_areas", &rle_string_areas,
+        "mask areas of COCO compressed RLE strings -> (areas, index of the first malformed string or -1, its problem)",
+        py::arg("strings"), py::arg("num_pixels") = -1);
   m.def("track_intersections", &track_intersections, "(D, N) x (G, N) bool -> (D, G) int64 pixel intersections");
   m.def("boundary_match_counts", &boundary_match_counts,
         "(B, H, W) x (B, H, W) bool, radius -> (B, 4) int64 [n_fg, n_gt, fg_match, gt_match]");
