@@ -169,6 +169,14 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--prompts", type=click.Path(path_type=Path), help="JSON file of point/box prompts (interactive tasks)")
 @click.option("--format", "output_format", help="output format (default: the task's first)")
 @click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
+@click.option(
+    "--option",
+    "task_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a task option (repeatable; see `omg tasks --json`); VALUE is read as YAML (0.5, true, [1, 2]) and overrides "
+    "the config's task.options",
+)
 @click.pass_context
 def run_command(ctx: click.Context, **options: Any) -> None:
     """Run a task on an image, a folder of images, or a video."""
@@ -192,17 +200,46 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         "overwrite": options["overwrite"],
     }
     merged = merge_overrides(data, overrides)
+    if options["task_options"]:
+        task_section = merged.setdefault("task", {})
+        if not isinstance(task_section, dict):
+            raise click.UsageError("the config's 'task' must be a mapping to take --option")
+        task_section["options"] = {**(task_section.get("options") or {}), **_parse_task_options(options["task_options"])}
     missing = [flag for key, flag in (("task", "--task"), ("input", "--input"), ("output", "--output"))
                if key not in merged or (key == "task" and "name" not in merged["task"])]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)} (give them as options or in --config)")
     config = validate_config(merged, RunConfig, str(config_path) if config_path else "command line")
+    origins = []  # where the task options came from, for the error that names a bad one
+    if config_path is not None and isinstance(data.get("task"), dict) and data["task"].get("options"):
+        origins.append(str(config_path))
+    if options["task_options"]:
+        origins.append("--option")
     with Progress(console=stderr, transient=True) as progress:
         bar = progress.add_task("running", total=None)
         summary = run_task(
-            config, get_registry(ctx), on_sample=lambda done, total: progress.update(bar, completed=done, total=total)
+            config,
+            get_registry(ctx),
+            on_sample=lambda done, total: progress.update(bar, completed=done, total=total),
+            options_source=" and ".join(origins) or "task options",
         )
     click.echo(f"{summary.task}: {summary.num_samples} sample(s), wrote {len(summary.written)} file(s) to {config.output}")
+
+
+def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("threshold=0.5", "labels=[1, 2]")`` -> ``{"threshold": 0.5, "labels": [1, 2]}`` (values read as YAML)."""
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key.strip():
+            raise click.UsageError(f"--option {pair!r}: write KEY=VALUE, e.g. --option threshold=0.5")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise click.UsageError(f"--option {pair!r}: the value is not valid YAML ({exc})") from exc
+    return parsed
 
 
 def _absolute(path: Path | None) -> str | None:

@@ -13,6 +13,7 @@ from omg_core.config import ModelConfig, RunConfig
 from omg_core.errors import InputError, OMGError, TaskNotImplementedError
 from omg_core.registry import TaskHandle, TaskRegistry
 from omg_core.run_inputs import InputSource, iter_frames, plan_inputs, read_image, read_prompts
+from omg_core.task_info import validate_options
 from omg_core.task_io import Prompts, QueryPlan, TaskRequest, TaskResult
 
 #: Runs the shared model for one request and its query plan, returning the raw outputs the task decodes.
@@ -86,10 +87,12 @@ def run_task(
     registry: TaskRegistry,
     predictor_factory: PredictorFactory = default_predictor_factory,
     on_sample: Callable[[int, int], None] | None = None,
+    options_source: str = "task options",
 ) -> RunSummary:
     """Run one task over the configured input and write its results.
 
-    Every check that can fail from the user's inputs runs before the model is built and before anything is written.
+    Every check that can fail from the user's inputs (the task's options included) runs before the model is built and
+    before anything is written. ``options_source`` names where the options came from, for errors.
     """
     handle = registry.get(config.task.name)
     info = handle.info
@@ -106,6 +109,7 @@ def run_task(
     sources = plan_inputs(config.input, info.modality)
     prompts = read_prompts(config.task.prompts) if config.task.prompts is not None else None
     check_task_inputs(handle, prompts, config.task.vocabulary)
+    options = validate_options(info.name, info.options, dict(config.task.options), options_source)
     prepare_output_dir(config.output, config.overwrite)
     predictor = predictor_factory(config.model)
     results: list[TaskResult] = []
@@ -117,7 +121,7 @@ def run_task(
             source=source.path,
             prompts=prompts,
             vocabulary=tuple(config.task.vocabulary) if config.task.vocabulary else None,
-            options=dict(config.task.options),
+            options=options,
         )
         plan = handle.encode_queries(request)
         outputs = predictor(request, plan)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from omg_core.task_info import Modality
+from omg_core.task_info import Modality, TaskOptions
 
 
 @dataclass
@@ -67,7 +67,7 @@ class TaskRequest:
       source: where the pixels came from (file or folder), used to name outputs.
       prompts: interactive prompts, or None.
       vocabulary: class names for open-vocabulary tasks, or None to use the model's default vocabulary.
-      options: task-specific options from the config (thresholds, top-k, ...).
+      options: the task's options (its ``TaskInfo.options`` model), validated before the model was built.
     """
 
     task: str
@@ -76,7 +76,7 @@ class TaskRequest:
     source: Path | None = None
     prompts: Prompts | None = None
     vocabulary: tuple[str, ...] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: TaskOptions = field(default_factory=TaskOptions)
 
 
 @dataclass

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pydantic import Field
+
 from omg_core import TaskInfo, hookimpl
+from omg_core.task_info import TaskOptions
 from omg_core.errors import ConfigError, InputError  # noqa: F401  (raised by test variants of the hooks)
 from omg_core.file_evaluators import FileEvaluator
 from omg_core.task_io import QueryPlan, TaskResult
@@ -38,11 +41,15 @@ class ForegroundIoU(Metric):
         return {"IoU": float(self.intersection) / max(int(self.union), 1)}
 
 
+class BrightOptions(TaskOptions):
+    threshold: float = Field(0.0, description="logit above which a pixel counts as bright")
+
+
 @hookimpl
 def omg_task_info():
     return TaskInfo(name=TASK_NAME, aliases=ALIASES, summary="pixels brighter than a threshold", modality="image",
                     vocabulary="closed", metrics=("IoU",), output_formats=("mask-png",),
-                    file_evaluator=TASK_NAME + "-masks")
+                    file_evaluator=TASK_NAME + "-masks", options=BrightOptions)
 
 
 def evaluate_mask_folders(predictions, ground_truth, progress):
@@ -68,7 +75,7 @@ def omg_encode_queries(request):
 
 @hookimpl
 def omg_decode_outputs(request, plan, outputs):
-    return TaskResult(task=TASK_NAME, source=request.source, data=outputs > 0)
+    return TaskResult(task=TASK_NAME, source=request.source, data=outputs > request.options.threshold)
 
 
 @hookimpl

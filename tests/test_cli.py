@@ -58,6 +58,23 @@ def test_console_script_lists_a_throwaway_plugin_distribution_installed_beside_i
     tasks = {task["name"]: task for task in json.loads(completed.stdout)["tasks"]}
     assert tasks["bright"]["distribution"] == "omg-bright" and tasks["bright"]["aliases"] == ["br"]
     assert len(tasks) == 11
+    threshold = tasks["bright"]["options"]["threshold"]
+    assert threshold["default"] == 0.0 and threshold["type"] == "number" and "bright" in threshold["description"]
+
+
+def test_run_option_flags_are_validated_against_the_task_options_before_the_model(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_distribution(site, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    base = [sys.executable, "-m", "omg_core.cli", "run", "--task", "bright", "--input", str(tmp_path / "a.png"),
+            "--output", str(tmp_path / "out")]
+    completed = subprocess.run([*base, "--option", "threshhold=0.5"], env=env, capture_output=True, text=True)
+    assert completed.returncode == EXIT_USER_ERROR
+    assert "--option: task 'bright': unknown option 'threshhold' (did you mean 'threshold'?)" in completed.stderr
+    assert "Traceback" not in completed.stderr and not (tmp_path / "out").exists()
+    completed = subprocess.run([*base, "--option", "threshold"], env=env, capture_output=True, text=True)
+    assert completed.returncode == 2 and "write KEY=VALUE" in completed.stderr
 
 
 def test_omg_eval_scores_a_plugin_task_with_the_evaluator_its_distribution_contributes(tmp_path: Path) -> None:

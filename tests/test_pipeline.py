@@ -141,3 +141,24 @@ def test_prompt_files_are_read_and_validated(tmp_path: Path) -> None:
         path.write_text(json.dumps(bad))
         with pytest.raises(InputError, match=message):
             read_prompts(path)
+
+
+def test_task_options_are_validated_before_the_model_is_built_and_reach_the_hooks(tmp_path: Path, registry) -> None:
+    from omg_core.errors import ConfigError
+
+    def exploding_factory(model_config):
+        raise AssertionError("the model must not be built for invalid options")
+
+    image = save_image(tmp_path / "a.png", np.full((4, 4, 3), 255, np.uint8))  # mean - 127.5 = 127.5
+    config = RunConfig(task=TaskConfig(name="bright", options={"threshhold": 1}), input=image, output=tmp_path / "o1")
+    with pytest.raises(ConfigError, match=r"unknown option 'threshhold' \(did you mean 'threshold'\?\)"):
+        run_task(config, registry, exploding_factory, options_source="run.yaml")
+    config = RunConfig(task=TaskConfig(name="bright", options={"threshold": "high"}), input=image, output=tmp_path / "o2")
+    with pytest.raises(ConfigError, match=r"run.yaml: task 'bright': option 'threshold'.*got 'high'.*default 0.0"):
+        run_task(config, registry, exploding_factory, options_source="run.yaml")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    for threshold, bright in ((100.0, True), (200.0, False)):
+        out = tmp_path / f"t{threshold}"
+        config = RunConfig(task=TaskConfig(name="bright", options={"threshold": threshold}), input=image, output=out)
+        run_task(config, registry, brightness_predictor)
+        assert (np.asarray(Image.open(out / "a.png")) > 0).all() == bright
