@@ -31,6 +31,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from omg_core.file_evaluators import FileEvaluator
+    from omg_core.model.outputs import OMGOutputs
     from omg_core.task_info import TaskInfo
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
     from omg_eval.metric import Metric
@@ -75,17 +76,22 @@ def omg_encode_queries(request: TaskRequest) -> QueryPlan:
 
 
 @hookspec(firstresult=True)
-def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: Any) -> TaskResult:
+def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: OMGOutputs) -> TaskResult:
     """Decode the shared model's raw outputs into the task's typed result.
 
     Called once per sample after the model has run on the plan from :func:`omg_encode_queries`.
 
     :param request: the same request given to :func:`omg_encode_queries`.
     :param plan: the plan that request produced.
-    :param outputs: the model's raw predictions for this sample (``omg_core.model`` outputs: class logits over the
-        plan's vocabulary plus void, mask logits at stride 4, query embeddings; prompt queries come after the learned
-        ones).
-    :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload.
+    :param outputs: this sample's :class:`omg_core.model.outputs.OMGOutputs`. **The batch axis stays** (size 1), so
+        index ``[0]``: ``class_logits`` 1 x Q x (K + 1) over the plan's vocabulary plus void (last column);
+        ``mask_logits`` 1 x Q x h x w (1 x Q x T x h x w for video) at stride 4 of the padded input;
+        ``query_embeddings`` 1 x Q x C; ``iou_logits`` 1 x Q x 1. The learned queries come first
+        (``outputs.num_learned_queries`` of them), then one query per prompt, in prompt order. ``image_size`` /
+        ``padded_size`` give the (resized) input before and after padding; ``omg_core.postprocess`` turns these into
+        masks at the original image size.
+    :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload (a result class of
+        :mod:`omg_core.results`).
     """
 
 

@@ -84,13 +84,15 @@ class QueryPlan:
     """What the shared decoder must run for a request, produced by ``omg_encode_queries``.
 
     Attributes:
-      num_learned_queries: how many of the model's learned object queries to use (0 for prompt-only tasks).
+      learned_queries: run all of the model's learned object queries (True), or none (False: prompt-only tasks). There
+        is no subset: learned queries attend to each other, so running some would change them; and a task cannot know
+        how many a model has (10 for omg-tiny, 300 for ConvNeXt-L), so it does not say a number.
       prompts: prompts to encode into additional queries, or None.
       vocabulary: the class names the classifier scores against (None keeps the model's default vocabulary).
       seen_classes: (K,) bool, which vocabulary classes were seen in training (for the open-vocabulary ensemble).
     """
 
-    num_learned_queries: int
+    learned_queries: bool = True
     prompts: Prompts | None = None
     vocabulary: tuple[str, ...] | None = None
     seen_classes: torch.Tensor | None = None

@@ -70,7 +70,7 @@ def omg_file_evaluators():
 
 @hookimpl
 def omg_encode_queries(request):
-    return QueryPlan(num_learned_queries=1)
+    return QueryPlan(learned_queries=True)
 
 
 @hookimpl

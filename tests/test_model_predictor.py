@@ -31,7 +31,7 @@ def test_default_vocabulary_is_coco_panoptic(predictor: OMGPredictor) -> None:
     vocabulary = load_vocabulary("coco_panoptic")
     assert len(vocabulary.texts) == 133 and sum(vocabulary.is_thing) == 80
     assert vocabulary.dataset_names[0] == "person" and vocabulary.dataset_names[-1] == "rug-merged"
-    outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(10))
+    outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan())
     assert outputs.class_logits.shape == (1, 10, 134)
     assert outputs.mask_logits.shape == (1, 10, 16, 16) and outputs.image_size == (40, 60)
     with pytest.raises(ValueError, match="coco_panoptic"):
@@ -41,9 +41,9 @@ def test_default_vocabulary_is_coco_panoptic(predictor: OMGPredictor) -> None:
 def test_plan_vocabulary_prompts_and_prompt_only(predictor: OMGPredictor) -> None:
     request = TaskRequest(task="interactive", modality="image", pixels=_image())
     prompts = Prompts(points=torch.tensor([[[10.0, 12.0]], [[30.0, 20.0]]]), point_labels=torch.tensor([[1], [1]]))
-    both = predictor(request, QueryPlan(10, prompts=prompts, vocabulary=("cat", "dog")))
+    both = predictor(request, QueryPlan(prompts=prompts, vocabulary=("cat", "dog")))
     assert both.class_logits.shape == (1, 12, 3) and both.num_learned_queries == 10
-    only = predictor(request, QueryPlan(0, prompts=prompts, vocabulary=("cat", "dog")))
+    only = predictor(request, QueryPlan(False, prompts=prompts, vocabulary=("cat", "dog")))
     assert only.class_logits.shape == (1, 2, 3) and only.num_learned_queries == 0
     assert only.is_prompt_query.all()
     # Prompt queries never look at learned queries: the same predictions with or without them.
@@ -53,18 +53,18 @@ def test_plan_vocabulary_prompts_and_prompt_only(predictor: OMGPredictor) -> Non
 def test_video_request(predictor: OMGPredictor) -> None:
     pixels = torch.stack([_image(), _image().flip(-1)])
     outputs = predictor(TaskRequest(task="video-instance", modality="video", pixels=pixels),
-                        QueryPlan(10, vocabulary=("cat",), seen_classes=torch.tensor([False])))
+                        QueryPlan(vocabulary=("cat",), seen_classes=torch.tensor([False])))
     assert outputs.mask_logits.shape == (1, 10, 2, 16, 16) and outputs.clip_logits is not None
 
 
 @pytest.mark.parametrize(
     ("request_pixels", "plan", "message"),
     [
-        (torch.zeros(40, 60, 3, dtype=torch.uint8), QueryPlan(10), "3 x H x W"),
-        (None, QueryPlan(5), "all 10 or none"),
-        (None, QueryPlan(10, prompts=Prompts(masks=torch.zeros(1, 40, 60, dtype=torch.bool))), "mask prompts"),
-        (None, QueryPlan(0), "no query to run"),
-        (None, QueryPlan(10, vocabulary=("cat",), seen_classes=torch.tensor([True, False])), "one flag per class"),
+        (torch.zeros(40, 60, 3, dtype=torch.uint8), QueryPlan(), "3 x H x W"),
+        (None, QueryPlan(5), "must be True"),
+        (None, QueryPlan(prompts=Prompts(masks=torch.zeros(1, 40, 60, dtype=torch.bool))), "mask prompts"),
+        (None, QueryPlan(False), "no query to run"),
+        (None, QueryPlan(vocabulary=("cat",), seen_classes=torch.tensor([True, False])), "one flag per class"),
     ],
 )
 def test_bad_requests_are_input_errors(predictor: OMGPredictor, request_pixels: torch.Tensor | None,
@@ -83,7 +83,7 @@ def test_build_predictor(tmp_path: Path) -> None:
     save_weights(source, tmp_path / "tiny.safetensors")
     loaded = build_predictor(RunModelConfig(name="omg-tiny", weights=tmp_path / "tiny.safetensors", dtype="bfloat16"))
     assert torch.equal(loaded.model.transformer_decoder.query_feat.weight, source.transformer_decoder.query_feat.weight)
-    outputs = loaded(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(10, vocabulary=("a",)))
+    outputs = loaded(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(vocabulary=("a",)))
     assert outputs.class_logits.shape == (1, 10, 2)
     with pytest.raises(OMGError, match="available models"):
         build_predictor(RunModelConfig(name="omg-huge"))

@@ -21,7 +21,7 @@ from omg_core.run_inputs import plan_inputs, read_prompts
 def brightness_predictor(model_config: ModelConfig):
     # Stands in for the shared model: logits > 0 where the image is bright.
     def predict(request, plan):
-        assert plan.num_learned_queries == 1
+        assert plan.learned_queries
         return request.pixels.float().mean(0) - 127.5
 
     return predict

@@ -288,7 +288,7 @@ def test_hook_returning_the_wrong_type_is_named() -> None:
     import types
 
     module = types.ModuleType("weird_plugin")
-    exec(working_plugin_source("weird").replace("return QueryPlan(num_learned_queries=1)", "return 42"), module.__dict__)
+    exec(working_plugin_source("weird").replace("return QueryPlan(learned_queries=True)", "return 42"), module.__dict__)
     handle = registry.register(module)
     with pytest.raises(PluginValidationError, match="omg_encode_queries returned int, expected QueryPlan"):
         handle.encode_queries(request=None)  # type: ignore[arg-type]

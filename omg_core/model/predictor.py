@@ -51,11 +51,10 @@ class OMGPredictor:
             raise InputError(f"{request.modality} pixels must be {layout} RGB, got {tuple(pixels.shape)}")
         images = pixels.to(self.device, torch.float32)[None]  # uint8 [0, 255] -> float [0, 255]
 
-        num_learned = self.model.transformer_decoder.num_queries
-        if plan.num_learned_queries not in (0, num_learned):
+        if not isinstance(plan.learned_queries, bool):
             raise InputError(
-                f"the query plan asks for {plan.num_learned_queries} learned queries; this model runs either all "
-                f"{num_learned} or none (learned queries attend to each other, so a subset would change them)"
+                f"QueryPlan.learned_queries must be True (all of the model's learned queries) or False (none), got "
+                f"{plan.learned_queries!r}"
             )
         points = point_labels = boxes = None
         prompts = plan.prompts
@@ -72,7 +71,7 @@ class OMGPredictor:
         seen = plan.seen_classes.to(self.device) if plan.seen_classes is not None else None
         return OMGInputs(
             images=images, points=points, point_labels=point_labels, boxes=boxes, class_names=list(vocabulary),
-            seen_classes=seen, use_learned_queries=plan.num_learned_queries > 0,
+            seen_classes=seen, use_learned_queries=plan.learned_queries,
         )
 
     def __call__(self, request: TaskRequest, plan: QueryPlan) -> OMGOutputs:
