@@ -14,7 +14,7 @@ from omg_core.errors import ConfigError
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
-class ModelConfig(BaseModel):
+class RunModelConfig(BaseModel):
     """Which network runs and how."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -55,7 +55,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: RunModelConfig = Field(default_factory=RunModelConfig)
     task: TaskConfig
     input: Path = Field(description="an image, a folder of images, a folder of frames, or a video file")
     output: Path = Field(description="directory for result files (created if missing)")

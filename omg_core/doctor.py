@@ -1,7 +1,7 @@
 """``omg doctor``: what this environment gives OMG's fused kernels, without building anything (unless ``--build``).
 
 It reports the torch and CUDA versions, whether a C++ compiler, ninja and nvcc are found, and for every fused
-extension the project declares (:func:`omg_core.ext_build.project_extensions`): its keyed build directory, whether
+extension the project declares (:func:`omg_common.ext_build.project_extensions`): its keyed build directory, whether
 that build exists, and the backend its op family will use (the ``OMG_*_BACKEND`` overrides honoured). ``--build``
 compiles the missing ones now, as the first ``omg eval`` / ``omg run`` would (useful when preparing an image);
 ``--json`` prints the same report for machines.
@@ -67,7 +67,7 @@ def _cuda_sources(spec: Any, plan: Any) -> str:
 
 
 def _extension_rows(build: bool) -> list[dict[str, Any]]:
-    from omg_core import ext_build
+    from omg_common import ext_build
 
     rows = []
     for spec in ext_build.project_extensions():
@@ -95,7 +95,7 @@ def _extension_rows(build: bool) -> list[dict[str, Any]]:
 
 def _build(spec: Any, plan: Any) -> str:
     """Build ``spec`` now unless it is built or its family is forced to the reference; what happened, in words."""
-    from omg_core import ext_build
+    from omg_common import ext_build
 
     backend = ext_build.describe_backend(spec, plan)
     if backend["backend"] != "fused":
@@ -117,7 +117,7 @@ def _build(spec: Any, plan: Any) -> str:
 
 def collect_report(build: bool = False) -> dict[str, Any]:
     """The doctor's findings as plain data (``omg doctor --json`` prints exactly this)."""
-    from omg_core import ext_build
+    from omg_common import ext_build
 
     cpp_extension = ext_build._cpp_extension()  # imports torch without cpp_extension's "No CUDA runtime" line
     import torch

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from omg_core.config import ModelConfig, RunConfig
+from omg_core.config import RunConfig, RunModelConfig
 from omg_core.errors import InputError, OMGError, TaskNotImplementedError
 from omg_core.registry import TaskHandle, TaskRegistry
 from omg_core.run_inputs import InputSource, iter_frames, plan_inputs, read_image, read_prompts
@@ -18,7 +18,7 @@ from omg_core.task_io import Prompts, QueryPlan, TaskRequest, TaskResult
 
 #: Runs the shared model for one request and its query plan, returning the raw outputs the task decodes.
 Predictor = Callable[[TaskRequest, QueryPlan], Any]
-PredictorFactory = Callable[[ModelConfig], Predictor]
+PredictorFactory = Callable[[RunModelConfig], Predictor]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RunSummary:
     written: tuple[Path, ...]
 
 
-def default_predictor_factory(model_config: ModelConfig) -> Predictor:
+def default_predictor_factory(model_config: RunModelConfig) -> Predictor:
     """Build the shared OMG model named in the config."""
     try:
         from omg_core.model.predictor import build_predictor  # type: ignore[import-not-found]

@@ -9,14 +9,14 @@ stays cheap (pycocotools, torchvision and PyAV are imported only by the readers 
 
 from __future__ import annotations
 
-from omg_core.lazy_exports import lazy_exports
+from omg_common.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # sample model and errors
     "Sample": "omg_data.sample",
     "Category": "omg_data.sample",
     "CategoryList": "omg_data.sample",
-    "Prompts": "omg_data.sample",
+    "SamplePrompts": "omg_data.sample",
     "DataError": "omg_data.errors",
     # readers
     "read_coco_panoptic": "omg_data.coco_panoptic",

@@ -16,7 +16,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from omg_data.panoptic_common import masks_from_id_maps
-from omg_data.sample import Prompts, Sample
+from omg_data.sample import Sample, SamplePrompts
 
 
 class LargeScaleJitter:
@@ -86,7 +86,7 @@ class LargeScaleJitter:
         new_prompts = None
         if prompts is not None:
             points = out["points"].as_subclass(torch.Tensor).reshape(prompts.points.shape)
-            new_prompts = Prompts(
+            new_prompts = SamplePrompts(
                 points=points[keep],
                 point_labels=prompts.point_labels[keep],
                 boxes=out["boxes"].as_subclass(torch.Tensor)[keep],

@@ -18,7 +18,7 @@ from omg_data.coco_instances import read_coco_instances
 from omg_data.errors import DataError
 from omg_data.json_io import load_validated, write_json
 from omg_data.prompts import sample_prompts
-from omg_data.sample import Category, CategoryList, Prompts, Sample
+from omg_data.sample import Category, CategoryList, Sample, SamplePrompts
 
 # The single class of class-agnostic interactive segmentation.
 OBJECT_CATEGORY = Category(id=1, name="object", is_thing=True)
@@ -112,7 +112,7 @@ def _load_prompts(path: Path) -> dict[int, PromptRecord]:
     return records
 
 
-def _fixed_prompts(records: dict[int, PromptRecord], annotation_ids: list[int], sample: Sample, path: Path) -> Prompts:
+def _fixed_prompts(records: dict[int, PromptRecord], annotation_ids: list[int], sample: Sample, path: Path) -> SamplePrompts:
     missing = [a for a in annotation_ids if a not in records]
     if missing:
         raise DataError(
@@ -137,7 +137,7 @@ def _fixed_prompts(records: dict[int, PromptRecord], annotation_ids: list[int], 
         points[row, : len(coords)] = coords
         labels[row, : len(coords)] = torch.as_tensor(record.point_labels or [1] * len(coords))
     boxes = torch.as_tensor([r.box for r in chosen], dtype=torch.float32).reshape(-1, 4)
-    return Prompts(points=points, point_labels=labels, boxes=boxes)
+    return SamplePrompts(points=points, point_labels=labels, boxes=boxes)
 
 
 def write_coco_sam_prompts(samples: Iterable[Sample], path: str | Path) -> Path:

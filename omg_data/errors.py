@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omg_core.errors import OMGError
+from omg_common.errors import OMGError
 
 
 class DataError(OMGError, ValueError):

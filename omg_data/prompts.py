@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from omg_data.geometry import mask_boxes_xyxy
-from omg_data.sample import Prompts
+from omg_data.sample import SamplePrompts
 
 
-def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generator, frame_index: int = 0) -> Prompts:
+def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generator, frame_index: int = 0) -> SamplePrompts:
     """Samples `num_points` positive clicks uniformly inside each mask, plus each mask's tight box.
 
     Clicks are pixel indices (x = column, y = row), torchvision's KeyPoints convention, so flips and
@@ -21,7 +21,7 @@ def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generato
       rng: the generator (seed it per sample for reproducible prompts).
       frame_index: the frame the masks come from.
     Returns:
-      Prompts with points S x P x 2, point_labels S x P (all 1) and boxes S x 4.
+      SamplePrompts with points S x P x 2, point_labels S x P (all 1) and boxes S x 4.
     """
     count = masks.shape[0]
     points = torch.zeros(count, num_points, 2, dtype=torch.float32)
@@ -32,7 +32,7 @@ def sample_prompts(masks: torch.Tensor, num_points: int, rng: np.random.Generato
         chosen = rng.choice(len(ys), size=num_points, replace=len(ys) < num_points)
         points[index, :, 0] = torch.from_numpy(xs[chosen].astype(np.float32))
         points[index, :, 1] = torch.from_numpy(ys[chosen].astype(np.float32))
-    return Prompts(
+    return SamplePrompts(
         points=points,
         point_labels=torch.ones(count, num_points, dtype=torch.int64),
         boxes=mask_boxes_xyxy(masks),

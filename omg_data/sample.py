@@ -12,7 +12,7 @@ instance id stays the same across frames. Shapes and dtypes (T frames, S segment
   is_crowd      S              bool    crowd regions (COCO `iscrowd`): evaluated as ignore, not as instances
   ignore        T x H x W      bool    void pixels that carry no label (panoptic id 0, semantic 255, ...)
   scores        S              float32 only for predictions, else None
-  prompts       see `Prompts`, only for interactive / VOS tasks, else None
+  prompts       see `SamplePrompts`, only for interactive / VOS tasks, else None
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class CategoryList(Sequence[Category]):
 
 
 @dataclass
-class Prompts:
+class SamplePrompts:
     """Visual prompts, one row per segment (interactive segmentation and video object segmentation).
 
     Arguments:
@@ -130,7 +130,7 @@ class Sample:
     sample_id: str | int = 0
     frame_names: list[str] = field(default_factory=list)
     is_video: bool = False
-    prompts: Prompts | None = None
+    prompts: SamplePrompts | None = None
     scores: torch.Tensor | None = None  # S float32, predictions only
     captions: list[str] = field(default_factory=list)
 

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from omg_core.errors import InputError
+from omg_common.errors import InputError
 
 
 class EvaluationAnomalyWarning(UserWarning):

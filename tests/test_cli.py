@@ -311,7 +311,7 @@ def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hoo
     assert "The above exception was the direct cause of the following exception" in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "omg_core.errors.PluginHookError: task 'salient' hook omg_decode_outputs raised ValueError: "
+        "omg_common.errors.PluginHookError: task 'salient' hook omg_decode_outputs raised ValueError: "
         "threshold must be positive"
     ), last
     assert f"(at {tmp_path / 'omg_salient' / '__init__.py'}:{line})" in last
@@ -320,7 +320,7 @@ def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hoo
 def test_doctor_lists_every_fused_extension_and_builds_nothing(tmp_path: Path) -> None:
     """`omg doctor` (table) and `omg doctor --json` report each project extension with its keyed build directory under
     TORCH_EXTENSIONS_DIR, not built there, and leave that directory untouched; `omg doctor --help` imports no torch."""
-    from omg_core.ext_build import project_extensions
+    from omg_common.ext_build import project_extensions
 
     test_help_and_tasks_import_no_torch(["doctor", "--help"])
     names = [spec.name for spec in project_extensions()]

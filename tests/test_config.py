@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from omg_core.config import ModelConfig, RunConfig, TaskConfig, load_config, merge_overrides
+from omg_core.config import RunConfig, RunModelConfig, TaskConfig, load_config, merge_overrides
 from omg_core.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ def test_yaml_and_json_load_to_the_same_config(tmp_path: Path) -> None:
     from_json = load_config(tmp_path / "run.json", RunConfig)
     assert from_json == load_config(tmp_path / "run.yaml", RunConfig)
     assert from_json.input == tmp_path / "clip"  # relative to the config file, not the cwd
-    assert from_json.model == ModelConfig()
+    assert from_json.model == RunModelConfig()
 
 
 def test_every_bad_field_is_named_with_the_file(tmp_path: Path) -> None:

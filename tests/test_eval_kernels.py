@@ -294,7 +294,7 @@ def test_no_compiler_falls_back_to_torch_with_one_warning(monkeypatch: pytest.Mo
     extension; OMG_EVAL_BACKEND=fused then is an error that says why."""
     import warnings
 
-    from omg_core import ext_build
+    from omg_common import ext_build
     from omg_eval.kernels import _extension, video_extension
 
     generator = torch.Generator().manual_seed(5)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from omg_core.ext_build import compiler_available
+from omg_common.ext_build import compiler_available
 from omg_data.errors import DataError
 from omg_eval import video_instance_io
 from omg_eval.anomalies import EvaluationAnomalyWarning, StrictAnomalyError, collect_anomalies

@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from omg_common.ext_build import compiler_available
 from omg_core.cli import EXIT_USER_ERROR, main
-from omg_core.ext_build import compiler_available
 from omg_data.errors import DataError
 from omg_eval.kernels.boundary_f import (
     boundary_maps,

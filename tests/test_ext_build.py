@@ -1,4 +1,4 @@
-"""omg_core.ext_build: the first-use build message, the content-keyed build directory and the reference fallback.
+"""omg_common.ext_build: the first-use build message, the content-keyed build directory and the reference fallback.
 
 A tiny throwaway extension (the Python C API only, no torch headers: it compiles in about a second) stands in for the
 project's kernels, which take a minute each.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from omg_core import ext_build
-from omg_core.ext_build import ExtensionSpec
+from omg_common import ext_build
+from omg_common.ext_build import ExtensionSpec
 
 TINY_SOURCE = r"""
 #include <Python.h>
@@ -70,7 +70,7 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 LOAD_SCRIPT = """
 import sys
 from pathlib import Path
-from omg_core.ext_build import ExtensionSpec, load_extension
+from omg_common.ext_build import ExtensionSpec, load_extension
 spec = ExtensionSpec(name=sys.argv[1], cpp_sources=(Path(sys.argv[2]),), env_var="OMG_TINY_BACKEND", title="t")
 print(load_extension(spec).answer())
 """

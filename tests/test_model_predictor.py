@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omg_core.config import ModelConfig as RunModelConfig
+from omg_core.config import RunModelConfig
 from omg_core.errors import InputError, OMGError
 from omg_core.model import create_model
 from omg_core.model.predictor import OMGPredictor, build_predictor

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from omg_core import ext_build
+from omg_common import ext_build
 from omg_core.ops import ms_deform_attn as dispatcher
 from omg_core.ops.ms_deform_attn import multi_scale_deformable_attention
 from omg_core.ops.ms_deform_attn_function import MultiScaleDeformableAttentionFunction, load_fused_extension

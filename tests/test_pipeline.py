@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 from plugin_factory import working_plugin_source, write_distribution
 
-from omg_core.config import ModelConfig, RunConfig, TaskConfig
+from omg_core.config import RunConfig, RunModelConfig, TaskConfig
 from omg_core.errors import InputError, OMGError
 from omg_core.pipeline import run_task
 from omg_core.registry import discover_tasks
 from omg_core.run_inputs import plan_inputs, read_prompts
 
 
-def brightness_predictor(model_config: ModelConfig):
+def brightness_predictor(model_config: RunModelConfig):
     # Stands in for the shared model: logits > 0 where the image is bright.
     def predict(request, plan):
         assert plan.learned_queries

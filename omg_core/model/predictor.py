@@ -16,7 +16,7 @@ from omg_core.model.outputs import OMGOutputs
 from omg_core.model.vocabulary import load_vocabulary
 
 if TYPE_CHECKING:
-    from omg_core.config import ModelConfig as RunModelConfig
+    from omg_core.config import RunModelConfig
     from omg_core.task_io import QueryPlan, TaskRequest
 
 

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import torch
 
-from omg_core.ext_build import fall_back_to_reference, requested_backend
+from omg_common.ext_build import fall_back_to_reference, requested_backend
 from omg_core.ops.ms_deform_attn_function import (
     BACKEND_ENV_VAR,
     MultiScaleDeformableAttentionFunction,
@@ -58,7 +58,7 @@ def multi_scale_deformable_attention(
     Raises:
       TypeError: when an input is not a tensor.
       ValueError: on inconsistent shapes, dtypes or devices (the message names the fix).
-      omg_core.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` but the fused kernel cannot serve the call.
+      omg_common.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` but the fused kernel cannot serve the call.
     """
     spatial_shapes, level_start_index = _validate_inputs(
         value, spatial_shapes, level_start_index, sampling_locations, attention_weights

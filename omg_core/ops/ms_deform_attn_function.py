@@ -1,6 +1,6 @@
 """The fused multi-scale deformable attention kernel: lazy loading of the C++/CUDA extension and its autograd Function.
 
-The extension (``csrc/ms_deform_attn_*``) is compiled on first use through :func:`omg_core.ext_build.load_extension`,
+The extension (``csrc/ms_deform_attn_*``) is compiled on first use through :func:`omg_common.ext_build.load_extension`,
 so a machine without a compiler never pays for it and the dispatcher in :mod:`omg_core.ops.ms_deform_attn` falls back
 to the reference.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
+from omg_common.ext_build import ExtensionSpec, load_extension, register_extension
 
 # Bump the suffix whenever the kernel's interface changes, so no stale build is ever imported.
 EXTENSION_NAME = "omg_msda_v2"
@@ -44,7 +44,7 @@ def load_fused_extension() -> ModuleType | None:
       ``OMG_MSDA_BACKEND=reference`` or when no compiler is available (one warning).
 
     Raises:
-      omg_core.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` and the build is impossible or failed.
+      omg_common.ext_build.ExtensionBuildError: ``OMG_MSDA_BACKEND=fused`` and the build is impossible or failed.
     """
     return load_extension(SPEC)
 

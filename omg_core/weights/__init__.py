@@ -5,7 +5,7 @@ Names load on first use, so that `omg convert --help` (which imports this packag
 
 from __future__ import annotations
 
-from omg_core.lazy_exports import lazy_exports
+from omg_common.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LoadReport": "omg_core.weights.io",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omg_core.lazy_exports import lazy_exports
+from omg_common.lazy_exports import lazy_exports
 from omg_data.synthetic.formats import FORMATS, IMAGE_FORMATS, VIDEO_FORMATS
 
 # the world and its classes need torch; loaded on first use so that `omg data --help` starts fast

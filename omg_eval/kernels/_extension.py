@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
+from omg_common.ext_build import ExtensionSpec, load_extension, register_extension
 
 EXTENSION_NAME = "omg_eval_kernels_v18"
 ENV_VAR = "OMG_EVAL_BACKEND"
@@ -20,7 +20,7 @@ def fused_kernels() -> ModuleType | None:
     """The compiled kernels, or None when ``OMG_EVAL_BACKEND=torch`` or no compiler (then one warning).
 
     Raises:
-      omg_core.ext_build.ExtensionBuildError: when ``OMG_EVAL_BACKEND=fused`` and the build fails.
+      omg_common.ext_build.ExtensionBuildError: when ``OMG_EVAL_BACKEND=fused`` and the build fails.
     """
     # remembered per value of the override, so per-image callers do not re-probe the compiler every time
     setting = os.environ.get(ENV_VAR, "")

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from types import ModuleType
 
-from omg_core.ext_build import ExtensionSpec, load_extension, register_extension
+from omg_common.ext_build import ExtensionSpec, load_extension, register_extension
 
 EXTENSION_NAME = "omg_video_eval_v5"
 _CSRC = Path(__file__).resolve().parent / "csrc"

@@ -41,7 +41,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from omg_core.errors import OMGError
+from omg_common.errors import OMGError
 
 Backend = Literal["fused", "reference"]
 
