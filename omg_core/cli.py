@@ -112,6 +112,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
             "tasks": [
                 {
                     **handle.info.model_dump(mode="json"),
+                    "formats": registry.formats_for(handle.info),  # every installed writer of its result family
                     "distribution": handle.origin.distribution,
                     "version": handle.origin.version,
                     "entry_point": handle.origin.entry_point,

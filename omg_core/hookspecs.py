@@ -4,8 +4,10 @@ A task plugin is a module (or object) registered under the entry-point group ``o
 with the :data:`hookimpl` marker. The core calls each hook on one task at a time (the plugin that owns the task),
 so every hook here returns that task's single answer (``firstresult``).
 
-The five hooks in :data:`REQUIRED_HOOKS` are required; :func:`omg_file_evaluators` is optional (its answers are
-collected from every plugin). The registry refuses a plugin that misses a required hook, names a parameter a spec
+The hooks in :data:`REQUIRED_HOOKS` are required of a task plugin and called on the task's own plugin only. The others
+(:func:`omg_output_formats`, :func:`omg_write_results`, :func:`omg_file_evaluators`) are cross-cutting: any plugin may
+implement them, including a plugin with no task of its own (one that only adds an output format, say), and they are
+called on every plugin. The registry refuses a plugin that misses a required hook, names a parameter a spec
 does not have, or returns the wrong type from :func:`omg_task_info`. A hook implementation may accept any subset of the parameters
 documented for its spec (pluggy passes only the ones it names).
 
@@ -32,6 +34,7 @@ import pluggy
 if TYPE_CHECKING:
     from omg_core.file_evaluators import FileEvaluator
     from omg_core.model.outputs import OMGOutputs
+    from omg_core.output_formats import OutputFormat
     from omg_core.task_info import TaskInfo
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
     from omg_eval.metric import Metric
@@ -40,14 +43,17 @@ PROJECT_NAME = "omg"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: Hooks every task plugin must implement (``omg_file_evaluators`` is optional).
+#: Hooks every task plugin must implement; the others are optional and any plugin (with or without a task) may
+#: implement them.
 REQUIRED_HOOKS: tuple[str, ...] = (
     "omg_task_info",
     "omg_encode_queries",
     "omg_decode_outputs",
     "omg_create_metric",
-    "omg_write_results",
 )
+
+#: Hooks only a task's own plugin implements (a plugin without ``omg_task_info`` may not).
+TASK_HOOKS: tuple[str, ...] = REQUIRED_HOOKS
 
 
 @hookspec(firstresult=True)
@@ -107,16 +113,36 @@ def omg_create_metric(options: dict[str, Any]) -> Metric:
     """
 
 
+@hookspec
+def omg_output_formats() -> list[OutputFormat]:
+    """Contribute output formats (optional; any plugin, with or without a task).
+
+    Called once per plugin when the registry first needs formats; the answers of every plugin are collected. A format
+    names the result families (or tasks) it writes; ``omg run --format F`` is accepted for a task when some format F
+    writes that task's ``TaskInfo.result_family`` (or names the task). Write the files in
+    :func:`omg_write_results`.
+
+    :return: a list of :class:`omg_core.output_formats.OutputFormat`; a name contributed by two plugins with different
+        descriptions is reported as a plugin problem and the second left out.
+    """
+
+
 @hookspec(firstresult=True)
-def omg_write_results(results: list[TaskResult], output_dir: Path, output_format: str) -> list[Path]:
-    """Write results in one of the task's standard file formats.
+def omg_write_results(
+    task: TaskInfo, results: list[TaskResult], output_dir: Path, output_format: str
+) -> list[Path] | None:
+    """Write a run's results in one output format (optional; any plugin, with or without a task).
 
-    Called by ``omg run`` after all samples are decoded.
+    Called by ``omg run`` after all samples are decoded, on every plugin in pluggy's order (``tryfirst`` /
+    ``trylast`` on your hookimpl move it); the first answer that is not None wins. Return None for any format or
+    task you do not write, so that another plugin can.
 
-    :param results: the decoded results, one per sample, in input order.
+    :param task: the task that produced the results (its ``result_family`` says which result class ``data`` holds).
+    :param results: the decoded results, one per sample, in input order; ``result.source`` names the input file,
+        for naming outputs.
     :param output_dir: an existing, writable directory.
-    :param output_format: one of the task's ``TaskInfo.output_formats``.
-    :return: the paths written.
+    :param output_format: the format asked for, one that some plugin's :func:`omg_output_formats` declares for the task.
+    :return: the paths written, or None to pass.
     """
 
 

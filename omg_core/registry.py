@@ -49,6 +49,7 @@ from omg_core.task_info import TaskInfo
 
 if TYPE_CHECKING:  # task_io imports torch; keep `omg tasks` and lookups free of it
     from omg_core.file_evaluators import FileEvaluator
+    from omg_core.output_formats import OutputFormat
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
 
 ENTRY_POINT_GROUP = "omg.tasks"
@@ -167,14 +168,8 @@ class TaskHandle:
         return self._call("omg_create_metric", Metric, options=dict(options or {}))
 
     def write_results(self, results: list[TaskResult], output_dir: Path, output_format: str | None = None) -> list[Path]:
-        chosen = output_format or self.info.output_formats[0]
-        if chosen not in self.info.output_formats:
-            raise PluginValidationError(
-                f"task {self.name!r} writes {', '.join(self.info.output_formats)}; {chosen!r} is not one of them"
-            )
-        return self._call(
-            "omg_write_results", list, results=list(results), output_dir=Path(output_dir), output_format=chosen
-        )
+        """Write results in ``output_format`` (default: the task's first) through whichever plugin writes it."""
+        return self._registry.write_results(self, results, output_dir, output_format)
 
 
 class TaskRegistry:
@@ -189,27 +184,130 @@ class TaskRegistry:
         self._load_problems: list[PluginProblem] = []
         self._collisions: list[PluginProblem] = []
         self._group_entry_points: list[EntryPoint] | None = None
-        self._evaluators: dict[str, tuple[FileEvaluator, TaskHandle]] | None = None  # collected on first use
-        self._evaluator_problems: list[PluginProblem] = []
+        self._extensions: list[tuple[object, PluginOrigin]] = []  # plugins without a task (writers, evaluators)
+        # hook -> ({name: (value, contributor)}, problems met collecting them); filled on first use
+        self._contributions: dict[str, tuple[dict[str, tuple[Any, PluginOrigin]], list[PluginProblem]]] = {}
         self.blocked: set[str] = set()
 
     @property
     def problems(self) -> list[PluginProblem]:
-        """Plugins left out: import failures and invalid plugins in load order, then name collisions, then file
-        evaluators that could not be used (once they have been collected)."""
-        return [*self._load_problems, *self._collisions, *self._evaluator_problems]
+        """Plugins left out: import failures and invalid plugins in load order, then name collisions, then output
+        formats and file evaluators that could not be used (once they have been collected)."""
+        collecting = [problem for _, problems in self._contributions.values() for problem in problems]
+        return [*self._load_problems, *self._collisions, *collecting]
 
     # -- file evaluators ---------------------------------------------------------------------------------------
     def file_evaluators(self) -> dict[str, FileEvaluator]:
-        """Every file evaluator the tasks in use contribute (``omg_file_evaluators``), by name.
+        """Every file evaluator the plugins in use contribute (``omg_file_evaluators``), by name.
 
         Collected on first call. A plugin whose hook raises or returns something else than FileEvaluators, or an
         evaluator name contributed by two plugins (with different evaluators), is recorded in :attr:`problems` and
         left out; the other evaluators work.
         """
-        if self._evaluators is None:
-            self._evaluators = self._collect_evaluators()
-        return {name: evaluator for name, (evaluator, _) in self._evaluators.items()}
+        from omg_core.file_evaluators import FileEvaluator
+
+        return self._contributed("omg_file_evaluators", FileEvaluator)
+
+    def output_formats(self) -> dict[str, OutputFormat]:
+        """Every output format the plugins in use contribute (``omg_output_formats``), by name (collected as
+        :meth:`file_evaluators`)."""
+        from omg_core.output_formats import OutputFormat
+
+        return self._contributed("omg_output_formats", OutputFormat)
+
+    def formats_for(self, task: TaskInfo) -> list[str]:
+        """The output formats that can hold ``task``'s results: its own suggestions first, then the others by name."""
+        usable = {name for name, output_format in self.output_formats().items() if output_format.writes_for(task)}
+        return [*(name for name in task.output_formats if name in usable), *sorted(usable - set(task.output_formats))]
+
+    def write_results(
+        self, handle: TaskHandle, results: list[TaskResult], output_dir: Path, output_format: str | None = None
+    ) -> list[Path]:
+        """Write ``handle``'s results through the first plugin whose ``omg_write_results`` answers.
+
+        Raises:
+          InputError: the format cannot hold this task's results (the message lists those that can).
+          PluginValidationError: no plugin wrote the format, or a writer returned something else than a list of paths.
+        """
+        from omg_core.errors import InputError
+
+        chosen = output_format or handle.info.output_formats[0]
+        usable = self.formats_for(handle.info)
+        if chosen not in usable:
+            raise InputError(
+                f"--format {chosen!r}: task {handle.name!r} writes {', '.join(usable) or 'no format'}"
+                + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")
+            )
+        caller = self._cross_cutting("omg_write_results")
+        try:
+            written = caller(task=handle.info, results=list(results), output_dir=Path(output_dir), output_format=chosen)
+        except OMGError:
+            raise
+        except Exception as exc:
+            raise PluginHookError(
+                f"task {handle.name!r}: writing format {chosen!r} raised {type(exc).__name__}: {exc}",
+                task=handle.name,
+                hook="omg_write_results",
+            ) from exc
+        if written is None:
+            declared_by = self._contributions["omg_output_formats"][0][chosen][1].describe()
+            raise PluginValidationError(
+                f"format {chosen!r} is declared by {declared_by}, but no plugin's omg_write_results wrote task "
+                f"{handle.name!r}'s results in it"
+            )
+        if not isinstance(written, list):
+            raise PluginValidationError(
+                f"omg_write_results for format {chosen!r} returned {type(written).__name__}, expected a list of paths"
+            )
+        return [Path(path) for path in written]
+
+    def _cross_cutting(self, hook_name: str) -> Any:
+        """A caller of ``hook_name`` on every plugin in use (task plugins left out by a collision do not take part)."""
+        in_use = {id(handle.plugin) for handle in self._handles.values()}
+        left_out = [c.plugin for c in self._candidates if id(c.plugin) not in in_use]
+        return self._plugin_manager.subset_hook_caller(hook_name, remove_plugins=left_out)
+
+    def _contributed(self, hook_name: str, expected: type) -> dict[str, Any]:
+        if hook_name not in self._contributions:
+            self._contributions[hook_name] = self._collect(hook_name, expected)
+        return {name: value for name, (value, _) in self._contributions[hook_name][0].items()}
+
+    def _collect(
+        self, hook_name: str, expected: type
+    ) -> tuple[dict[str, tuple[Any, PluginOrigin]], list[PluginProblem]]:
+        """Call a contributing hook on each plugin in use; the values by name, and the problems met."""
+        contributors = [(h.plugin, h.origin) for h in self] + self._extensions
+        collected: dict[str, tuple[Any, PluginOrigin]] = {}
+        problems: list[PluginProblem] = []
+        for plugin, origin in contributors:
+            try:
+                answers = self._call_task_hook(plugin, hook_name)
+                contributed = [value for answer in answers for value in (answer or [])]
+                wrong = [type(value).__name__ for value in contributed if not isinstance(value, expected)]
+                if wrong:
+                    raise PluginValidationError(
+                        f"{hook_name} returned {', '.join(wrong)}; expected a list of {expected.__module__}."
+                        f"{expected.__name__}"
+                    )
+            except Exception as exc:
+                where = plugin_location(exc, _module_name(plugin))
+                error = PluginValidationError(
+                    f"plugin ({origin.describe()}): what its {hook_name} hook contributes is left out: "
+                    f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
+                )
+                problems.append(PluginProblem(origin, error, kind="invalid"))
+                continue
+            for value in contributed:
+                held = collected.get(value.name)
+                if held is None or held[0] == value:
+                    collected.setdefault(value.name, (value, origin))
+                    continue
+                error = PluginValidationError(
+                    f"{expected.__name__} {value.name!r} is contributed by {held[1].describe()} and by "
+                    f"{origin.describe()}; the second is left out"
+                )
+                problems.append(PluginProblem(origin, error, kind="invalid", names=(value.name,)))
+        return collected, problems
 
     def file_evaluator_for(self, name: str) -> tuple[str, FileEvaluator]:
         """(task or evaluator name to report, evaluator) for ``omg eval --task NAME``.
@@ -235,49 +333,13 @@ class TaskRegistry:
                 f"{', '.join(sorted(evaluators)) or 'none'}"
             )
         if wanted not in evaluators:
-            troubles = [str(p) for p in self._evaluator_problems if wanted in p.names]
+            troubles = [str(p) for p in self.problems if wanted in p.names]
             raise PluginValidationError(
                 f"task {handle.name!r} ({handle.origin.describe()}) is scored by file evaluator {wanted!r}, which no "
                 f"plugin contributes" + (f": {'; '.join(troubles)}" if troubles else "")
                 + f"; contributed: {', '.join(sorted(evaluators)) or 'none'}"
             )
         return handle.name, evaluators[wanted]
-
-    def _collect_evaluators(self) -> dict[str, tuple[FileEvaluator, TaskHandle]]:
-        from omg_core.file_evaluators import FileEvaluator
-
-        collected: dict[str, tuple[FileEvaluator, TaskHandle]] = {}
-        for handle in self:
-            try:
-                answers = self._call_task_hook(handle.plugin, "omg_file_evaluators")
-                contributed = [evaluator for answer in answers for evaluator in (answer or [])]
-                wrong = [type(e).__name__ for e in contributed if not isinstance(e, FileEvaluator)]
-                if wrong:
-                    raise PluginValidationError(
-                        f"omg_file_evaluators returned {', '.join(wrong)}; expected a list of "
-                        "omg_core.file_evaluators.FileEvaluator"
-                    )
-            except Exception as exc:
-                where = plugin_location(exc, _module_name(handle.plugin))
-                error = PluginValidationError(
-                    f"task plugin ({handle.origin.describe()}): its file evaluators are left out: "
-                    f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
-                )
-                self._evaluator_problems.append(PluginProblem(handle.origin, error, kind="invalid"))
-                continue
-            for evaluator in contributed:
-                held = collected.get(evaluator.name)
-                if held is None or held[0] == evaluator:
-                    collected.setdefault(evaluator.name, (evaluator, handle))
-                    continue
-                error = PluginValidationError(
-                    f"file evaluator {evaluator.name!r} is contributed by {held[1].origin.describe()} and by "
-                    f"{handle.origin.describe()}; the second is left out"
-                )
-                self._evaluator_problems.append(
-                    PluginProblem(handle.origin, error, kind="invalid", names=(evaluator.name,))
-                )
-        return collected
 
     # -- registration ------------------------------------------------------------------------------------------
     def register(self, plugin: object, origin: PluginOrigin | None = None) -> TaskHandle:
@@ -300,7 +362,11 @@ class TaskRegistry:
         return handle
 
     def _offer(self, plugin: object, origin: PluginOrigin) -> TaskHandle | None:
-        """Validate a discovered plugin and add it; returns its handle, or None when a name collision leaves it out."""
+        """Validate a discovered plugin and add it; returns its handle, or None when a name collision leaves it out
+        or the plugin has no task (it only contributes writers or evaluators)."""
+        if not _is_task_plugin(plugin):
+            self._add_extension(plugin, origin)
+            return None
         for candidate in self._candidates:
             if candidate.plugin is plugin:  # a second way to the same plugin (entry point and -p module)
                 return self._handles.get(candidate.name) if candidate in self._handles.values() else None
@@ -308,6 +374,30 @@ class TaskRegistry:
         self._candidates.append(handle)
         self._settle()
         return handle if self._handles.get(handle.name) is handle else None
+
+    def _add_extension(self, plugin: object, origin: PluginOrigin) -> None:
+        """Register a plugin without a task: it may implement only the cross-cutting hooks."""
+        if any(plugin is known for known, _ in self._extensions):
+            return
+        self._check_hook_names(plugin, origin)
+        task_only = [name for name in hookspecs.TASK_HOOKS if callable(getattr(plugin, name, None))]
+        if task_only:
+            raise PluginValidationError(
+                f"plugin ({origin.describe()}) implements {', '.join(task_only)} but not omg_task_info: a task plugin "
+                "implements all of " + ", ".join(hookspecs.REQUIRED_HOOKS)
+            )
+        try:
+            self._plugin_manager.register(plugin, name=f"{origin.describe()} #{id(plugin)}")
+        except pluggy.PluginValidationError as exc:
+            raise PluginValidationError(f"plugin ({origin.describe()}) has a wrong hook signature: {exc}") from exc
+        if not self._plugin_manager.get_hookcallers(plugin):
+            self._plugin_manager.unregister(plugin)
+            raise PluginValidationError(
+                f"plugin ({origin.describe()}) implements no OMG hook; decorate its hooks with @omg_core.hookimpl "
+                "(see omg_core.hookspecs)"
+            )
+        self._extensions.append((plugin, origin))
+        self._contributions.clear()  # a new contributor: collect again on next use
 
     def _validate(self, plugin: object, origin: PluginOrigin | None) -> TaskHandle:
         origin = origin or PluginOrigin(module=_module_name(plugin))
@@ -335,6 +425,7 @@ class TaskRegistry:
 
     def _settle(self) -> None:
         """Put every candidate whose names nobody else claims in use; record each group of contested names once."""
+        self._contributions.clear()  # the plugins in use change: collect formats and evaluators again on next use
         claims: dict[str, list[TaskHandle]] = {}
         for candidate in self._candidates:
             for claimed in candidate.info.all_names:

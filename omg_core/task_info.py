@@ -88,7 +88,14 @@ class TaskInfo(BaseModel):
         description="'closed': the dataset's own classes; 'open': any class names the user gives"
     )
     metrics: tuple[str, ...] = Field(min_length=1, description="names of the figures its metric reports, e.g. 'PQ'")
-    output_formats: tuple[str, ...] = Field(min_length=1, description="result file formats; the first is the default")
+    result_family: str | None = Field(
+        default=None,
+        description="the family of omg_core.results the decode hook returns ('semantic', 'panoptic', 'instances', "
+        "'prompt-masks'); any plugin's writer for that family can write the task's results",
+    )
+    output_formats: tuple[str, ...] = Field(
+        min_length=1, description="the formats the task suggests, the first being the default of `omg run`"
+    )
     options: type[TaskOptions] = Field(
         default=TaskOptions,
         description="the pydantic model (a TaskOptions subclass) of the task's options; `omg tasks --json` shows each "

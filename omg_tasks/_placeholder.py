@@ -8,7 +8,6 @@ Its metric and file evaluators, which do not depend on the model, are real.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from omg_core.errors import TaskNotImplementedError
@@ -60,7 +59,3 @@ class PlaceholderTask:
     @hookimpl
     def omg_file_evaluators(self) -> list[FileEvaluator]:
         return self.file_evaluators
-
-    @hookimpl
-    def omg_write_results(self, results: list[Any], output_dir: Path, output_format: str) -> NoReturn:
-        self._refuse("writing its result files")

@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("AP", "AP50", "AP75", "APs", "APm", "APl"),
+        result_family="instances",
         output_formats=("coco-results-json",),
         file_evaluator="coco-instances",
         implemented=False,

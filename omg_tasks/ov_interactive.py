@@ -13,6 +13,7 @@ plugin = PlaceholderTask(
         prompt_kinds=("points", "boxes"),
         vocabulary="open",
         metrics=("mIoU@1click", "mIoU@box", "NoC@85", "NoC@90"),
+        result_family="prompt-masks",
         output_formats=("coco-results-json",),
         file_evaluator="interactive-json",
         implemented=False,

@@ -13,6 +13,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="open",
         metrics=("PQ", "SQ", "RQ"),
+        result_family="panoptic",
         output_formats=("coco-panoptic", "coco-results-json", "semantic-png"),
         file_evaluator="coco-panoptic",
         implemented=False,

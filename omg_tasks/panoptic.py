@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("PQ", "SQ", "RQ"),
+        result_family="panoptic",
         output_formats=("coco-panoptic",),
         file_evaluator="coco-panoptic",
         implemented=False,

@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("mIoU", "fwIoU", "pAcc"),
+        result_family="semantic",
         output_formats=("semantic-png",),
         file_evaluator="semantic-png",
         implemented=False,

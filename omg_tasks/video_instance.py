@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("AP", "AP50", "AP75", "AR1", "AR10"),
+        result_family="instances",
         output_formats=("youtube-vis-json",),
         file_evaluator="youtube-vis",
         implemented=False,

@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("VPQ", "STQ"),
+        result_family="panoptic",
         output_formats=("vipseg-png",),
         file_evaluator="vipseg",
         implemented=False,

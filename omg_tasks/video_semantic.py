@@ -14,6 +14,7 @@ plugin = PlaceholderTask(
         prompt_kinds=(),
         vocabulary="closed",
         metrics=("mIoU", "VC8", "VC16"),
+        result_family="semantic",
         output_formats=("vspw-png",),
         file_evaluator="vspw",
         implemented=False,

@@ -23,6 +23,7 @@ from omg_core import TaskInfo, hookimpl
 from omg_core.task_info import TaskOptions
 from omg_core.errors import ConfigError, InputError  # noqa: F401  (raised by test variants of the hooks)
 from omg_core.file_evaluators import FileEvaluator
+from omg_core.output_formats import OutputFormat
 from omg_core.task_io import QueryPlan, TaskResult
 from omg_eval.metric import Metric
 
@@ -84,7 +85,14 @@ def omg_create_metric(options):
 
 
 @hookimpl
-def omg_write_results(results, output_dir, output_format):
+def omg_output_formats():
+    return [OutputFormat("mask-png", "a PNG per image, 255 where bright", tasks=(TASK_NAME,))]
+
+
+@hookimpl
+def omg_write_results(task, results, output_dir, output_format):
+    if task.name != TASK_NAME or output_format != "mask-png":
+        return None
     written = []
     for result in results:
         path = Path(output_dir) / (Path(result.source).stem + ".png")

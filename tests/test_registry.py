@@ -76,8 +76,8 @@ def test_unimplemented_builtin_tasks_refuse_plainly() -> None:
         handle.encode_queries(request=None)  # type: ignore[arg-type]
     with pytest.raises(TaskNotImplementedError, match="decoding the model's outputs"):
         handle.decode_outputs(request=None, plan=None, outputs=None)  # type: ignore[arg-type]
-    with pytest.raises(TaskNotImplementedError, match="writing its result files"):
-        handle.write_results([], Path("."))
+    # writing needs no task code: the built-in writers serve the task's result family
+    assert discover_tasks().formats_for(handle.info)[:2] == ["coco-panoptic", "semantic-png"]
 
 
 def test_throwaway_distribution_is_discovered_and_usable(plugin_site: Path) -> None:
@@ -224,14 +224,14 @@ def test_import_failure_location_is_the_innermost_frame_inside_the_plugin_packag
 
 
 def test_plugin_missing_a_required_hook_is_refused(plugin_site: Path) -> None:
-    source = working_plugin_source("partial").replace("@hookimpl\ndef omg_write_results", "def _no_write")
+    source = working_plugin_source("partial").replace("@hookimpl\ndef omg_create_metric", "def _no_metric")
     write_distribution(plugin_site, "omg-partial", "omg_partial", source, {"partial": "omg_partial"})
     registry = discover_quietly()
     (problem,) = registry.problems
     assert problem.kind == "invalid" and isinstance(problem.error, PluginValidationError)
-    assert "does not implement the required hook(s) omg_write_results" in str(problem)
+    assert "does not implement the required hook(s) omg_create_metric" in str(problem)
     assert "partial" not in registry
-    with pytest.raises(TaskUnavailableError, match="its plugin was refused: .*omg_write_results"):
+    with pytest.raises(TaskUnavailableError, match="its plugin was refused: .*omg_create_metric"):
         registry.get("partial")
 
 

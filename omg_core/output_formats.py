@@ -1,0 +1,33 @@
+"""Output formats: the files ``omg run --format`` writes, contributed by any plugin for the results it understands.
+
+Writing is a cross-cutting concern: a plugin that knows how to write, say, panoptic maps as COCO panoptic files
+serves every task whose results are panoptic maps, built-in or third-party, without those tasks knowing it. A plugin
+declares its formats with the ``omg_output_formats`` hook and writes them in its ``omg_write_results`` hook; the first
+plugin whose writer answers (not None) wins, so ``tryfirst=True`` on a hookimpl overrides a built-in writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omg_core.task_info import TaskInfo
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One file format results can be written in.
+
+    name: what ``omg run --format`` and ``TaskInfo.output_formats`` call it ("coco-panoptic", "semantic-png").
+    summary: what gets written, for ``omg tasks --json``.
+    families: the result families (``omg_core.results``) it writes: every task producing one of them can use it.
+    tasks: task names it writes whatever their family (a task's own format for results of no family).
+    """
+
+    name: str
+    summary: str
+    families: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+
+    def writes_for(self, task: TaskInfo) -> bool:
+        """Whether this format can hold ``task``'s results."""
+        return task.name in self.tasks or (task.result_family is not None and task.result_family in self.families)

@@ -1,0 +1,113 @@
+"""Writers are cross-cutting hooks: any plugin writes any task's results of a family it understands, the first answer
+wins, tryfirst overrides the built-in writers, and a plugin with no task of its own can add a format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from plugin_factory import write_distribution
+
+from omg_core.errors import InputError
+from omg_core.registry import discover_tasks
+from omg_core.results import PanopticMap, Segment, SemanticMap
+from omg_core.task_io import TaskResult
+
+VOCABULARY = ("cat", "grass", "sky")
+
+# A plugin with no task: it adds the "semantic-npz" format to every task whose results are semantic maps.
+NPZ_WRITER = '''
+from pathlib import Path
+
+import numpy as np
+
+from omg_core import hookimpl
+from omg_core.output_formats import OutputFormat
+
+
+@hookimpl
+def omg_output_formats():
+    return [OutputFormat("semantic-npz", "class indices as .npz", families=("semantic",))]
+
+
+@hookimpl
+def omg_write_results(task, results, output_dir, output_format):
+    if output_format != "semantic-npz":
+        return None
+    path = Path(output_dir) / "labels.npz"
+    np.savez(path, **{Path(r.source).stem: r.data.labels.numpy() for r in results})
+    return [path]
+'''
+
+# Another writer-only plugin that takes over the built-in semantic-png format with tryfirst.
+PNG_OVERRIDE = '''
+from pathlib import Path
+
+from omg_core import hookimpl
+
+
+@hookimpl(tryfirst=True)
+def omg_write_results(task, results, output_dir, output_format):
+    if output_format != "semantic-png":
+        return None
+    path = Path(output_dir) / "override.txt"
+    path.write_text(task.name)
+    return [path]
+'''
+
+
+def semantic_result(source: str) -> TaskResult:
+    labels = torch.tensor([[0, 1, 2], [-1, 2, 2]])
+    return TaskResult(task="semantic", source=Path(source), data=SemanticMap(labels, VOCABULARY))
+
+
+def test_builtin_writers_serve_every_task_of_their_family(tmp_path: Path) -> None:
+    registry = discover_tasks()
+    assert registry.formats_for(registry.get("semantic").info) == ["semantic-png"]
+    written = registry.get("semantic").write_results([semantic_result("in/a.jpg")], tmp_path)
+    assert written == [tmp_path / "a.png"]
+    assert np.asarray(Image.open(tmp_path / "a.png")).tolist() == [[0, 1, 2], [255, 2, 2]]
+    # panoptic results (ov-seg produces them) as semantic PNGs: each segment painted with its class, void unlabelled
+    segments = (Segment(5, 1, 0.9, False), Segment(9, 0, 0.8, True))
+    panoptic = PanopticMap(torch.tensor([[5, 5, 9], [0, 9, 9]]), segments, VOCABULARY)
+    out = tmp_path / "ov"
+    out.mkdir()
+    registry.get("ov-seg").write_results([TaskResult("ov-seg", Path("b.png"), panoptic)], out, "semantic-png")
+    assert np.asarray(Image.open(out / "b.png")).tolist() == [[1, 1, 0], [255, 0, 0]]
+    registry.get("ov-seg").write_results([TaskResult("ov-seg", Path("b.png"), panoptic)], out, "coco-panoptic")
+    written_json = json.loads((out / "panoptic.json").read_text())
+    assert [s["category_id"] for s in written_json["annotations"][0]["segments_info"]] == [2, 1]
+    assert [c["name"] for c in written_json["categories"]] == list(VOCABULARY)
+
+
+def test_a_plugin_without_a_task_adds_a_format_to_a_builtin_task(plugin_site: Path, tmp_path: Path) -> None:
+    write_distribution(plugin_site, "omg-npz", "omg_npz", NPZ_WRITER, {"npz": "omg_npz"})
+    registry = discover_tasks()
+    assert not registry.problems and "npz" not in registry  # no task added
+    semantic = registry.get("semantic")
+    assert registry.formats_for(semantic.info) == ["semantic-png", "semantic-npz"]
+    assert "semantic-npz" not in registry.formats_for(registry.get("panoptic").info)  # not its family
+    (path,) = semantic.write_results([semantic_result("x/frame.png")], tmp_path, "semantic-npz")
+    assert np.load(path)["frame"].tolist() == [[0, 1, 2], [-1, 2, 2]]
+    with pytest.raises(InputError, match="task 'panoptic' writes coco-panoptic, semantic-png"):
+        registry.get("panoptic").write_results([], tmp_path, "semantic-npz")
+
+
+def test_tryfirst_overrides_a_builtin_writer(plugin_site: Path, tmp_path: Path) -> None:
+    write_distribution(plugin_site, "omg-override", "omg_override", PNG_OVERRIDE, {"override": "omg_override"})
+    registry = discover_tasks()
+    assert registry.get("semantic").write_results([semantic_result("a.png")], tmp_path) == [tmp_path / "override.txt"]
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_a_writer_only_plugin_may_not_implement_task_hooks(plugin_site: Path) -> None:
+    source = NPZ_WRITER + "\n\n@hookimpl\ndef omg_encode_queries(request):\n    return None\n"
+    write_distribution(plugin_site, "omg-half", "omg_half", source, {"half": "omg_half"})
+    registry = discover_tasks()
+    (problem,) = registry.problems
+    assert "implements omg_encode_queries but not omg_task_info" in str(problem)
+    assert "semantic-npz" not in registry.output_formats()
