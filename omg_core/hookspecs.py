@@ -122,8 +122,8 @@ def omg_output_formats() -> list[OutputFormat]:
     writes that task's ``TaskInfo.result_family`` (or names the task). Write the files in
     :func:`omg_write_results`.
 
-    :return: a list of :class:`omg_core.output_formats.OutputFormat`; a name contributed by two plugins with different
-        descriptions is reported as a plugin problem and the second left out.
+    :return: a list of :class:`omg_core.output_formats.OutputFormat`; a name several plugins declare is one format
+        whose families and tasks are the union of theirs.
     """
 
 

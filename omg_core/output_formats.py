@@ -3,7 +3,8 @@
 Writing is a cross-cutting concern: a plugin that knows how to write, say, panoptic maps as COCO panoptic files
 serves every task whose results are panoptic maps, built-in or third-party, without those tasks knowing it. A plugin
 declares its formats with the ``omg_output_formats`` hook and writes them in its ``omg_write_results`` hook; the first
-plugin whose writer answers (not None) wins, so ``tryfirst=True`` on a hookimpl overrides a built-in writer.
+plugin whose writer answers (not None) wins, so ``tryfirst=True`` on a hookimpl overrides a built-in writer. Several
+plugins may declare one format name (each for its own tasks or families): the registry joins their scopes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ class OutputFormat:
     summary: str
     families: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()
+
+    def merged(self, other: OutputFormat) -> OutputFormat:
+        """One format declared by two plugins (each writing ``mask-png`` for its own task, say): their scopes joined."""
+        return OutputFormat(
+            self.name,
+            self.summary,
+            tuple(dict.fromkeys((*self.families, *other.families))),
+            tuple(dict.fromkeys((*self.tasks, *other.tasks))),
+        )
 
     def writes_for(self, task: TaskInfo) -> bool:
         """Whether this format can hold ``task``'s results."""

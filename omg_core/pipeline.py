@@ -101,11 +101,7 @@ def run_task(
             f"task {info.name!r} is registered but not implemented yet: it cannot produce results, so nothing was "
             "run or written. `omg tasks` shows which tasks are ready."
         )
-    output_format = config.task.output_format or info.output_formats[0]
-    if output_format not in info.output_formats:
-        raise InputError(
-            f"--format {output_format!r}: task {info.name!r} writes {', '.join(info.output_formats)}"
-        )
+    output_format = registry.check_format(info, config.task.output_format)
     sources = plan_inputs(config.input, info.modality)
     prompts = read_prompts(config.task.prompts) if config.task.prompts is not None else None
     check_task_inputs(handle, prompts, config.task.vocabulary)

@@ -220,6 +220,23 @@ class TaskRegistry:
         usable = {name for name, output_format in self.output_formats().items() if output_format.writes_for(task)}
         return [*(name for name in task.output_formats if name in usable), *sorted(usable - set(task.output_formats))]
 
+    def check_format(self, task: TaskInfo, output_format: str | None) -> str:
+        """The format to write ``task``'s results in: ``output_format``, or the task's first suggestion.
+
+        Raises:
+          InputError: no installed plugin writes that format for this task (the message lists those that do).
+        """
+        from omg_core.errors import InputError
+
+        chosen = output_format or task.output_formats[0]
+        usable = self.formats_for(task)
+        if chosen not in usable:
+            raise InputError(
+                f"--format {chosen!r}: task {task.name!r} writes {', '.join(usable) or 'no format'}"
+                + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")
+            )
+        return chosen
+
     def write_results(
         self, handle: TaskHandle, results: list[TaskResult], output_dir: Path, output_format: str | None = None
     ) -> list[Path]:
@@ -229,15 +246,7 @@ class TaskRegistry:
           InputError: the format cannot hold this task's results (the message lists those that can).
           PluginValidationError: no plugin wrote the format, or a writer returned something else than a list of paths.
         """
-        from omg_core.errors import InputError
-
-        chosen = output_format or handle.info.output_formats[0]
-        usable = self.formats_for(handle.info)
-        if chosen not in usable:
-            raise InputError(
-                f"--format {chosen!r}: task {handle.name!r} writes {', '.join(usable) or 'no format'}"
-                + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")
-            )
+        chosen = self.check_format(handle.info, output_format)
         caller = self._cross_cutting("omg_write_results")
         try:
             written = caller(task=handle.info, results=list(results), output_dir=Path(output_dir), output_format=chosen)
@@ -301,6 +310,9 @@ class TaskRegistry:
                 held = collected.get(value.name)
                 if held is None or held[0] == value:
                     collected.setdefault(value.name, (value, origin))
+                    continue
+                if hasattr(held[0], "merged"):  # output formats: one name, scopes from several plugins
+                    collected[value.name] = (held[0].merged(value), held[1])
                     continue
                 error = PluginValidationError(
                     f"{expected.__name__} {value.name!r} is contributed by {held[1].describe()} and by "
