@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from omg_core.task_info import Modality, TaskOptions
+
+if TYPE_CHECKING:  # only annotations: plugins import these types at discovery, which must not load torch
+    import torch
 
 
 @dataclass

@@ -16,6 +16,10 @@ from plugin_factory import line_of, raising_plugin_source, working_plugin_source
 
 from omg_core import __version__
 from omg_core.cli import EXIT_NOT_IMPLEMENTED, EXIT_USER_ERROR, main
+from omg_core.registry import discover_tasks
+
+# Every task installed here: the ten built-ins and the plugins/ distributions (omg-salient) when installed.
+INSTALLED = len(discover_tasks())
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -34,7 +38,7 @@ def test_tasks_table_lists_the_ten_tasks_with_their_columns() -> None:
     for name in ("semantic", "instance", "panoptic", "interactive", "video-semantic", "video-instance",
                  "video-panoptic", "ov-seg", "ov-interactive", "ov-vis"):
         assert name in output
-    assert "OMG tasks (10)" in output and "omg-seg 0.1.0" in output and "not implemented" in output
+    assert f"OMG tasks ({INSTALLED})" in output and "omg-seg 0.1.0" in output and "not implemented" in output
 
 
 def test_tasks_json_is_machine_readable() -> None:
@@ -42,7 +46,8 @@ def test_tasks_json_is_machine_readable() -> None:
     assert code == 0
     payload = json.loads(output)
     by_name = {task["name"]: task for task in payload["tasks"]}
-    assert len(by_name) == 10 and payload["problems"] == []
+    assert len(by_name) == INSTALLED and payload["problems"] == []
+    assert sum(task["distribution"] == "omg-seg" for task in payload["tasks"]) == 10
     assert by_name["ov-vis"]["modality"] == "video" and by_name["ov-vis"]["vocabulary"] == "open"
     assert by_name["interactive"]["prompt_kinds"] == ["points", "boxes"]
     assert by_name["semantic"]["distribution"] == "omg-seg" and by_name["semantic"]["version"] == __version__
@@ -57,7 +62,7 @@ def test_console_script_lists_a_throwaway_plugin_distribution_installed_beside_i
     )
     tasks = {task["name"]: task for task in json.loads(completed.stdout)["tasks"]}
     assert tasks["bright"]["distribution"] == "omg-bright" and tasks["bright"]["aliases"] == ["br"]
-    assert len(tasks) == 11
+    assert len(tasks) == INSTALLED + 1
     threshold = tasks["bright"]["options"]["threshold"]
     assert threshold["default"] == 0.0 and threshold["type"] == "number" and "bright" in threshold["description"]
 
@@ -207,7 +212,7 @@ def colliding_plugins(plugin_site: Path) -> Path:
 def test_tasks_lists_everything_else_when_two_plugins_claim_one_alias(colliding_plugins: Path) -> None:
     code, output = invoke("tasks")
     assert code == 0
-    assert "OMG tasks (11)" in output and "bright" in output and "semantic" in output
+    assert f"OMG tasks ({INSTALLED + 1})" in output and "bright" in output and "semantic" in output
     assert output.count("'dup' is claimed twice") == 1
     assert "plugin conflict: task name 'dup' is claimed twice" in output
     assert "omg-first 0.1.0" in output and "omg-second 0.1.0" in output
@@ -251,7 +256,7 @@ def test_import_failure_is_reported_once_with_the_plugin_file_and_line(tmp_path:
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     completed = subprocess.run([sys.executable, "-m", "omg_core.cli", "tasks"], env=env, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
-    assert "OMG tasks (10)" in completed.stdout
+    assert f"OMG tasks ({INSTALLED})" in completed.stdout
     assert completed.stderr.count("not_a_module_anywhere") == 1, completed.stderr
     assert "Warning" not in completed.stderr and "registry.py" not in completed.stderr
     assert "plugin failed: task plugin entry point 'broken = omg_broken' (distribution omg-broken 0.1.0)" in completed.stderr
@@ -278,18 +283,18 @@ def test_hook_raising_input_error_is_one_line_and_exit_2(
     import omg_core.model.predictor
 
     monkeypatch.setattr(omg_core.model.predictor, "build_predictor", fake_predictor)
-    source = raising_plugin_source("salient", "omg_decode_outputs", 'raise InputError("salient needs a colour image")')
-    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    source = raising_plugin_source("glow", "omg_decode_outputs", 'raise InputError("glow needs a colour image")')
+    write_distribution(plugin_site, "omg-glow", "omg_glow", source, {"glow": "omg_glow"})
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
-    result = CliRunner().invoke(main, ["run", "--task", "salient", "--input", str(image), "--output", str(tmp_path / "o")])
+    result = CliRunner().invoke(main, ["run", "--task", "glow", "--input", str(image), "--output", str(tmp_path / "o")])
     assert result.exit_code == EXIT_USER_ERROR
-    assert result.output.strip() == "error: salient needs a colour image"
+    assert result.output.strip() == "error: glow needs a colour image"
 
 
 def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hook(tmp_path: Path) -> None:
-    source = raising_plugin_source("salient", "omg_decode_outputs", 'raise ValueError("threshold must be positive")')
-    write_distribution(tmp_path, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    source = raising_plugin_source("glow", "omg_decode_outputs", 'raise ValueError("threshold must be positive")')
+    write_distribution(tmp_path, "omg-glow", "omg_glow", source, {"glow": "omg_glow"})
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     script = (
@@ -299,22 +304,22 @@ def test_hook_raising_value_error_shows_a_traceback_ending_with_the_task_and_hoo
         "from omg_core.cli import main\n"
         "main(sys.argv[1:], prog_name='omg')\n"
     )
-    argv = ["run", "--task", "salient", "--input", str(image), "--output", str(tmp_path / "o")]
+    argv = ["run", "--task", "glow", "--input", str(image), "--output", str(tmp_path / "o")]
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     completed = subprocess.run([sys.executable, "-c", script, *argv], env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 1
     stderr = completed.stderr
     assert "Traceback (most recent call last)" in stderr
     line = line_of(source, "threshold must be positive")
-    assert f'omg_salient/__init__.py", line {line}, in omg_decode_outputs' in stderr  # the plugin's own frame
+    assert f'omg_glow/__init__.py", line {line}, in omg_decode_outputs' in stderr  # the plugin's own frame
     assert "ValueError: threshold must be positive\n" in stderr
     assert "The above exception was the direct cause of the following exception" in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "omg_common.errors.PluginHookError: task 'salient' hook omg_decode_outputs raised ValueError: "
+        "omg_common.errors.PluginHookError: task 'glow' hook omg_decode_outputs raised ValueError: "
         "threshold must be positive"
     ), last
-    assert f"(at {tmp_path / 'omg_salient' / '__init__.py'}:{line})" in last
+    assert f"(at {tmp_path / 'omg_glow' / '__init__.py'}:{line})" in last
 
 
 def test_doctor_lists_every_fused_extension_and_builds_nothing(tmp_path: Path) -> None:

@@ -32,15 +32,19 @@ BUILTIN = {
     "ov-interactive": (),
     "ov-vis": (),
 }
+# Task plugins installed beside the core (plugins/omg-salient in CI): every discovery finds them too.
+INSTALLED = {h.name: h.info.aliases for h in discover_tasks() if h.origin.distribution != "omg-seg"}
+EVERY = {**BUILTIN, **INSTALLED}
 
 
 def test_the_ten_builtin_tasks_are_discovered_through_entry_points() -> None:
     registry = discover_tasks()
-    assert {handle.name: handle.info.aliases for handle in registry} == BUILTIN
+    assert {handle.name: handle.info.aliases for handle in registry} == EVERY
     assert registry.problems == []
     for handle in registry:
-        assert handle.origin.distribution == "omg-seg"
-        assert handle.origin.entry_point.startswith(f"{handle.name} = omg_tasks.")
+        if handle.name in BUILTIN:
+            assert handle.origin.distribution == "omg-seg"
+            assert handle.origin.entry_point.startswith(f"{handle.name} = omg_tasks.")
 
 
 def test_lookup_by_alias_and_canonical_name_gives_the_same_task() -> None:
@@ -88,7 +92,7 @@ def test_throwaway_distribution_is_discovered_and_usable(plugin_site: Path) -> N
     handle = registry.get("br")
     assert handle.name == "bright"
     assert (handle.origin.distribution, handle.origin.version) == ("omg-bright", "0.1.0")
-    assert len(registry) == len(BUILTIN) + 1
+    assert len(registry) == len(EVERY) + 1
     metric = handle.create_metric({})
     import torch
 
@@ -110,7 +114,7 @@ def write_first_and_second(plugin_site: Path) -> None:
 def test_two_distributions_claiming_one_alias_are_both_left_out_and_the_rest_works(plugin_site: Path) -> None:
     write_first_and_second(plugin_site)
     registry = discover_quietly()
-    assert {handle.name for handle in registry} == set(BUILTIN)
+    assert {handle.name for handle in registry} == set(EVERY)
     (problem,) = registry.problems
     assert problem.kind == "collision" and isinstance(problem.error, DuplicateTaskError)
     assert [origin.distribution for origin in problem.claimants] == ["omg-first", "omg-second"]
@@ -135,7 +139,7 @@ def test_blocking_one_claimant_gives_the_name_to_the_other(plugin_site: Path) ->
 def test_plugin_claiming_a_builtin_name_leaves_both_out(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-fake", "omg_fake", working_plugin_source("semantic"), {"fake": "omg_fake"})
     registry = discover_quietly()
-    assert {handle.name for handle in registry} == set(BUILTIN) - {"semantic"}
+    assert {handle.name for handle in registry} == set(EVERY) - {"semantic"}
     (problem,) = registry.problems
     assert "'semantic' is claimed twice" in str(problem)
     assert "omg-seg 0.1.0" in str(problem) and "omg-fake 0.1.0" in str(problem)
@@ -172,7 +176,7 @@ def test_three_claimants_and_several_names_are_one_problem(plugin_site: Path) ->
     (problem,) = registry.problems
     assert "task names 'shared', 'common' are claimed 3 times" in str(problem)
     assert problem.fixes == ("-p no:alpha", "-p no:beta", "-p no:gamma")
-    assert len(registry) == len(BUILTIN)
+    assert len(registry) == len(EVERY)
 
 
 def test_register_in_code_still_refuses_a_taken_name() -> None:
@@ -196,7 +200,7 @@ BROKEN_SOURCE = "import os\n\nimport not_a_module_anywhere\n"
 def test_plugin_that_fails_to_import_is_reported_once_with_its_file_and_line(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-broken", "omg_broken", BROKEN_SOURCE, {"broken": "omg_broken"})
     registry = discover_quietly()
-    assert len(registry) == len(BUILTIN)
+    assert len(registry) == len(EVERY)
     (problem,) = registry.problems
     assert problem.kind == "import" and isinstance(problem.error, PluginLoadError)
     message = str(problem)
@@ -311,25 +315,25 @@ def test_explicit_plugin_that_cannot_load_is_an_error() -> None:
 
 def test_blocking_a_builtin_task() -> None:
     registry = discover_tasks(plugins=["no:ov-vis"])
-    assert "ov-vis" not in registry and len(registry) == len(BUILTIN) - 1
+    assert "ov-vis" not in registry and len(registry) == len(EVERY) - 1
 
 
 def test_hook_raising_an_omg_error_passes_through_unchanged(plugin_site: Path) -> None:
-    source = raising_plugin_source("salient", "omg_encode_queries", 'raise InputError("salient needs RGB")')
-    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
-    with pytest.raises(InputError, match="^salient needs RGB$"):
-        discover_quietly().get("salient").encode_queries(request=None)  # type: ignore[arg-type]
+    source = raising_plugin_source("glow", "omg_encode_queries", 'raise InputError("glow needs RGB")')
+    write_distribution(plugin_site, "omg-glow", "omg_glow", source, {"glow": "omg_glow"})
+    with pytest.raises(InputError, match="^glow needs RGB$"):
+        discover_quietly().get("glow").encode_queries(request=None)  # type: ignore[arg-type]
 
 
 def test_hook_raising_any_other_exception_names_the_task_and_the_hook(plugin_site: Path) -> None:
-    source = raising_plugin_source("salient", "omg_create_metric", 'raise ValueError("threshold must be positive")')
-    write_distribution(plugin_site, "omg-salient", "omg_salient", source, {"salient": "omg_salient"})
+    source = raising_plugin_source("glow", "omg_create_metric", 'raise ValueError("threshold must be positive")')
+    write_distribution(plugin_site, "omg-glow", "omg_glow", source, {"glow": "omg_glow"})
     with pytest.raises(PluginHookError) as raised:
-        discover_quietly().get("salient").create_metric({})
+        discover_quietly().get("glow").create_metric({})
     error = raised.value
-    assert (error.task, error.hook) == ("salient", "omg_create_metric")
+    assert (error.task, error.hook) == ("glow", "omg_create_metric")
     assert isinstance(error.__cause__, ValueError)
-    assert str(error).startswith("task 'salient' hook omg_create_metric raised ValueError: threshold must be positive")
+    assert str(error).startswith("task 'glow' hook omg_create_metric raised ValueError: threshold must be positive")
     line = line_of(source, "threshold must be positive")
-    assert f"(at {plugin_site / 'omg_salient' / '__init__.py'}:{line})" in str(error)
-    assert "omg-salient 0.1.0" in str(error)
+    assert f"(at {plugin_site / 'omg_glow' / '__init__.py'}:{line})" in str(error)
+    assert "omg-glow 0.1.0" in str(error)
