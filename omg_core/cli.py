@@ -64,10 +64,10 @@ class OMGGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TaskNotImplementedError as exc:
-            stderr.print(f"[bold red]not implemented:[/] {exc}", highlight=False)
+            stderr.print(f"[bold red]not implemented:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_NOT_IMPLEMENTED)
         except OMGError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+            stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(EXIT_USER_ERROR)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -213,4 +214,4 @@ def _warn_anomalies(name: str, anomalies: AnomalyLog) -> None:
         merged.merge(kinds)
     if is_main_process():
         for line in merged.lines(name):
-            stderr.print(f"[bold yellow]warning:[/] {line}", highlight=False)
+            stderr.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False)

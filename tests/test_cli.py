@@ -344,3 +344,11 @@ def test_doctor_lists_every_fused_extension_and_builds_nothing(tmp_path: Path) -
     table = subprocess.run([*run], env={**env, "COLUMNS": "200"}, capture_output=True, text=True, check=True).stdout
     assert all(name in table for name in names) and "OMG_EVAL_BACKEND=torch" in table
     assert not root.exists()  # nothing built, not even a directory made
+
+
+def test_error_messages_are_printed_literally_even_with_brackets(tmp_path: Path) -> None:
+    """A path or value holding rich markup ('[/x]', '[bold]') reaches the user as written, not eaten as styling."""
+    weird = tmp_path / "[bold]results[/x].json"
+    weird.write_text("{not json")
+    code, output = invoke("eval", "--task", "interactive", "--predictions", str(weird))
+    assert code == EXIT_USER_ERROR and "[bold]results[/x].json" in output and "not valid JSON" in output
