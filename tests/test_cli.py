@@ -348,7 +348,7 @@ def test_doctor_lists_every_fused_extension_and_builds_nothing(tmp_path: Path) -
 
 def test_error_messages_are_printed_literally_even_with_brackets(tmp_path: Path) -> None:
     """A path or value holding rich markup ('[/x]', '[bold]') reaches the user as written, not eaten as styling."""
-    weird = tmp_path / "[bold]results[/x].json"
+    weird = tmp_path / "[bold]results[red].json"
     weird.write_text("{not json")
     code, output = invoke("eval", "--task", "interactive", "--predictions", str(weird))
-    assert code == EXIT_USER_ERROR and "[bold]results[/x].json" in output and "not valid JSON" in output
+    assert code == EXIT_USER_ERROR and "[bold]results[red].json" in output and "not valid JSON" in output
