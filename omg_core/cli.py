@@ -170,6 +170,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--prompts", type=click.Path(path_type=Path), help="JSON file of point/box prompts (interactive tasks)")
 @click.option("--format", "output_format", help="output format (default: the task's first)")
 @click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
+@click.option("--overlays", is_flag=True, default=None, help="also draw each result over its input in OUTPUT/overlays")
 @click.option(
     "--option",
     "task_options",
@@ -199,6 +200,7 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         "task.prompts": _absolute(options["prompts"]),
         "task.output_format": options["output_format"],
         "overwrite": options["overwrite"],
+        "overlays": options["overlays"],
     }
     merged = merge_overrides(data, overrides)
     if options["task_options"]:
@@ -225,6 +227,14 @@ def run_command(ctx: click.Context, **options: Any) -> None:
             options_source=" and ".join(origins) or "task options",
         )
     click.echo(f"{summary.task}: {summary.num_samples} sample(s), wrote {len(summary.written)} file(s) to {config.output}")
+    if config.overlays:
+        click.echo(f"{len(summary.overlays)} overlay picture(s) in {config.output / 'overlays'}")
+        if summary.samples_without_overlay:
+            stderr.print(
+                f"[bold yellow]warning:[/] no installed plugin draws {escape(summary.task)}'s results: "
+                f"{summary.samples_without_overlay} sample(s) have no overlay",
+                highlight=False,
+            )
 
 
 def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class RunConfig(BaseModel):
     input: Path = Field(description="an image, a folder of images, a folder of frames, or a video file")
     output: Path = Field(description="directory for result files (created if missing)")
     overwrite: bool = Field(default=False, description="allow writing into a non-empty output directory")
+    overlays: bool = Field(default=False, description="also draw each result over its input in <output>/overlays")
 
 
 #: Path fields of RunConfig, as dotted keys; relative values in a file are relative to that file's folder.

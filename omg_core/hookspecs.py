@@ -1,15 +1,15 @@
 """The task extension API of OMG: the hooks a task plugin implements.
 
-A task plugin is a module (or object) registered under the entry-point group ``omg.tasks``. It implements these hooks
-with the :data:`hookimpl` marker. The core calls each hook on one task at a time (the plugin that owns the task),
-so every hook here returns that task's single answer (``firstresult``).
+A plugin is a module (or object) registered under the entry-point group ``omg.tasks``; it implements these hooks with
+the :data:`hookimpl` marker. A task plugin's own hooks answer for its task alone; the cross-cutting ones below answer
+for any task.
 
-The hooks in :data:`REQUIRED_HOOKS` are required of a task plugin and called on the task's own plugin only. The others
-(:func:`omg_output_formats`, :func:`omg_write_results`, :func:`omg_file_evaluators`) are cross-cutting: any plugin may
-implement them, including a plugin with no task of its own (one that only adds an output format, say), and they are
-called on every plugin. The registry refuses a plugin that misses a required hook, names a parameter a spec
-does not have, or returns the wrong type from :func:`omg_task_info`. A hook implementation may accept any subset of the parameters
-documented for its spec (pluggy passes only the ones it names).
+The hooks in :data:`REQUIRED_HOOKS` are required of a task plugin and called on the task's own plugin only. The
+others (:func:`omg_output_formats`, :func:`omg_write_results`, :func:`omg_render_overlay`, :func:`omg_file_evaluators`)
+are cross-cutting: any plugin may implement them, including a plugin with no task of its own (one that only adds an
+output format, say), and they are called on every plugin. The registry refuses a plugin that misses a required hook,
+names a parameter a spec does not have, or returns the wrong type from :func:`omg_task_info`. A hook implementation
+may accept any subset of the parameters documented for its spec (pluggy passes only the ones it names).
 
 Example (a whole plugin module)::
 
@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import torch
+
     from omg_core.file_evaluators import FileEvaluator
     from omg_core.model.outputs import OMGOutputs
     from omg_core.output_formats import OutputFormat
@@ -143,6 +145,22 @@ def omg_write_results(
     :param output_dir: an existing, writable directory.
     :param output_format: the format asked for, one that some plugin's :func:`omg_output_formats` declares for the task.
     :return: the paths written, or None to pass.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_render_overlay(task: TaskInfo, result: TaskResult, pixels: torch.Tensor, output_dir: Path) -> list[Path] | None:
+    """Draw one sample's result over its input, for a person to look at (optional; any plugin, with or without a task).
+
+    Called by ``omg run --overlays`` once per sample, right after decoding, on every plugin in pluggy's order
+    (``tryfirst`` / ``trylast`` honoured); the first answer that is not None wins. Return None for results you do not
+    draw. The built-in overlays (``omg_tasks/_overlays.py``) draw every result family of :mod:`omg_core.results`.
+
+    :param task: the task that produced the result (``task.result_family`` says which class ``result.data`` is).
+    :param result: the decoded result; ``result.source`` names the input, for naming the picture.
+    :param pixels: the input as the task saw it: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video.
+    :param output_dir: an existing, writable directory for the pictures.
+    :return: the pictures written, or None to pass.
     """
 
 

@@ -26,6 +26,9 @@ class RunSummary:
     task: str
     num_samples: int
     written: tuple[Path, ...]
+    overlays: tuple[Path, ...] = ()
+    #: samples no installed plugin drew an overlay for (``--overlays``), so the user can be told
+    samples_without_overlay: int = 0
 
 
 def default_predictor_factory(model_config: RunModelConfig) -> Predictor:
@@ -109,6 +112,11 @@ def run_task(
     prepare_output_dir(config.output, config.overwrite)
     predictor = predictor_factory(config.model)
     results: list[TaskResult] = []
+    overlays: list[Path] = []
+    samples_without_overlay = 0
+    overlay_dir = config.output / "overlays"
+    if config.overlays:
+        overlay_dir.mkdir(exist_ok=True)
     for index, source in enumerate(sources):
         request = TaskRequest(
             task=info.name,
@@ -121,8 +129,19 @@ def run_task(
         )
         plan = handle.encode_queries(request)
         outputs = predictor(request, plan)
-        results.append(handle.decode_outputs(request, plan, outputs))
+        result = handle.decode_outputs(request, plan, outputs)
+        results.append(result)
+        if config.overlays:  # drawn now, while the sample's pixels are in memory
+            drawn = registry.render_overlay(handle, result, request.pixels, overlay_dir)
+            overlays.extend(drawn)
+            samples_without_overlay += not drawn
         if on_sample is not None:
             on_sample(index + 1, len(sources))
     written = handle.write_results(results, config.output, output_format)
-    return RunSummary(task=info.name, num_samples=len(results), written=tuple(written))
+    return RunSummary(
+        task=info.name,
+        num_samples=len(results),
+        written=tuple(written),
+        overlays=tuple(overlays),
+        samples_without_overlay=samples_without_overlay,
+    )

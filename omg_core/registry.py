@@ -270,6 +270,22 @@ class TaskRegistry:
             )
         return [Path(path) for path in written]
 
+    def render_overlay(self, handle: TaskHandle, result: TaskResult, pixels: Any, output_dir: Path) -> list[Path]:
+        """The pictures of ``result`` drawn over ``pixels`` by the first plugin whose ``omg_render_overlay`` answers;
+        an empty list when no installed plugin draws this task's results."""
+        caller = self._cross_cutting("omg_render_overlay")
+        try:
+            drawn = caller(task=handle.info, result=result, pixels=pixels, output_dir=Path(output_dir))
+        except OMGError:
+            raise
+        except Exception as exc:
+            raise PluginHookError(
+                f"task {handle.name!r}: drawing an overlay raised {type(exc).__name__}: {exc}",
+                task=handle.name,
+                hook="omg_render_overlay",
+            ) from exc
+        return [Path(path) for path in drawn or []]
+
     def _cross_cutting(self, hook_name: str) -> Any:
         """A caller of ``hook_name`` on every plugin in use (task plugins left out by a collision do not take part)."""
         in_use = {id(handle.plugin) for handle in self._handles.values()}

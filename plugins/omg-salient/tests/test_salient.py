@@ -53,11 +53,16 @@ def test_salient_is_discovered_with_its_options_and_the_builtin_format_and_evalu
 
 def test_salient_runs_end_to_end_and_writes_a_binary_png(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((24, 40, 3), np.uint8)).save(tmp_path / "photo.png")
-    config = RunConfig(task=TaskConfig(name="salient"), input=tmp_path / "photo.png", output=tmp_path / "out")
+    config = RunConfig(task=TaskConfig(name="salient"), input=tmp_path / "photo.png", output=tmp_path / "out",
+                       overlays=True)
     summary = run_task(config, discover_tasks(), stand_in_model)
     assert summary.written == (tmp_path / "out" / "photo.png",)
     written = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
     assert written[:, :20].min() == 1 and written[:, 20:].max() == 0  # the confident object's left half only
+    # the built-in overlay draws it too: both classes tinted, each in its own colour
+    assert summary.overlays == (tmp_path / "out" / "overlays" / "photo.png",)
+    overlay = np.asarray(Image.open(summary.overlays[0])).astype(int)
+    assert (overlay[10, 5] != overlay[10, 30]).any()
 
 
 def test_bad_options_are_refused_before_the_model_is_built(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""Overlays are a cross-cutting hook: the built-in plugin draws every result family over its input, a plugin's
+tryfirst overlay replaces it, and `omg run --overlays` says when no plugin draws a task's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from plugin_factory import working_plugin_source, write_distribution
+
+from omg_core.config import RunConfig, TaskConfig
+from omg_core.pipeline import run_task
+from omg_core.registry import discover_tasks
+from omg_core.results import IGNORE_LABEL, Instances, SemanticMap, Tracks
+from omg_core.task_io import TaskResult
+from omg_tasks._overlays import TINT, colour
+
+VOCABULARY = ("cat", "grass")
+GREY = 100
+
+
+def grey(height: int = 8, width: int = 10, frames: int | None = None) -> torch.Tensor:
+    shape = (3, height, width) if frames is None else (frames, 3, height, width)
+    return torch.full(shape, GREY, dtype=torch.uint8)
+
+
+def test_semantic_overlay_tints_each_class_and_leaves_unlabelled_pixels(tmp_path: Path) -> None:
+    labels = torch.full((8, 10), IGNORE_LABEL)
+    labels[2:6, 2:8] = 1
+    registry = discover_tasks()
+    result = TaskResult("semantic", Path("in/photo.jpg"), SemanticMap(labels, VOCABULARY))
+    (path,) = registry.render_overlay(registry.get("semantic"), result, grey(), tmp_path)
+    assert path == tmp_path / "photo.png"
+    picture = np.asarray(Image.open(path)).astype(int)
+    expected = np.round((1 - TINT) * GREY + TINT * np.asarray(colour(1)))
+    assert np.array_equal(picture[3, 4], expected)  # inside, away from the outline
+    assert np.array_equal(picture[2, 4], colour(1))  # the region's outline
+    assert (picture[0] == GREY).all() and (picture[7] == GREY).all()  # unlabelled: untouched
+
+
+def test_instance_and_track_overlays_draw_each_object(tmp_path: Path) -> None:
+    masks = torch.zeros(2, 8, 10, dtype=torch.bool)
+    masks[0, 1:4, 1:4] = masks[1, 5:8, 6:10] = True
+    instances = Instances(masks, torch.tensor([0.9, 0.4]), torch.tensor([0, 1]), VOCABULARY)
+    registry = discover_tasks()
+    (path,) = registry.render_overlay(registry.get("instance"), TaskResult("instance", None, instances), grey(), tmp_path)
+    picture = np.asarray(Image.open(path))
+    assert tuple(picture[2, 2]) != (GREY,) * 3 and tuple(picture[6, 8]) != tuple(picture[2, 2])  # two colours
+    tracks = Tracks(masks[:, None].repeat(1, 3, 1, 1), torch.tensor([0.9, 0.4]), torch.tensor([0, 1]), VOCABULARY)
+    drawn = registry.render_overlay(registry.get("video-instance"), TaskResult("video-instance", Path("clip"), tracks),
+                                    grey(frames=3), tmp_path)
+    assert drawn == [tmp_path / "clip" / f"{t:05d}.png" for t in range(3)]
+
+
+OVERRIDE = '''
+from pathlib import Path
+
+from omg_core import hookimpl
+
+
+@hookimpl(tryfirst=True)
+def omg_render_overlay(task, result, pixels, output_dir):
+    path = Path(output_dir) / "mine.txt"
+    path.write_text(task.name)
+    return [path]
+'''
+
+
+def test_a_plugin_overlay_with_tryfirst_replaces_the_builtin(plugin_site: Path, tmp_path: Path) -> None:
+    write_distribution(plugin_site, "omg-mine", "omg_mine", OVERRIDE, {"mine": "omg_mine"})
+    registry = discover_tasks()
+    result = TaskResult("semantic", None, SemanticMap(torch.zeros(8, 10, dtype=torch.int64), VOCABULARY))
+    assert registry.render_overlay(registry.get("semantic"), result, grey(), tmp_path) == [tmp_path / "mine.txt"]
+
+
+def test_run_counts_samples_no_plugin_draws(plugin_site: Path, tmp_path: Path) -> None:
+    write_distribution(plugin_site, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    config = RunConfig(task=TaskConfig(name="bright"), input=tmp_path / "a.png", output=tmp_path / "out", overlays=True)
+    summary = run_task(config, discover_tasks(), lambda _: lambda request, plan: request.pixels.float().mean(0))
+    assert summary.overlays == () and summary.samples_without_overlay == 1  # its results are no result family
