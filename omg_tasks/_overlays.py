@@ -96,9 +96,10 @@ def _draw(data: object, image: torch.Tensor, frame: int | None) -> object:  # ->
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
-    """The pixels of ``mask`` with a 4-neighbour outside it: its one-pixel border, as uint8 0/1."""
+    """The pixels of ``mask`` with a 4-neighbour outside it: its one-pixel border, as uint8 0/1 (the image's own edge
+    is no border: a region reaching it is not outlined there)."""
     import numpy as np
 
-    padded = np.pad(mask, 1)
+    padded = np.pad(mask, 1, mode="edge")
     inner = padded[1:-1, :-2] & padded[1:-1, 2:] & padded[:-2, 1:-1] & padded[2:, 1:-1]
     return (mask & ~inner).astype(np.uint8)
