@@ -163,9 +163,30 @@ class TaskHandle:
         return self._call("omg_decode_outputs", TaskResult, request=request, plan=plan, outputs=outputs)
 
     def create_metric(self, options: dict[str, Any] | None = None) -> Any:
+        """The task's metric. Its first ``compute`` checks that every figure ``TaskInfo.metrics`` names is there (a
+        metric reporting other names than its task advertises is a plugin bug, named with the figures it gave)."""
         from omg_eval.metric import Metric
 
-        return self._call("omg_create_metric", Metric, options=dict(options or {}))
+        metric = self._call("omg_create_metric", Metric, options=dict(options or {}))
+        compute, promised, owner = metric.compute, self.info.metrics, f"task {self.name!r} ({self.origin.describe()})"
+
+        def compute_checked() -> dict[str, Any]:
+            from omg_eval.figures import headline_figure
+
+            figures = compute()
+            for name in promised:
+                try:
+                    headline_figure(figures, name)
+                except KeyError as exc:
+                    raise PluginValidationError(
+                        f"{owner}: its TaskInfo.metrics names {name!r}, but its metric does not report it "
+                        f"({exc.args[0]}); rename the figure or fix TaskInfo.metrics"
+                    ) from None
+            metric.compute = compute  # checked once; later computes run as written
+            return figures
+
+        metric.compute = compute_checked
+        return metric
 
     def write_results(self, results: list[TaskResult], output_dir: Path, output_format: str | None = None) -> list[Path]:
         """Write results in ``output_format`` (default: the task's first) through whichever plugin writes it."""

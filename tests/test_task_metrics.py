@@ -9,6 +9,7 @@ import torch
 
 from omg_core.errors import ConfigError
 from omg_core.registry import discover_tasks
+from omg_eval.figures import headline_figure
 from omg_eval.metric import Metric
 
 PANOPTIC_CATEGORIES = [{"id": 1, "name": "red star", "isthing": 1}, {"id": 2, "name": "grass", "isthing": 0}]
@@ -41,14 +42,6 @@ def feed(task: str, metric: Metric) -> None:
         metric.update(ids, ids.clone())
 
 
-def headline(figures: dict[str, Any], name: str) -> Any:
-    """A TaskInfo figure name in a metric's output: flat keys (any case) or panopticapi's nested All.pq."""
-    by_lower = {key.lower(): value for key, value in figures.items()}
-    if name.lower() in by_lower:
-        return by_lower[name.lower()]
-    return figures["All"][name.lower()]
-
-
 @pytest.mark.parametrize("task", sorted(OPTIONS))
 def test_builtin_task_metric_reports_its_named_figures(task: str) -> None:
     handle = discover_tasks().get(task)
@@ -57,7 +50,7 @@ def test_builtin_task_metric_reports_its_named_figures(task: str) -> None:
     feed(task, metric)
     figures = metric.compute()
     for name in handle.info.metrics:
-        value = headline(figures, name)
+        value = headline_figure(figures, name)
         assert isinstance(value, (int, float)), f"{task}: {name} is {value!r}"
 
 
@@ -69,10 +62,23 @@ def test_fed_metrics_give_the_expected_values() -> None:
     assert semantic.compute()["mIoU"] == pytest.approx((1 / 1 + 1 / 2 + 2 / 3) / 3)
     panoptic = registry.get("vps").create_metric(OPTIONS["video-panoptic"])
     feed("video-panoptic", panoptic)
-    assert headline(panoptic.compute(), "VPQ") == pytest.approx(1.0)
-    assert headline(panoptic.compute(), "STQ") == pytest.approx(1.0)
+    assert headline_figure(panoptic.compute(), "VPQ") == pytest.approx(1.0)
+    assert headline_figure(panoptic.compute(), "STQ") == pytest.approx(1.0)
 
 
 def test_metric_options_that_do_not_fit_are_named() -> None:
     with pytest.raises(ConfigError, match=r"task 'semantic': metric options \['classes'\].*it takes: num_classes"):
         discover_tasks().get("semantic").create_metric({"classes": 3})
+
+
+def test_a_metric_that_does_not_report_what_its_task_names_is_a_plugin_error(plugin_site) -> None:
+    from plugin_factory import working_plugin_source, write_distribution
+
+    from omg_core.errors import PluginValidationError
+
+    source = working_plugin_source("bright").replace('metrics=("IoU",)', 'metrics=("IoU", "Dice")')
+    write_distribution(plugin_site, "omg-bright", "omg_bright", source, {"bright": "omg_bright"})
+    metric = discover_tasks().get("bright").create_metric({})
+    metric.update(torch.ones(2, 2, dtype=torch.bool), torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(PluginValidationError, match="names 'Dice', but its metric does not report it .*among IoU"):
+        metric.compute()
