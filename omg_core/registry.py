@@ -268,17 +268,10 @@ class TaskRegistry:
           PluginValidationError: no plugin wrote the format, or a writer returned something else than a list of paths.
         """
         chosen = self.check_format(handle.info, output_format)
-        caller = self._cross_cutting("omg_write_results")
-        try:
-            written = caller(task=handle.info, results=list(results), output_dir=Path(output_dir), output_format=chosen)
-        except OMGError:
-            raise
-        except Exception as exc:
-            raise PluginHookError(
-                f"task {handle.name!r}: writing format {chosen!r} raised {type(exc).__name__}: {exc}",
-                task=handle.name,
-                hook="omg_write_results",
-            ) from exc
+        written = self._call_cross_cutting(
+            "omg_write_results", handle, f"writing format {chosen!r}", results=list(results),
+            output_dir=Path(output_dir), output_format=chosen,
+        )
         if written is None:
             declared_by = self._contributions["omg_output_formats"][0][chosen][1].describe()
             raise PluginValidationError(
@@ -294,18 +287,22 @@ class TaskRegistry:
     def render_overlay(self, handle: TaskHandle, result: TaskResult, pixels: Any, output_dir: Path) -> list[Path]:
         """The pictures of ``result`` drawn over ``pixels`` by the first plugin whose ``omg_render_overlay`` answers;
         an empty list when no installed plugin draws this task's results."""
-        caller = self._cross_cutting("omg_render_overlay")
+        drawn = self._call_cross_cutting(
+            "omg_render_overlay", handle, "drawing an overlay", result=result, pixels=pixels, output_dir=Path(output_dir)
+        )
+        return [Path(path) for path in drawn or []]
+
+    def _call_cross_cutting(self, hook_name: str, handle: TaskHandle, doing: str, **kwargs: Any) -> Any:
+        """Call a cross-cutting hook for ``handle``'s task: OMG errors pass through (one line for the user), anything
+        else is a plugin bug, re-raised as PluginHookError naming the task and what was being done."""
         try:
-            drawn = caller(task=handle.info, result=result, pixels=pixels, output_dir=Path(output_dir))
+            return self._cross_cutting(hook_name)(task=handle.info, **kwargs)
         except OMGError:
             raise
         except Exception as exc:
             raise PluginHookError(
-                f"task {handle.name!r}: drawing an overlay raised {type(exc).__name__}: {exc}",
-                task=handle.name,
-                hook="omg_render_overlay",
+                f"task {handle.name!r}: {doing} raised {type(exc).__name__}: {exc}", task=handle.name, hook=hook_name
             ) from exc
-        return [Path(path) for path in drawn or []]
 
     def _cross_cutting(self, hook_name: str) -> Any:
         """A caller of ``hook_name`` on every plugin in use (task plugins left out by a collision do not take part)."""
