@@ -426,11 +426,17 @@ class TaskRegistry:
         if any(plugin is known for known, _ in self._extensions):
             return
         self._check_hook_names(plugin, origin)
-        task_only = [name for name in hookspecs.TASK_HOOKS if callable(getattr(plugin, name, None))]
+        # wrappers around a task hook are welcome (they see every task's calls); answering one is a task's job
+        task_only = [
+            name
+            for name in hookspecs.TASK_HOOKS
+            if callable(getattr(plugin, name, None)) and not _is_wrapper(getattr(plugin, name))
+        ]
         if task_only:
             raise PluginValidationError(
                 f"plugin ({origin.describe()}) implements {', '.join(task_only)} but not omg_task_info: a task plugin "
-                "implements all of " + ", ".join(hookspecs.REQUIRED_HOOKS)
+                "implements all of " + ", ".join(hookspecs.REQUIRED_HOOKS) + " (a plugin without a task may only "
+                "wrap them, with @hookimpl(wrapper=True))"
             )
         try:
             self._plugin_manager.register(plugin, name=f"{origin.describe()} #{id(plugin)}")
@@ -695,6 +701,11 @@ def _why(problem: PluginProblem) -> str:
         fix += f", or leave it out with {problem.fixes[0]}"
     verb = "failed to load" if problem.kind == "import" else "was refused"
     return f"its plugin {verb}: {problem}.{fix}; `omg tasks` lists the tasks that work."
+
+
+def _is_wrapper(function: Any) -> bool:
+    options = getattr(function, f"{hookspecs.PROJECT_NAME}_impl", {}) or {}
+    return bool(options.get("wrapper") or options.get("hookwrapper"))
 
 
 def _is_task_plugin(plugin: object) -> bool:

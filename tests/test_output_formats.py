@@ -111,3 +111,43 @@ def test_a_writer_only_plugin_may_not_implement_task_hooks(plugin_site: Path) ->
     (problem,) = registry.problems
     assert "implements omg_encode_queries but not omg_task_info" in str(problem)
     assert "semantic-npz" not in registry.output_formats()
+
+
+# A writer-only plugin that wraps hooks (pluggy's wrapper=True): it sees every call, of the owner-only decode hook of a
+# task plugin and of the cross-cutting writer, without answering either.
+WRAPPER = """
+from omg_core import hookimpl
+
+SEEN = []
+
+
+@hookimpl(wrapper=True)
+def omg_decode_outputs(request, plan, outputs):
+    SEEN.append(("decode", request.task))
+    return (yield)
+
+
+@hookimpl(wrapper=True)
+def omg_write_results(task, results, output_dir, output_format):
+    written = yield
+    SEEN.append(("write", task.name, len(written or [])))
+    return written
+"""
+
+
+def test_hook_wrappers_of_a_plugin_without_a_task_take_part(plugin_site: Path, tmp_path: Path) -> None:
+    from plugin_factory import working_plugin_source
+
+    write_distribution(plugin_site, "omg-wrap", "omg_wrap", WRAPPER, {"wrap": "omg_wrap"})
+    write_distribution(plugin_site, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    registry = discover_tasks()
+    assert not registry.problems
+    from omg_core.task_io import QueryPlan, TaskRequest
+
+    request = TaskRequest(task="bright", modality="image", pixels=torch.zeros(3, 2, 2, dtype=torch.uint8),
+                          options=registry.get("bright").info.options())
+    registry.get("bright").decode_outputs(request, QueryPlan(), torch.ones(2, 2))
+    registry.get("semantic").write_results([semantic_result("a.png")], tmp_path)
+    import omg_wrap
+
+    assert omg_wrap.SEEN == [("decode", "bright"), ("write", "semantic", 1)]
