@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("omg_core", "omg_eval", "omg_data", "omg_tasks")
+SOURCE_DIRS = ("omg_common", "omg_core", "omg_eval", "omg_data", "omg_tasks")
 
 
 def gencode_flags(arch_list: str) -> list[str]:
