@@ -65,6 +65,18 @@ def open_image(path: str | Path, record: str | None = None) -> Image.Image:
     return image
 
 
+def read_png_array(path: Path, fix: str) -> np.ndarray:
+    """``np.array(Image.open(path))``, the array the official tools read (palette indices for palette PNGs, raw values
+    for grey and 16-bit ones); a file PIL cannot decode raises one DataError naming it, with ``fix`` appended."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, named
+            return np.array(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        reason = "not an image PIL can identify" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise DataError(f"cannot decode this PNG ({reason}); {fix}", path) from error
+
+
 def check_size(actual: tuple[int, ...] | torch.Size, expected: tuple[int, int], path: Path, record: str) -> None:
     """Raises DataError when a decoded file's (height, width) differs from the annotated size."""
     actual = tuple(int(v) for v in actual)  # type: ignore[union-attr]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from omg_data.image_io import read_png_array
 from omg_eval.anomalies import note_anomaly, reports_anomalies
 from omg_eval.sharding import gather_objects, is_main_process, items_for_this_rank
 from omg_eval.stq import SegmentationTrackingQuality
@@ -40,7 +41,6 @@ from omg_eval.video_panoptic_quality import (
     describe_windows,
     window_frame_counts,
 )
-from omg_eval.vos_io import read_png_array
 
 VIPSEG_NUM_CLASSES = 124
 # Category ids (0-based, as in VIPSeg's panoVIPSeg_categories.json) whose "isthing" flag is 1.

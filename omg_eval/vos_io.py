@@ -13,25 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from omg_data.image_io import read_png_array
 from omg_eval.anomalies import reports_anomalies
 from omg_eval.sharding import items_for_this_rank
 from omg_eval.vos import DAVISMetric
-
-
-def read_png_array(path: Path, fix: str) -> np.ndarray:
-    """``np.array(Image.open(path))``, the array the official tools read (palette indices for palette PNGs, raw values
-    for grey and 16-bit ones); a file PIL cannot decode raises one DataError naming it, with ``fix`` appended."""
-    from PIL import Image, UnidentifiedImageError
-
-    from omg_data.errors import DataError
-
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, named
-            return np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = "not an image PIL can identify" if isinstance(error, UnidentifiedImageError) else str(error)
-        raise DataError(f"cannot decode this PNG ({reason}); {fix}", path) from error
 
 
 def _read_id_map(path: Path, role: str) -> np.ndarray:
