@@ -45,17 +45,14 @@ PROJECT_NAME = "omg"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-#: Hooks every task plugin must implement; the others are optional and any plugin (with or without a task) may
-#: implement them.
+#: Hooks every task plugin must implement, and only a task's own plugin answers (a plugin without a task may only wrap
+#: them); the others are optional and any plugin, with or without a task, may implement them.
 REQUIRED_HOOKS: tuple[str, ...] = (
     "omg_task_info",
     "omg_encode_queries",
     "omg_decode_outputs",
     "omg_create_metric",
 )
-
-#: Hooks only a task's own plugin implements (a plugin without ``omg_task_info`` may not).
-TASK_HOOKS: tuple[str, ...] = REQUIRED_HOOKS
 
 
 @hookspec(firstresult=True)

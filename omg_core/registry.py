@@ -429,7 +429,7 @@ class TaskRegistry:
         # wrappers around a task hook are welcome (they see every task's calls); answering one is a task's job
         task_only = [
             name
-            for name in hookspecs.TASK_HOOKS
+            for name in hookspecs.REQUIRED_HOOKS
             if callable(getattr(plugin, name, None)) and not _is_wrapper(getattr(plugin, name))
         ]
         if task_only:
