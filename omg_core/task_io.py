@@ -107,8 +107,13 @@ class TaskResult:
       task: canonical task name.
       source: the sample it belongs to.
       data: task-specific typed payload (for example a panoptic id map and its segment list).
+      frame_names: for a video, the name (stem) of each frame, in order, so writers name per-frame files after the
+        input's frames (``00000``, ``00005``, ... of a frame folder); None for images, or to number frames from 0.
+      prompts: the prompts the result answers (interactive tasks), for overlays to draw; None otherwise.
     """
 
     task: str
     source: Path | None
     data: Any
+    frame_names: tuple[str, ...] | None = None
+    prompts: Prompts | None = None

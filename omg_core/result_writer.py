@@ -1,0 +1,109 @@
+"""Writing results sample by sample, so that an interrupted run keeps every sample it finished.
+
+``omg run`` asks the plugins for a writer of the chosen format once (hook ``omg_open_writer``), hands it each sample's
+result as soon as it is decoded, and closes it at the end, or when the run is interrupted (Ctrl-C, a failing
+sample, a crash), so files that gather all samples (a COCO JSON) still describe every finished sample.
+
+    writer = registry.open_writer(task, output_dir, "coco-panoptic")
+    try:
+        for index, result in enumerate(results):
+            writer.write(result, index)  # this sample's own files, complete on disk when it returns
+    finally:
+        writer.close()                   # the gathered files (panoptic.json), for the samples written
+
+A file is never seen half-written: :func:`atomic_path` writes under a temporary name in the same folder and renames it
+when complete (after fsync), so a kill leaves either the whole file or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omg_core.task_info import TaskInfo
+    from omg_core.task_io import TaskResult
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, the file written there is synced
+    and renamed to ``path`` (replacing it). On error it is removed and ``path`` is left as it was.
+
+    Parent folders are created. Example::
+
+        with atomic_path(out / "panoptic.json") as tmp:
+            tmp.write_text(json.dumps(data))
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); return the path."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`); return the path."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+class ResultWriter:
+    """Writes one run's results in one output format, one sample at a time. Subclass it in a writer plugin.
+
+    Attributes:
+      task: the task whose results are written (``task.result_family`` says which result class arrives).
+      output_dir: an existing, writable directory (``omg run --output``).
+    """
+
+    def __init__(self, task: TaskInfo, output_dir: Path) -> None:
+        self.task = task
+        self.output_dir = Path(output_dir)
+        self._stems: set[str] = set()
+
+    def write(self, result: TaskResult, index: int) -> list[Path]:
+        """Write one sample's own files, completely (use :func:`atomic_path`), and keep what :meth:`close` needs.
+
+        Called once per sample, in input order, right after it is decoded. Keep only small records between calls
+        (RLEs, segment lists), not whole masks, so memory does not grow with the number of samples.
+
+        :param result: the decoded result; ``result.source`` names the input, for naming files (see :meth:`stem`).
+        :param index: the sample's position among all inputs of the run (0-based; under torchrun, the global
+            position, so ids written by different ranks never collide): use it for image ids.
+        :return: the paths written for this sample (may be empty when everything goes into gathered files).
+        """
+        raise NotImplementedError
+
+    def close(self) -> list[Path]:
+        """Write the files that gather every sample written so far (for example one JSON); called exactly once, at
+        the end of the run or when it is interrupted. The default writes nothing.
+
+        :return: the paths written.
+        """
+        return []
+
+    def stem(self, result: TaskResult, index: int) -> str:
+        """A file stem for ``result`` from its input's name (``index`` when it has none), unique within the run."""
+        stem = Path(result.source).stem if result.source is not None else f"{index:06d}"
+        if stem in self._stems:
+            stem = f"{stem}_{index}"
+        self._stems.add(stem)
+        return stem
