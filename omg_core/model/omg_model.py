@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,10 +13,46 @@ from omg_core.model.box_query_encoder import BoxQueryPromptEncoder
 from omg_core.model.config import ModelConfig
 from omg_core.model.inputs import OMGInputs
 from omg_core.model.outputs import AuxiliaryPrediction, OMGOutputs
-from omg_core.model.ov_classifier import OpenVocabularyClassifier, geometric_ensemble, mask_pool
+from omg_core.model.ov_classifier import OpenVocabularyClassifier, geometric_ensemble
 from omg_core.model.pixel_decoder import MSDeformAttnPixelDecoder
 from omg_core.model.prompt_encoder import PromptEncoder
 from omg_core.model.transformer_decoder import MaskedTransformerDecoder
+
+
+@dataclass
+class FrameFeatures:
+    """Per-frame features of `OMGModel.encode_frames`, computed once and reused by every decoder call on them.
+
+    res5: N x C4 x H/32 x W/32 frozen-CLIP backbone features (for the out-of-vocabulary classifier).
+    mask_features: N x C x Hp/4 x Wp/4 per-pixel embeddings.
+    multi_scale_features: per level N x C x h_l x w_l (strides 32, 16, 8).
+    image_size: (H, W) of the input before padding; padded_size: after padding to size_divisibility.
+    """
+
+    res5: torch.Tensor
+    mask_features: torch.Tensor
+    multi_scale_features: list[torch.Tensor]
+    image_size: tuple[int, int]
+    padded_size: tuple[int, int]
+
+    def frames(self, start: int, end: int) -> FrameFeatures:
+        """The features of frames [start, end) (a video tube)."""
+        return FrameFeatures(self.res5[start:end], self.mask_features[start:end],
+                             [level[start:end] for level in self.multi_scale_features], self.image_size,
+                             self.padded_size)
+
+    def to(self, device: torch.device | str) -> FrameFeatures:
+        return FrameFeatures(self.res5.to(device), self.mask_features.to(device),
+                             [level.to(device) for level in self.multi_scale_features], self.image_size,
+                             self.padded_size)
+
+    @staticmethod
+    def cat(parts: list[FrameFeatures]) -> FrameFeatures:
+        """Frames of several encodings of one video, in order."""
+        first = parts[0]
+        return FrameFeatures(torch.cat([p.res5 for p in parts]), torch.cat([p.mask_features for p in parts]),
+                             [torch.cat(levels) for levels in zip(*(p.multi_scale_features for p in parts))],
+                             first.image_size, first.padded_size)
 
 
 class OMGModel(nn.Module):
@@ -82,6 +120,22 @@ class OMGModel(nn.Module):
             images = F.pad(images, (0, padded[1] - width, 0, padded[0] - height))
         return images, padded
 
+    def encode_frames(self, frames: torch.Tensor) -> FrameFeatures:
+        """Backbone and pixel decoder on images or video frames, independently per frame (what a prompt round or a
+        video tube reuses).
+
+        Arguments:
+          frames: N x 3 x H x W float in [0, 255] (images, or the frames of clips flattened).
+
+        Returns:
+          FrameFeatures with N frames.
+        """
+        image_size = (int(frames.shape[-2]), int(frames.shape[-1]))
+        normalized, padded_size = self.preprocess(frames.to(self.pixel_mean.dtype))
+        backbone_features = self.backbone(normalized)
+        mask_features, multi_scale_features = self.pixel_decoder(backbone_features)
+        return FrameFeatures(backbone_features["res5"], mask_features, multi_scale_features, image_size, padded_size)
+
     def forward(self, inputs: OMGInputs) -> OMGOutputs:
         """
         Arguments:
@@ -92,33 +146,45 @@ class OMGModel(nn.Module):
           B x Q x T x Hp/4 x Wp/4 for clips.
         """
         inputs.validate(self.clip_dim)
+        images = inputs.images
+        frames = images.flatten(0, 1) if inputs.is_video else images  # (B*T) x 3 x H x W
+        num_frames = images.shape[1] if inputs.is_video else 0
+        return self.decode(self.encode_frames(frames), inputs, num_frames)
+
+    def decode(self, features: FrameFeatures, inputs: OMGInputs, num_frames: int = 0) -> OMGOutputs:
+        """The query decoder and classifiers on encoded frames.
+
+        Arguments:
+          features: from `encode_frames`, B * max(T, 1) frames (the frames of each clip consecutive).
+          inputs: prompts, vocabulary and ensemble flags (its `images` are not read again; only its layout is
+            checked when it holds images).
+          num_frames: T for clips, 0 for images.
+
+        Returns:
+          OMGOutputs as `forward`.
+        """
         if inputs.has_prompts and self.prompt_encoder is None:
             raise ValueError("this model was built with enable_prompts=False; it cannot take points or boxes")
-        images = inputs.images
-        is_video = inputs.is_video
-        batch = images.shape[0]
-        num_frames = images.shape[1] if is_video else 1
-        image_size = (int(images.shape[-2]), int(images.shape[-1]))
-        frames = images.flatten(0, 1) if is_video else images  # (B*T) x 3 x H x W
-        normalized, padded_size = self.preprocess(frames.to(self.pixel_mean.dtype))
+        is_video = num_frames > 0
+        frames_per_sample = max(num_frames, 1)
+        batch = features.mask_features.shape[0] // frames_per_sample
+        image_size, padded_size = features.image_size, features.padded_size
+        mask_features = features.mask_features
 
         # Class names give one prototype per synonym (K x P x D), scored by the best one, as in OMG-Seg.
         text_embeddings = (inputs.text_embeddings if inputs.text_embeddings is not None
                            else self.backbone.encode_vocabulary_prototypes(inputs.class_names))
-        text_embeddings = text_embeddings.to(normalized.device)
-
-        features = self.backbone(normalized)
-        mask_features, multi_scale_features = self.pixel_decoder(features)
+        text_embeddings = text_embeddings.to(mask_features.device)
 
         prompt_feat = prompt_pos = prompt_valid = None
         if inputs.has_prompts:
             prompt_feat, prompt_pos, prompt_valid = self.prompt_encoder(
                 image_size, inputs.points, inputs.point_labels, inputs.boxes
             )
-        predictions = self.transformer_decoder(mask_features, multi_scale_features, num_frames, prompt_feat,
-                                               prompt_pos, inputs.use_learned_queries)
+        predictions = self.transformer_decoder(mask_features, features.multi_scale_features, frames_per_sample,
+                                               prompt_feat, prompt_pos, inputs.use_learned_queries)
 
-        mask_features_bt = mask_features.view(batch, num_frames, *mask_features.shape[1:])
+        mask_features_bt = mask_features.view(batch, frames_per_sample, *mask_features.shape[1:])
         stage_logits = [
             self.ov_classifier(p.query_embeddings, mask_features_bt, p.mask_logits, text_embeddings)
             for p in predictions
@@ -132,11 +198,11 @@ class OMGModel(nn.Module):
         class_logits = in_vocab_logits
         clip_logits = None
         if inputs.seen_classes is not None:
-            clip_logits, valid_queries = self._clip_logits(features["res5"], final.mask_logits, text_embeddings,
-                                                           batch, num_frames)
+            pooled_sums, areas = self.clip_pool_sums(features.res5, final.mask_logits)
+            clip_logits = self.clip_logits_from_pooled(pooled_sums, areas, text_embeddings)
             ov_cfg = self.config.open_vocabulary
             class_logits = geometric_ensemble(in_vocab_logits, clip_logits, inputs.seen_classes, ov_cfg.alpha,
-                                              ov_cfg.beta, valid_queries)
+                                              ov_cfg.beta, areas > 0)
 
         num_learned = self.transformer_decoder.num_queries if inputs.use_learned_queries else 0
         total_queries = final.query_embeddings.shape[1]
@@ -145,6 +211,7 @@ class OMGModel(nn.Module):
             class_logits=class_logits,
             mask_logits=frame_layout(final.mask_logits),
             query_embeddings=final.query_embeddings,
+            raw_query_embeddings=final.raw_query_embeddings,
             iou_logits=final.iou_logits,
             in_vocab_logits=in_vocab_logits,
             clip_logits=clip_logits,
@@ -153,30 +220,45 @@ class OMGModel(nn.Module):
             prompt_valid=prompt_valid,
             image_size=image_size,
             padded_size=padded_size,
-            num_frames=num_frames if is_video else 0,
+            num_frames=num_frames,
             auxiliary=[AuxiliaryPrediction(logits, frame_layout(p.mask_logits))
                        for logits, p in zip(stage_logits[:-1], predictions[:-1])],
         )
 
-    def _clip_logits(
-        self, res5: torch.Tensor, mask_logits: torch.Tensor, text_embeddings: torch.Tensor, batch: int,
-        num_frames: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Out-of-vocabulary logits: frozen CLIP features pooled inside each mask, embedded, compared to text.
+    def clip_pool_sums(self, res5: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums of frozen CLIP features inside each query's mask over all frames, and the mask areas: the parts of
+        OMG-Seg's mask pooling that add up over video tubes (pooled = sums / areas over the whole track).
 
         Arguments:
           res5: (B*T) x C4 x h x w stride-32 backbone features.
-          mask_logits: B x Q x T x H x W.
+          mask_logits: B x Q x T x H x W (stride 4); resized bilinearly to h x w, foreground where > 0.
 
         Returns:
-          B x Q x (K + 1) CLIP logits and B x Q bool "mask is non-empty at the CLIP resolution".
+          B x Q x C4 feature sums and B x Q mask areas (in stride-32 cells).
         """
+        batch, queries, num_frames = mask_logits.shape[:3]
         height, width = res5.shape[-2:]
-        queries = mask_logits.shape[1]
         masks = F.interpolate(mask_logits.flatten(1, 2), size=(height, width), mode="bilinear",
-                              align_corners=False).view(batch, queries, num_frames * height, width)
-        clip_features = res5.view(batch, num_frames, *res5.shape[1:]).transpose(1, 2).flatten(2, 3)  # B x C4 x T*h x w
-        pooled = mask_pool(clip_features, masks)  # B x Q x C4
-        clip_embeddings = self.backbone.embed_pooled_features(pooled)  # B x Q x D
-        valid = (masks > 0).flatten(2).any(-1)
-        return self.ov_classifier.logits(clip_embeddings, text_embeddings), valid
+                              align_corners=False).view(batch, queries, num_frames, height, width)
+        foreground = (masks > 0).to(res5.dtype)
+        clip_features = res5.view(batch, num_frames, *res5.shape[1:])  # B x T x C4 x h x w
+        sums = torch.einsum("btchw,bqthw->bqc", clip_features, foreground)
+        return sums, foreground.sum(dim=(2, 3, 4))
+
+    def clip_logits_from_pooled(
+        self, pooled_sums: torch.Tensor, areas: torch.Tensor, text_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """Out-of-vocabulary logits: mask-pooled frozen CLIP features (sums / areas) embedded by CLIP's head and
+        compared with the class texts.
+
+        Arguments:
+          pooled_sums: ... x C4, areas: ... (zero areas pool to zero features, as OMG-Seg's eps does).
+          text_embeddings: K x D or K x P x D.
+
+        Returns:
+          ... x (K + 1) CLIP logits (last column void, unused by the ensemble).
+        """
+        pooled = pooled_sums / (areas[..., None] + 1e-8)
+        clip_embeddings = self.backbone.embed_pooled_features(pooled)
+        return self.ov_classifier.logits(clip_embeddings, text_embeddings)
+

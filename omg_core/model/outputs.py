@@ -29,7 +29,9 @@ class OMGOutputs:
       `seen_classes` was given, log-probabilities of the geometric ensemble (both work with softmax).
     mask_logits: B x Q x h x w (images) or B x Q x T x h x w (clips) at stride 4 of the padded input
       (h = padded_size[0] / 4); crop to ceil(image_size / 4) or upsample and crop to image_size.
-    query_embeddings: B x Q x C decoder query features after the last layer (normalised; used for tracking).
+    query_embeddings: B x Q x C decoder query features after the last layer and its LayerNorm (class head input).
+    raw_query_embeddings: B x Q x C the same queries before the final LayerNorm: what OMG-Seg's video inference
+      matches between tubes to carry each query slot (a track) through a video (None in hand-made outputs).
     iou_logits: B x Q x 1 predicted mask quality (objectness) logits.
     in_vocab_logits: B x Q x (K + 1) the trained classifier's logits (same as class_logits without ensemble).
     clip_logits: B x Q x (K + 1) mask-pooled CLIP logits, or None without ensemble.
@@ -55,6 +57,7 @@ class OMGOutputs:
     clip_logits: torch.Tensor | None = None
     prompt_valid: torch.Tensor | None = None
     auxiliary: list[AuxiliaryPrediction] = field(default_factory=list)
+    raw_query_embeddings: torch.Tensor | None = None
 
     @property
     def prompt_class_logits(self) -> torch.Tensor:

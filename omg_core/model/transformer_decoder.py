@@ -128,11 +128,14 @@ class LayerPrediction:
     query_embeddings: B x Q x C normalised query features (input of the class head).
     mask_logits: B x Q x T x H x W mask logits at the mask-feature resolution (stride 4).
     iou_logits: B x Q x 1 predicted mask-quality (objectness) logits.
+    raw_query_embeddings: B x Q x C the decoder's queries before the final LayerNorm (what OMG-Seg's video
+      inference matches between tubes, `return_query` in its head).
     """
 
     query_embeddings: torch.Tensor
     mask_logits: torch.Tensor
     iou_logits: torch.Tensor
+    raw_query_embeddings: torch.Tensor
 
 
 class MaskedTransformerDecoder(nn.Module):
@@ -183,7 +186,7 @@ class MaskedTransformerDecoder(nn.Module):
         """
         embeddings = self.decoder_norm(queries)
         mask_logits = torch.einsum("bqc,btchw->bqthw", self.mask_embed(embeddings), mask_features)
-        return LayerPrediction(embeddings, mask_logits, self.iou_embed(embeddings))
+        return LayerPrediction(embeddings, mask_logits, self.iou_embed(embeddings), queries)
 
     def forward(
         self,
