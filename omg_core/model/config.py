@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,7 +38,14 @@ class TransformerDecoderConfig(_Strict):
 class OpenVocabularyConfig(_Strict):
     alpha: float = Field(0.4, ge=0.0, le=1.0)  # ensemble exponent for seen classes
     beta: float = Field(0.8, ge=0.0, le=1.0)  # ensemble exponent for unseen classes
-    initial_logit_scale: float = math.log(1 / 0.01)
+    # Fixed (not learned) log temperature of the classifier: logits = exp(logit_scale) * cosine, for both the
+    # trained and the CLIP logits. 4.6052 is the official head's constant (np.log(1 / 0.01) to 4 decimals).
+    logit_scale: float = 4.6052
+
+    @property
+    def initial_logit_scale(self) -> float:
+        """Former name of `logit_scale` (the scale is no longer learned); kept until callers use logit_scale."""
+        return self.logit_scale
 
 
 class ModelConfig(_Strict):

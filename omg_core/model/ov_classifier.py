@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,19 +68,29 @@ def geometric_ensemble(
     return torch.log(torch.cat([ensemble * (1 - p_void), p_void], dim=-1) + 1e-8)
 
 
+# OMG-Seg's fixed classifier temperature (heads/mask2former_vid.py): a non-learned log scale, np.log(1 / 0.01)
+# written to 4 decimals, so logits = exp(4.6052) * cosine = 100.003 * cosine (not exactly 100).
+OFFICIAL_LOGIT_SCALE = 4.6052
+
+
 class OpenVocabularyClassifier(nn.Module):
     """Class logits = exp(logit_scale) * cos(projected query, class text embedding), with a learned void class.
 
     The projected query is query_proj(query + mask_pool_proj(mask-pooled pixel features)), as in OMG-Seg.
+    logit_scale is a constant (a non-persistent buffer, so it follows the module's device and dtype but is neither
+    trained nor saved), as the official head's; the same scale multiplies the mask-pooled CLIP logits of the
+    ensemble (the official `forward_logit` serves both).
     The void embedding is not normalised: it starts at zero (a constant logit of 0, OMG-Seg's void token)
     and may learn a direction.
     """
 
-    def __init__(self, embed_dim: int, clip_dim: int, initial_logit_scale: float = math.log(1 / 0.01)) -> None:
+    logit_scale: torch.Tensor
+
+    def __init__(self, embed_dim: int, clip_dim: int, logit_scale: float = OFFICIAL_LOGIT_SCALE) -> None:
         super().__init__()
         self.query_proj = mlp(embed_dim, embed_dim, clip_dim)
         self.mask_pool_proj = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(float(initial_logit_scale)))
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)), persistent=False)
         self.void_embedding = nn.Parameter(torch.zeros(clip_dim))
 
     def logits(self, embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,13 @@ that names the keys.
 
 from __future__ import annotations
 
-import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from omg_core.errors import OMGError
+from omg_core.errors import InputError, OMGError
 from omg_core.weights.io import MISSING_BY_DESIGN, save_weights
 
 # (official template, our template)
@@ -67,11 +67,8 @@ KEY_MAP: list[tuple[str, str]] = [
     ("panoptic_head.pos_linear.{rest}", "prompt_encoder.pos_linear.{rest}"),
 ]
 
-# Our parameters that the official checkpoint stores as fixed values rather than tensors.
-FIXED_OFFICIAL_VALUES: dict[str, torch.Tensor] = {
-    # Official logit scale: a constant buffer log(1 / 0.01) = 4.6052, not saved in the checkpoint.
-    "ov_classifier.logit_scale": torch.tensor(math.log(1 / 0.01)),
-}
+# The official logit scale (a constant 4.6052 buffer) is not in the checkpoint; ours is a non-persistent buffer
+# too (omg_core.model.ov_classifier.OFFICIAL_LOGIT_SCALE), so neither side has a key for it.
 # The official void class embedding is an all-zero vector (logit 0); its width is the CLIP width.
 VOID_EMBEDDING_KEY = "ov_classifier.void_embedding"
 CLIP_PROJ_LAST_LINEAR = "ov_classifier.query_proj.4.weight"  # D x C: gives the CLIP width D
@@ -143,7 +140,7 @@ def convert_official_state_dict(official_state: dict[str, torch.Tensor]) -> dict
       official_state: the official tensors by official name.
 
     Returns:
-      Our state dict (plus the fixed official logit scale and zero void embedding).
+      Our state dict (plus the official all-zero void embedding).
 
     Raises:
       UnmappedKeysError listing every official key that no rule maps.
@@ -162,18 +159,71 @@ def convert_official_state_dict(official_state: dict[str, torch.Tensor]) -> dict
     if CLIP_PROJ_LAST_LINEAR in converted:
         clip_dim = converted[CLIP_PROJ_LAST_LINEAR].shape[0]
         converted.setdefault(VOID_EMBEDDING_KEY, torch.zeros(clip_dim))
-    for key, value in FIXED_OFFICIAL_VALUES.items():
-        converted.setdefault(key, value.clone())
     return converted
+
+
+def _numpy_safe_globals() -> list[Callable | tuple[Callable, str]]:
+    """The NumPy reconstruction functions and types an mmengine checkpoint's `meta` may pickle (seeds, arrays,
+    dtypes), for torch.load(weights_only=True).
+
+    Only what rebuilds plain values: `_reconstruct` + `ndarray` (arrays, whose bytes are restored by
+    ndarray.__setstate__), `scalar` (NumPy scalars from dtype + bytes), `dtype` and its per-type subclasses (BUILD
+    checks the instance's exact type). NumPy 1 pickles name the module `numpy.core.multiarray`, NumPy 2
+    `numpy._core.multiarray`: both spellings map to the installed functions.
+    """
+    try:
+        import numpy as np
+    except ImportError:  # no NumPy: a checkpoint that pickles NumPy values is refused by name below
+        return []
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    allowed: list[Callable | tuple[Callable, str]] = [(np.dtype, "numpy.dtype"), (np.ndarray, "numpy.ndarray")]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed.append((multiarray._reconstruct, f"{module}._reconstruct"))
+        allowed.append((multiarray.scalar, f"{module}.scalar"))
+    dtype_classes = getattr(np, "dtypes", None)  # numpy >= 1.25: every dtype instance has its own class
+    if dtype_classes is not None:
+        allowed.extend(cls for cls in vars(dtype_classes).values()
+                       if isinstance(cls, type) and issubclass(cls, np.dtype))
+    return allowed
+
+
+def load_official_checkpoint(pth_path: str | Path) -> object:
+    """torch.load(weights_only=True) of an official `.pth`, with NumPy metadata values allowed; nothing else.
+
+    Raises:
+      InputError naming the pickled types that are not allowed (the file is refused, no code is run) or the reason
+      torch cannot read the file.
+    """
+    pth_path = Path(pth_path)
+    allowed = _numpy_safe_globals()
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(pth_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - re-raised with the reason we refuse to go further
+        allowed_names = {item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+                         for item in allowed}
+        try:
+            blocked = [name for name in torch.serialization.get_unsafe_globals_in_checkpoint(pth_path)
+                       if name not in allowed_names]
+        except Exception:  # noqa: BLE001 - not a readable torch zip file; the load error says why
+            blocked = []
+        if blocked:
+            raise InputError(
+                f"{pth_path}: refusing to unpickle {', '.join(blocked)}: the checkpoint stores objects other than "
+                "tensors, containers and NumPy values, and it is read with torch.load(weights_only=True) only "
+                "(pickled code is never run); re-save it as a plain state dict"
+            ) from None
+        raise InputError(f"{pth_path} cannot be read with torch.load(weights_only=True): {error}") from error
 
 
 def convert_official_checkpoint(
     pth_path: str | Path, out_path: str | Path, model_name: str = "omg-convnext-large"
 ) -> Path:
-    """Read an official OMG-Seg `.pth` (with torch.load(weights_only=True) only) and write our safetensors.
+    """Read an official OMG-Seg `.pth` safely (`load_official_checkpoint`) and write our safetensors.
 
     Arguments:
-      pth_path: the official checkpoint, e.g. omg_seg_convl.pth from https://huggingface.co/LXT/OMG_Seg.
+      pth_path: the official checkpoint, e.g. omg_seg_convl.pth from https://huggingface.co/LXT/OMG_Seg: a raw
+        mmengine checkpoint whose `meta` may hold NumPy values.
       out_path: destination .safetensors file.
       model_name: the named config the weights belong to (stored in the metadata; its prompt_encoding must be
         "official" when the checkpoint holds box-query prompt weights).
@@ -184,13 +234,7 @@ def convert_official_checkpoint(
     pth_path = Path(pth_path)
     if not pth_path.is_file():
         raise FileNotFoundError(f"official checkpoint {pth_path} does not exist")
-    try:
-        checkpoint = torch.load(pth_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the reason we refuse to go further
-        raise ValueError(
-            f"{pth_path} cannot be read with torch.load(weights_only=True) ({error}); only plain tensor "
-            "checkpoints are accepted (pickled code is never executed)"
-        ) from error
+    checkpoint = load_official_checkpoint(pth_path)
     converted = convert_official_state_dict(_unwrap(checkpoint))
     missing_by_design = [TEXT_TOWER_PREFIX]
     if not any(key.startswith(PROMPT_ENCODER_PREFIX) for key in converted):
