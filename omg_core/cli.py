@@ -24,8 +24,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("omg_core.doctor", "doctor_command", "show torch/CUDA, compilers and the fused kernels' builds"),
 }
 
+EXIT_SOME_FAILED = 1  # omg run: some inputs failed, the others were written
 EXIT_USER_ERROR = 2
 EXIT_NOT_IMPLEMENTED = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 stderr = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep and tests
 
@@ -166,11 +168,21 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="run config (YAML or JSON)")
 @click.option("--model", "model_name", help="model config name (default: omg-tiny)")
 @click.option("--weights", type=click.Path(path_type=Path), help="safetensors weights file")
-@click.option("--vocabulary", help="comma-separated class names (open-vocabulary tasks)")
+@click.option(
+    "--vocabulary",
+    help="open-vocabulary tasks: a built-in vocabulary (coco, ade20k, cityscapes, ytvis2019, ytvis2021, vipseg), a text "
+    "file (one class per line), or inline classes separated by ';' with synonyms by ',' (\"cat,kitten;traffic cone\")",
+)
+@click.option("--seen", help="open vocabulary: classes to score as seen in training, ';'-separated (others unseen)")
+@click.option("--unseen", help="open vocabulary: classes to score as unseen in training, ';'-separated (others seen)")
 @click.option("--prompts", type=click.Path(path_type=Path), help="JSON file of point/box prompts (interactive tasks)")
 @click.option("--format", "output_format", help="output format (default: the task's first)")
 @click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
 @click.option("--overlays", is_flag=True, default=None, help="also draw each result over its input in OUTPUT/overlays")
+@click.option("--device", help="cpu (default), cuda or cuda:N")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="compute precision (default float32)")
+@click.option("--size", help="test-time resize: LONGxSHORT (e.g. 1333x800), or 'native' (default: the model's setting)")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary (JSON) on stdout")
 @click.option(
     "--option",
     "task_options",
@@ -196,7 +208,12 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         "output": _absolute(options["output_dir"]),
         "model.name": options["model_name"],
         "model.weights": _absolute(options["weights"]),
-        "task.vocabulary": [name for name in vocabulary.split(",")] if vocabulary is not None else None,
+        "task.vocabulary": vocabulary,
+        "task.seen": options["seen"],
+        "task.unseen": options["unseen"],
+        "model.device": options["device"],
+        "model.dtype": options["dtype"],
+        "model.size": options["size"],
         "task.prompts": _absolute(options["prompts"]),
         "task.output_format": options["output_format"],
         "overwrite": options["overwrite"],
@@ -218,23 +235,40 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         origins.append(str(config_path))
     if options["task_options"]:
         origins.append("--option")
-    with Progress(console=stderr, transient=True) as progress:
-        bar = progress.add_task("running", total=None)
-        summary = run_task(
-            config,
-            get_registry(ctx),
-            on_sample=lambda done, total: progress.update(bar, completed=done, total=total),
-            options_source=" and ".join(origins) or "task options",
-        )
-    click.echo(f"{summary.task}: {summary.num_samples} sample(s), wrote {len(summary.written)} file(s) to {config.output}")
-    if config.overlays:
-        click.echo(f"{len(summary.overlays)} overlay picture(s) in {config.output / 'overlays'}")
-        if summary.samples_without_overlay:
-            stderr.print(
-                f"[bold yellow]warning:[/] no installed plugin draws {escape(summary.task)}'s results: "
-                f"{summary.samples_without_overlay} sample(s) have no overlay",
-                highlight=False,
+    from omg_core.pipeline import RunInterrupted
+
+    try:
+        with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+            bar = progress.add_task(f"{config.task.name}", total=None)
+            summary = run_task(
+                config,
+                get_registry(ctx),
+                on_sample=lambda done, total: progress.update(bar, completed=done, total=total),
+                options_source=" and ".join(origins) or "task options",
             )
+    except RunInterrupted as interrupted:
+        stderr.print(f"[bold yellow]{escape(str(interrupted))}[/]", highlight=False)
+        if options["as_json"]:
+            click.echo(json.dumps({**interrupted.summary.to_json(), "interrupted": True}, indent=2))
+        ctx.exit(EXIT_INTERRUPTED)
+    for failure in summary.failed:
+        stderr.print(f"[bold red]failed:[/] {escape(str(failure.source))}: {escape(failure.reason)}", highlight=False)
+    if options["as_json"]:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        click.echo(f"{summary.task}: {summary.num_succeeded} of {summary.num_samples} sample(s) done, wrote "
+                   f"{len(summary.written)} file(s) to {config.output}")
+        if config.overlays:
+            click.echo(f"{len(summary.overlays)} overlay picture(s) in {config.output / 'overlays'}")
+    if config.overlays and summary.samples_without_overlay:
+        stderr.print(
+            f"[bold yellow]warning:[/] no installed plugin draws {escape(summary.task)}'s results: "
+            f"{summary.samples_without_overlay} sample(s) have no overlay",
+            highlight=False,
+        )
+    if summary.failed:
+        stderr.print(f"[bold red]{len(summary.failed)} of {summary.num_samples} input(s) failed[/]", highlight=False)
+        ctx.exit(EXIT_SOME_FAILED)
 
 
 def _parse_task_options(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omg_core.errors import ConfigError
 
@@ -23,6 +23,10 @@ class RunModelConfig(BaseModel):
     weights: Path | None = Field(default=None, description="safetensors file; None uses the bundled default weights")
     device: str = Field(default="cpu", description="torch device string, e.g. 'cpu' or 'cuda:0'")
     dtype: Literal["float32", "bfloat16"] = "float32"
+    size: str | None = Field(
+        default=None,
+        description="test-time resize: 'LONGxSHORT' (e.g. 1333x800), 'native', or None for the model's setting",
+    )
 
 
 class TaskConfig(BaseModel):
@@ -31,23 +35,20 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, description="task name or alias (see `omg tasks`)")
-    vocabulary: list[str] | None = Field(default=None, description="class names (open-vocabulary tasks only)")
+    vocabulary: str | list[str] | None = Field(
+        default=None,
+        description="open-vocabulary tasks only: a built-in vocabulary (coco, ade20k, ...), a text file (one class per "
+        "line, synonyms separated by ','), an inline 'cat,kitty;dog', or a list of class names",
+    )
+    seen: str | list[str] | None = Field(
+        default=None, description="open vocabulary: classes to treat as seen in training ('cat;dog'); the others unseen"
+    )
+    unseen: str | list[str] | None = Field(
+        default=None, description="open vocabulary: classes to treat as unseen in training; the others seen"
+    )
     prompts: Path | None = Field(default=None, description="JSON file of point/box prompts (interactive tasks)")
     output_format: str | None = Field(default=None, description="one of the task's output formats; default: first")
     options: dict[str, Any] = Field(default_factory=dict, description="task-specific options (thresholds, top-k)")
-
-    @field_validator("vocabulary")
-    @classmethod
-    def _clean_vocabulary(cls, names: list[str] | None) -> list[str] | None:
-        if names is None:
-            return None
-        cleaned = [name.strip() for name in names]
-        if not cleaned or any(not name for name in cleaned):
-            raise ValueError("class names must be non-empty strings")
-        repeated = sorted({name for name in cleaned if cleaned.count(name) > 1})
-        if repeated:
-            raise ValueError(f"class names repeat: {', '.join(repeated)}")
-        return cleaned
 
 
 class RunConfig(BaseModel):

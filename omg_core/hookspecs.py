@@ -5,7 +5,7 @@ the :data:`hookimpl` marker. A task plugin's own hooks answer for its task alone
 for any task.
 
 The hooks in :data:`REQUIRED_HOOKS` are required of a task plugin and called on the task's own plugin only. The
-others (:func:`omg_output_formats`, :func:`omg_write_results`, :func:`omg_render_overlay`, :func:`omg_file_evaluators`)
+others (:func:`omg_output_formats`, :func:`omg_open_writer`, :func:`omg_render_overlay`, :func:`omg_file_evaluators`)
 are cross-cutting: any plugin may implement them, including a plugin with no task of its own (one that only adds an
 output format, say), and they are called on every plugin. The registry refuses a plugin that misses a required hook,
 names a parameter a spec does not have, or returns the wrong type from :func:`omg_task_info`. A hook implementation
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from omg_core.file_evaluators import FileEvaluator
     from omg_core.model.outputs import OMGOutputs
     from omg_core.output_formats import OutputFormat
+    from omg_core.result_writer import ResultWriter
     from omg_core.task_info import TaskInfo
     from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
     from omg_eval.metric import Metric
@@ -119,7 +120,7 @@ def omg_output_formats() -> list[OutputFormat]:
     Called once per plugin when the registry first needs formats; the answers of every plugin are collected. A format
     names the result families (or tasks) it writes; ``omg run --format F`` is accepted for a task when some format F
     writes that task's ``TaskInfo.result_family`` (or names the task). Write the files in
-    :func:`omg_write_results`.
+    :func:`omg_open_writer`.
 
     :return: a list of :class:`omg_core.output_formats.OutputFormat`; a name several plugins declare is one format
         whose families and tasks are the union of theirs.
@@ -127,21 +128,19 @@ def omg_output_formats() -> list[OutputFormat]:
 
 
 @hookspec(firstresult=True)
-def omg_write_results(
-    task: TaskInfo, results: list[TaskResult], output_dir: Path, output_format: str
-) -> list[Path] | None:
-    """Write a run's results in one output format (optional; any plugin, with or without a task).
+def omg_open_writer(task: TaskInfo, output_dir: Path, output_format: str) -> ResultWriter | None:
+    """Open a writer for a run's results in one output format (optional; any plugin, with or without a task).
 
-    Called by ``omg run`` after all samples are decoded, on every plugin in pluggy's order (``tryfirst`` /
-    ``trylast`` on your hookimpl move it); the first answer that is not None wins. Return None for any format or
-    task you do not write, so that another plugin can.
+    Called by ``omg run`` once, before the first sample, on every plugin in pluggy's order (``tryfirst`` /
+    ``trylast`` on your hookimpl move it); the first answer that is not None wins. Return None for any format or task
+    you do not write, so that another plugin can. ``omg run`` then calls the writer's ``write(result, index)`` as
+    soon as each sample is decoded and its ``close()`` once at the end, or when the run is interrupted, so every
+    finished sample stays on disk (see :mod:`omg_core.result_writer`; write files with its ``atomic_path``).
 
-    :param task: the task that produced the results (its ``result_family`` says which result class ``data`` holds).
-    :param results: the decoded results, one per sample, in input order; ``result.source`` names the input file,
-        for naming outputs.
+    :param task: the task whose results will arrive (its ``result_family`` says which result class ``data`` holds).
     :param output_dir: an existing, writable directory.
     :param output_format: the format asked for, one that some plugin's :func:`omg_output_formats` declares for the task.
-    :return: the paths written, or None to pass.
+    :return: an :class:`omg_core.result_writer.ResultWriter`, or None to pass.
     """
 
 

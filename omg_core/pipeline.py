@@ -1,9 +1,15 @@
-"""What ``omg run`` does: validate the inputs against the task, then encode -> model -> decode -> write."""
+"""What ``omg run`` does: check everything the user gave, then per sample encode -> model -> decode -> write.
+
+Every check that can fail from the user's inputs (format, inputs, prompts, vocabulary, options, device) runs before
+the model is built and before the output folder is created. Samples are then written one by one as they finish
+(atomic files), so an interrupted run keeps every finished sample; a sample that fails is reported with its reason
+and the others still run.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +20,19 @@ from omg_core.errors import InputError, OMGError, TaskNotImplementedError
 from omg_core.registry import TaskHandle, TaskRegistry
 from omg_core.run_inputs import InputSource, iter_frames, plan_inputs, read_image, read_prompts
 from omg_core.task_info import validate_options
-from omg_core.task_io import Prompts, QueryPlan, TaskRequest, TaskResult
+from omg_core.task_io import Prompts, QueryPlan, TaskRequest
 
 #: Runs the shared model for one request and its query plan, returning the raw outputs the task decodes.
 Predictor = Callable[[TaskRequest, QueryPlan], Any]
 PredictorFactory = Callable[[RunModelConfig], Predictor]
+
+
+@dataclass(frozen=True)
+class SampleFailure:
+    """An input that produced no result, and why (one line)."""
+
+    source: Path
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -29,20 +43,48 @@ class RunSummary:
     overlays: tuple[Path, ...] = ()
     #: samples no installed plugin drew an overlay for (``--overlays``), so the user can be told
     samples_without_overlay: int = 0
+    #: inputs that failed (the others were written)
+    failed: tuple[SampleFailure, ...] = ()
+    #: inputs of the run, in order
+    sources: tuple[Path, ...] = field(default=())
+
+    @property
+    def num_succeeded(self) -> int:
+        return self.num_samples - len(self.failed)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``omg run --json`` prints."""
+        return {
+            "task": self.task,
+            "samples": self.num_samples,
+            "succeeded": self.num_succeeded,
+            "failed": [{"input": str(f.source), "reason": f.reason} for f in self.failed],
+            "written": [str(path) for path in self.written],
+            "overlays": [str(path) for path in self.overlays],
+        }
+
+
+class RunInterrupted(OMGError):
+    """Ctrl-C during a run: the finished samples were written; ``summary`` says which."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__(
+            f"interrupted: {summary.num_succeeded} of {summary.num_samples} sample(s) finished and were written to "
+            f"the output folder ({len(summary.written)} file(s)); the rest were not run"
+        )
+        self.summary = summary
 
 
 def default_predictor_factory(model_config: RunModelConfig) -> Predictor:
     """Build the shared OMG model named in the config."""
-    try:
-        from omg_core.model.predictor import build_predictor  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise OMGError(
-            f"model {model_config.name!r} cannot be built: this installation has no omg_core.model.predictor ({exc})"
-        ) from exc
-    return build_predictor(model_config)
+    from omg_core.inference.test_time_resize import parse_size
+    from omg_core.model.predictor import build_predictor
+
+    size = parse_size(model_config.size) if model_config.size is not None else "auto"
+    return build_predictor(model_config, "native" if size is None else size)
 
 
-def check_task_inputs(handle: TaskHandle, prompts: Prompts | None, vocabulary: list[str] | None) -> None:
+def check_task_inputs(handle: TaskHandle, prompts: Prompts | None, vocabulary: object | None) -> None:
     """Refuse prompts or vocabularies the task cannot use, and require the ones it needs."""
     info = handle.info
     if info.prompt_kinds and prompts is None:
@@ -64,6 +106,37 @@ def check_task_inputs(handle: TaskHandle, prompts: Prompts | None, vocabulary: l
         )
 
 
+@dataclass(frozen=True)
+class RunVocabulary:
+    """The class texts, thing flags and (when the user set them) seen flags of an open-vocabulary run."""
+
+    texts: tuple[str, ...]
+    thing_classes: tuple[bool, ...]
+    seen_classes: tuple[bool, ...] | None
+
+
+def resolve_run_vocabulary(
+    spec: str | list[str] | None, seen: str | list[str] | None = None, unseen: str | list[str] | None = None
+) -> RunVocabulary | None:
+    """``task.vocabulary`` / ``--vocabulary`` (and ``--seen`` / ``--unseen``) checked; errors name the option."""
+    from omg_core.model.vocabulary import parse_class_list, parse_vocabulary, seen_override, vocabulary_from_classes
+
+    if spec is None:
+        if seen is not None or unseen is not None:
+            raise InputError("--seen / --unseen name classes of --vocabulary; give --vocabulary too")
+        return None
+    vocabulary = (parse_vocabulary(spec, option="--vocabulary") if isinstance(spec, str)
+                  else vocabulary_from_classes(spec, option="--vocabulary"))
+
+    def names(value: str | list[str] | None, option: str) -> list[str] | None:
+        return parse_class_list(value, option) if isinstance(value, str) else value
+
+    flags = None
+    if seen is not None or unseen is not None:
+        flags = tuple(seen_override(vocabulary, names(seen, "--seen"), names(unseen, "--unseen")))
+    return RunVocabulary(tuple(vocabulary.texts), tuple(vocabulary.is_thing), flags)
+
+
 def prepare_output_dir(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output} is a file; give a directory")
@@ -73,6 +146,17 @@ def prepare_output_dir(output: Path, overwrite: bool) -> None:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--output {output}: cannot create the directory ({exc})") from exc
+
+
+def check_output_dir(output: Path, overwrite: bool) -> None:
+    """The checks of :func:`prepare_output_dir` that create nothing (run before the model is built)."""
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; give a directory")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise InputError(f"--output {output} is not empty; choose another directory or pass --overwrite")
+    existing = next((parent for parent in (output, *output.parents) if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"--output {output}: {existing} is a file, so the folder cannot be created")
 
 
 def load_pixels(source: InputSource) -> torch.Tensor:
@@ -85,17 +169,50 @@ def load_pixels(source: InputSource) -> torch.Tensor:
     return torch.stack(frames)
 
 
+def _check_sources(sources: list[InputSource], prompts: Prompts | None, prompts_path: Path | None,
+                   ) -> list[SampleFailure]:
+    """Open every input (headers only) and fit the prompts to each; one unusable input fails alone, but when every
+    input is unusable the first reason is the error."""
+    from omg_core.run_inputs import check_prompts_fit, check_source, source_size
+
+    failures: list[SampleFailure] = []
+    for source in sources:
+        reason = check_source(source)
+        if reason is None and prompts is not None:
+            try:
+                height, width = source_size(source)
+                check_prompts_fit(prompts, height, width, source.name, prompts_path=prompts_path)
+            except InputError as error:
+                reason = str(error)
+        if reason is not None:
+            failures.append(SampleFailure(source.path, reason))
+    if failures and len(failures) == len(sources):
+        raise InputError(failures[0].reason if len(sources) == 1 else
+                         f"none of the {len(sources)} inputs can be used; the first: {failures[0].reason}")
+    return failures
+
+
 def run_task(
     config: RunConfig,
     registry: TaskRegistry,
     predictor_factory: PredictorFactory = default_predictor_factory,
     on_sample: Callable[[int, int], None] | None = None,
     options_source: str = "task options",
+    shard: tuple[int, int] = (0, 1),
 ) -> RunSummary:
-    """Run one task over the configured input and write its results.
+    """Run one task over the configured input and write its results, sample by sample.
 
-    Every check that can fail from the user's inputs (the task's options included) runs before the model is built and
-    before anything is written. ``options_source`` names where the options came from, for errors.
+    Arguments:
+      config: the validated run config.
+      registry: the task registry.
+      predictor_factory: builds the model runner from ``config.model`` (called once, after every check passed).
+      on_sample: called with (samples done, samples in total) after each sample.
+      options_source: where the task options came from, for errors.
+      shard: (rank, world size): this process runs inputs rank, rank + world, ... (torchrun); ids stay global.
+
+    Raises:
+      InputError / OMGError: a bad input, before anything was built or written.
+      RunInterrupted: Ctrl-C; the finished samples are on disk.
     """
     handle = registry.get(config.task.name)
     info = handle.info
@@ -108,40 +225,81 @@ def run_task(
     sources = plan_inputs(config.input, info.modality)
     prompts = read_prompts(config.task.prompts) if config.task.prompts is not None else None
     check_task_inputs(handle, prompts, config.task.vocabulary)
+    vocabulary = resolve_run_vocabulary(config.task.vocabulary, config.task.seen, config.task.unseen)
     options = validate_options(info.name, info.options, dict(config.task.options), options_source)
-    prepare_output_dir(config.output, config.overwrite)
+    if config.model.size is not None:
+        from omg_core.inference.test_time_resize import parse_size
+
+        parse_size(config.model.size)
+    from omg_core.model.predictor import check_device
+
+    check_device(config.model.device)
+    check_output_dir(config.output, config.overwrite)
+    rank, world = shard
+    indexed = [(index, source) for index, source in enumerate(sources) if index % world == rank]
+    failures = _check_sources([source for _, source in indexed], prompts, config.task.prompts)
+    failed_paths = {failure.source for failure in failures}
+
     predictor = predictor_factory(config.model)
-    results: list[TaskResult] = []
+    prepare_output_dir(config.output, config.overwrite)
+    writer = handle.open_writer(config.output, output_format)
+    written: list[Path] = []
     overlays: list[Path] = []
     samples_without_overlay = 0
     overlay_dir = config.output / "overlays"
     if config.overlays:
         overlay_dir.mkdir(exist_ok=True)
-    for index, source in enumerate(sources):
-        request = TaskRequest(
-            task=info.name,
-            modality=info.modality,
-            pixels=load_pixels(source),
-            source=source.path,
-            prompts=prompts,
-            vocabulary=tuple(config.task.vocabulary) if config.task.vocabulary else None,
-            options=options,
-        )
-        plan = handle.encode_queries(request)
-        outputs = predictor(request, plan)
-        result = handle.decode_outputs(request, plan, outputs)
-        results.append(result)
-        if config.overlays:  # drawn now, while the sample's pixels are in memory
-            drawn = registry.render_overlay(handle, result, request.pixels, overlay_dir)
-            overlays.extend(drawn)
-            samples_without_overlay += not drawn
-        if on_sample is not None:
-            on_sample(index + 1, len(sources))
-    written = handle.write_results(results, config.output, output_format)
-    return RunSummary(
-        task=info.name,
-        num_samples=len(results),
-        written=tuple(written),
-        overlays=tuple(overlays),
-        samples_without_overlay=samples_without_overlay,
-    )
+
+    def summary() -> RunSummary:
+        return RunSummary(task=info.name, num_samples=len(indexed), written=tuple(written), overlays=tuple(overlays),
+                          samples_without_overlay=samples_without_overlay, failed=tuple(failures),
+                          sources=tuple(source.path for _, source in indexed))
+
+    closed = False
+    try:
+        for done, (index, source) in enumerate(indexed, start=1):
+            if source.path in failed_paths:
+                continue
+            try:
+                pixels = load_pixels(source)
+                request = TaskRequest(
+                    task=info.name, modality=info.modality, pixels=pixels, source=source.path,
+                    prompts=prompts, vocabulary=vocabulary.texts if vocabulary else None, options=options,
+                    thing_classes=vocabulary.thing_classes if vocabulary else None,
+                    seen_classes=vocabulary.seen_classes if vocabulary else None,
+                    frame_names=_frame_names(source, pixels),
+                )
+                plan = handle.encode_queries(request)
+                result = handle.decode_outputs(request, plan, predictor(request, plan))
+            except InputError as error:  # this input is bad; the others still run
+                failures.append(SampleFailure(source.path, str(error)))
+                continue
+            written.extend(writer.write(result, index))
+            if config.overlays:  # drawn now, while the sample's pixels are in memory
+                drawn = registry.render_overlay(handle, result, request.pixels, overlay_dir)
+                overlays.extend(drawn)
+                samples_without_overlay += not drawn
+            if on_sample is not None:
+                on_sample(done, len(indexed))
+        written[:0] = writer.close()
+        closed = True
+    except KeyboardInterrupt:
+        written[:0] = writer.close()
+        closed = True
+        raise RunInterrupted(summary()) from None
+    finally:
+        if not closed:  # a crash: still describe the finished samples in the gathered files
+            try:
+                writer.close()
+            except Exception:  # the original error matters more than a second one while closing
+                pass
+    return summary()
+
+
+def _frame_names(source: InputSource, pixels: torch.Tensor) -> tuple[str, ...] | None:
+    """The frame files' stems in play order for a frame folder; 00000, 00001, ... for a video file."""
+    if source.modality != "video":
+        return None
+    from omg_core.run_inputs import frame_names
+
+    return tuple(frame_names(source, num_frames=int(pixels.shape[0])))

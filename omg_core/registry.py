@@ -47,6 +47,8 @@ from omg_core.errors import (
 )
 from omg_core.task_info import TaskInfo
 
+from omg_core.result_writer import ResultWriter
+
 if TYPE_CHECKING:  # task_io imports torch; keep `omg tasks` and lookups free of it
     from omg_core.file_evaluators import FileEvaluator
     from omg_core.output_formats import OutputFormat
@@ -192,6 +194,10 @@ class TaskHandle:
         """Write results in ``output_format`` (default: the task's first) through whichever plugin writes it."""
         return self._registry.write_results(self, results, output_dir, output_format)
 
+    def open_writer(self, output_dir: Path, output_format: str | None = None) -> ResultWriter:
+        """A writer for this task's results, one sample at a time (see :mod:`omg_core.result_writer`)."""
+        return self._registry.open_writer(self, output_dir, output_format)
+
 
 class TaskRegistry:
     """Holds the registered task plugins and answers lookups by name or alias."""
@@ -258,31 +264,45 @@ class TaskRegistry:
             )
         return chosen
 
-    def write_results(
-        self, handle: TaskHandle, results: list[TaskResult], output_dir: Path, output_format: str | None = None
-    ) -> list[Path]:
-        """Write ``handle``'s results through the first plugin whose ``omg_write_results`` answers.
+    def open_writer(self, handle: TaskHandle, output_dir: Path, output_format: str | None = None) -> ResultWriter:
+        """A writer of ``handle``'s results in ``output_format`` (default: the task's first), from the first plugin
+        whose ``omg_open_writer`` answers.
 
         Raises:
           InputError: the format cannot hold this task's results (the message lists those that can).
-          PluginValidationError: no plugin wrote the format, or a writer returned something else than a list of paths.
+          PluginValidationError: no plugin writes the format, or a plugin answered with something else than a
+            ResultWriter.
         """
         chosen = self.check_format(handle.info, output_format)
-        written = self._call_cross_cutting(
-            "omg_write_results", handle, f"writing format {chosen!r}", results=list(results),
-            output_dir=Path(output_dir), output_format=chosen,
+        writer = self._call_cross_cutting(
+            "omg_open_writer", handle, f"opening a writer for format {chosen!r}", output_dir=Path(output_dir),
+            output_format=chosen,
         )
-        if written is None:
+        if writer is None:
             declared_by = self._contributions["omg_output_formats"][0][chosen][1].describe()
             raise PluginValidationError(
-                f"format {chosen!r} is declared by {declared_by}, but no plugin's omg_write_results wrote task "
-                f"{handle.name!r}'s results in it"
+                f"format {chosen!r} is declared by {declared_by}, but no plugin's omg_open_writer opened a writer for "
+                f"task {handle.name!r}'s results in it"
             )
-        if not isinstance(written, list):
+        if not isinstance(writer, ResultWriter):
             raise PluginValidationError(
-                f"omg_write_results for format {chosen!r} returned {type(written).__name__}, expected a list of paths"
+                f"omg_open_writer for format {chosen!r} returned {type(writer).__name__}, expected a "
+                "omg_core.result_writer.ResultWriter"
             )
-        return [Path(path) for path in written]
+        return _CheckedWriter(writer, handle.name, chosen)
+
+    def write_results(
+        self, handle: TaskHandle, results: list[TaskResult], output_dir: Path, output_format: str | None = None
+    ) -> list[Path]:
+        """Write a list of results at once (for Python callers): open a writer, write each, close it."""
+        writer = self.open_writer(handle, output_dir, output_format)
+        written: list[Path] = []
+        try:
+            for index, result in enumerate(results):
+                written.extend(writer.write(result, index))
+        finally:
+            closing = writer.close()
+        return [*closing, *written]
 
     def render_overlay(self, handle: TaskHandle, result: TaskResult, pixels: Any, output_dir: Path) -> list[Path]:
         """The pictures of ``result`` drawn over ``pixels`` by the first plugin whose ``omg_render_overlay`` answers;
@@ -797,3 +817,39 @@ def cached_registry(state: dict[str, Any]) -> TaskRegistry:
     if state.get("registry") is None:
         state["registry"] = discover_tasks(plugins=state.get("plugins", ()))
     return state["registry"]
+
+
+class _CheckedWriter(ResultWriter):
+    """A plugin's ResultWriter with its answers checked and its non-OMG errors named (PluginHookError)."""
+
+    def __init__(self, writer: ResultWriter, task: str, output_format: str) -> None:
+        super().__init__(writer.task, writer.output_dir)
+        self.writer = writer
+        self.task = task
+        self.output_format = output_format
+
+    def _paths(self, answer: Any, method: str) -> list[Path]:
+        if not isinstance(answer, (list, tuple)):
+            raise PluginValidationError(
+                f"the {self.output_format!r} writer's {method}() returned {type(answer).__name__}, expected a list of "
+                "paths"
+            )
+        return [Path(path) for path in answer]
+
+    def _call(self, method: str, *args: Any) -> list[Path]:
+        try:
+            answer = getattr(self.writer, method)(*args)
+        except OMGError:
+            raise
+        except Exception as exc:
+            raise PluginHookError(
+                f"task {self.task!r}: writing format {self.output_format!r} ({method}) raised "
+                f"{type(exc).__name__}: {exc}", task=self.task, hook="omg_open_writer",
+            ) from exc
+        return self._paths(answer, method)
+
+    def write(self, result: TaskResult, index: int) -> list[Path]:
+        return self._call("write", result, index)
+
+    def close(self) -> list[Path]:
+        return self._call("close")

@@ -67,8 +67,13 @@ class TaskRequest:
       pixels: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video clip.
       source: where the pixels came from (file or folder), used to name outputs.
       prompts: interactive prompts, or None.
-      vocabulary: class names for open-vocabulary tasks, or None to use the model's default vocabulary.
+      vocabulary: class names for open-vocabulary tasks (synonyms separated by ","), or None to use the model's
+        default vocabulary.
+      thing_classes: one flag per vocabulary class, True for countable things, False for stuff (None: all things).
+      seen_classes: one flag per vocabulary class, True for classes the model was trained on, overriding the
+        word-overlap rule the open-vocabulary ensemble uses by default (None: the rule decides).
       options: the task's options (its ``TaskInfo.options`` model), validated before the model was built.
+      frame_names: for a video, the names of its frames in order (for writers), or None.
     """
 
     task: str
@@ -78,6 +83,35 @@ class TaskRequest:
     prompts: Prompts | None = None
     vocabulary: tuple[str, ...] | None = None
     options: TaskOptions = field(default_factory=TaskOptions)
+    thing_classes: tuple[bool, ...] | None = None
+    seen_classes: tuple[bool, ...] | None = None
+    frame_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VideoTubes:
+    """How OMG-Seg's video inference cuts a video into tubes decoded one at a time, whose queries are matched to the
+    previous tube's so that a query slot is one track (values of the official YouTube-VIS configs by default; VIPSeg
+    uses clip_size 2).
+
+    Attributes:
+      clip_size: frames per tube.
+      clip_size_small: frames per tube for videos of at most ``small_clip_thr`` frames.
+      small_clip_thr: see ``clip_size_small``.
+      overlap: frames shared by consecutive tubes (0 in every official config).
+    """
+
+    clip_size: int = 5
+    clip_size_small: int = 3
+    small_clip_thr: int = 15
+    overlap: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.clip_size, self.clip_size_small) < 1:
+            raise ValueError(f"tube sizes must be >= 1, got clip_size={self.clip_size}, "
+                             f"clip_size_small={self.clip_size_small}")
+        if not 0 <= self.overlap < min(self.clip_size, self.clip_size_small):
+            raise ValueError(f"overlap must be in [0, tube size), got {self.overlap}")
 
 
 @dataclass
@@ -90,13 +124,22 @@ class QueryPlan:
         how many a model has (10 for omg-tiny, 300 for ConvNeXt-L), so it does not say a number.
       prompts: prompts to encode into additional queries, or None.
       vocabulary: the class names the classifier scores against (None keeps the model's default vocabulary).
+      thing_classes: (K,) flags, True for things, for the plan's vocabulary (None: all things; ignored without a
+        vocabulary, whose flags come with the model's default vocabulary).
       seen_classes: (K,) bool, which vocabulary classes were seen in training (for the open-vocabulary ensemble).
+      open_vocabulary: apply the open-vocabulary ensemble (FC-CLIP / OMG-Seg) with the frozen CLIP classifier; with
+        ``seen_classes`` None, the predictor derives them by OMG-Seg's word-overlap rule against the vocabulary the
+        model was trained on.
+      tubes: how a video is cut into tubes for the decoder (OMG-Seg's MinVIS inference); None: the defaults.
     """
 
     learned_queries: bool = True
     prompts: Prompts | None = None
     vocabulary: tuple[str, ...] | None = None
+    thing_classes: tuple[bool, ...] | None = None
     seen_classes: torch.Tensor | None = None
+    open_vocabulary: bool = False
+    tubes: VideoTubes | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from omg_core.task_info import TaskOptions
 from omg_core.errors import ConfigError, InputError  # noqa: F401  (raised by test variants of the hooks)
 from omg_core.file_evaluators import FileEvaluator
 from omg_core.output_formats import OutputFormat
+from omg_core.result_writer import ResultWriter, atomic_path
 from omg_core.task_io import QueryPlan, TaskResult
 from omg_eval.metric import Metric
 
@@ -89,16 +90,19 @@ def omg_output_formats():
     return [OutputFormat("mask-png", "a PNG per image, 255 where bright", tasks=(TASK_NAME,))]
 
 
+class MaskPngWriter(ResultWriter):
+    def write(self, result, index):
+        path = self.output_dir / (self.stem(result, index) + ".png")
+        with atomic_path(path) as temporary:
+            Image.fromarray(result.data.numpy().astype(np.uint8) * 255).save(temporary, format="PNG")
+        return [path]
+
+
 @hookimpl
-def omg_write_results(task, results, output_dir, output_format):
+def omg_open_writer(task, output_dir, output_format):
     if task.name != TASK_NAME or output_format != "mask-png":
         return None
-    written = []
-    for result in results:
-        path = Path(output_dir) / (Path(result.source).stem + ".png")
-        Image.fromarray(result.data.numpy().astype(np.uint8) * 255).save(path)
-        written.append(path)
-    return written
+    return MaskPngWriter(task, output_dir)
 '''
 
 

@@ -34,8 +34,9 @@ def test_default_vocabulary_is_coco_panoptic(predictor: OMGPredictor) -> None:
     outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan())
     assert outputs.class_logits.shape == (1, 10, 134)
     assert outputs.mask_logits.shape == (1, 10, 16, 16) and outputs.image_size == (40, 60)
-    with pytest.raises(ValueError, match="coco_panoptic"):
-        load_vocabulary("coco")
+    assert load_vocabulary("coco").texts == vocabulary.texts  # coco_panoptic is an alias of coco
+    with pytest.raises(InputError, match="did you mean 'coco'"):
+        load_vocabulary("cocoo")
 
 
 def test_plan_vocabulary_prompts_and_prompt_only(predictor: OMGPredictor) -> None:

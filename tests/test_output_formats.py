@@ -27,6 +27,7 @@ import numpy as np
 
 from omg_core import hookimpl
 from omg_core.output_formats import OutputFormat
+from omg_core.result_writer import ResultWriter, atomic_path
 
 
 @hookimpl
@@ -34,13 +35,30 @@ def omg_output_formats():
     return [OutputFormat("semantic-npz", "class indices as .npz", families=("semantic",))]
 
 
+class NpzWriter(ResultWriter):
+    """Gathers every sample into one .npz, written when the run closes."""
+
+    def __init__(self, task, output_dir):
+        super().__init__(task, output_dir)
+        self.labels = {}
+
+    def write(self, result, index):
+        self.labels[self.stem(result, index)] = result.data.labels.numpy()
+        return []
+
+    def close(self):
+        path = self.output_dir / "labels.npz"
+        with atomic_path(path) as temporary:
+            with open(temporary, "wb") as file:
+                np.savez(file, **self.labels)
+        return [path]
+
+
 @hookimpl
-def omg_write_results(task, results, output_dir, output_format):
+def omg_open_writer(task, output_dir, output_format):
     if output_format != "semantic-npz":
         return None
-    path = Path(output_dir) / "labels.npz"
-    np.savez(path, **{Path(r.source).stem: r.data.labels.numpy() for r in results})
-    return [path]
+    return NpzWriter(task, output_dir)
 '''
 
 # Another writer-only plugin that takes over the built-in semantic-png format with tryfirst.
@@ -50,13 +68,19 @@ from pathlib import Path
 from omg_core import hookimpl
 
 
+from omg_core.result_writer import ResultWriter, write_text_atomic
+
+
+class OverrideWriter(ResultWriter):
+    def write(self, result, index):
+        return [write_text_atomic(self.output_dir / "override.txt", self.task.name)]
+
+
 @hookimpl(tryfirst=True)
-def omg_write_results(task, results, output_dir, output_format):
+def omg_open_writer(task, output_dir, output_format):
     if output_format != "semantic-png":
         return None
-    path = Path(output_dir) / "override.txt"
-    path.write_text(task.name)
-    return [path]
+    return OverrideWriter(task, output_dir)
 '''
 
 
@@ -128,10 +152,10 @@ def omg_decode_outputs(request, plan, outputs):
 
 
 @hookimpl(wrapper=True)
-def omg_write_results(task, results, output_dir, output_format):
-    written = yield
-    SEEN.append(("write", task.name, len(written or [])))
-    return written
+def omg_open_writer(task, output_dir, output_format):
+    writer = yield
+    SEEN.append(("open writer", task.name, output_format, type(writer).__name__ != "NoneType"))
+    return writer
 """
 
 
@@ -150,4 +174,4 @@ def test_hook_wrappers_of_a_plugin_without_a_task_take_part(plugin_site: Path, t
     registry.get("semantic").write_results([semantic_result("a.png")], tmp_path)
     import omg_wrap
 
-    assert omg_wrap.SEEN == [("decode", "bright"), ("write", "semantic", 1)]
+    assert omg_wrap.SEEN == [("decode", "bright"), ("open writer", "semantic", "semantic-png", True)]

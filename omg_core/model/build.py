@@ -27,7 +27,10 @@ def register_model_config(name: str) -> Callable[[Callable[[], dict[str, Any]]],
 def _omg_convnext_large() -> dict[str, Any]:
     # The official OMG-Seg sizes (m2_convl_300q): ConvNeXt-L CLIP, 6 deformable layers, 9 decoder layers, 300 q,
     # and OMG-Seg's box-query prompts so the released weights cover interactive segmentation too.
-    return {"name": "omg-convnext-large", "prompt_encoding": "official"}
+    # Test sizes of the official test pipelines: seg/configs/m2ov_val/datasets/coco.py (1333, 800) and y19.py /
+    # vipseg.py (1280, 736).
+    return {"name": "omg-convnext-large", "prompt_encoding": "official", "test_scale_image": (1333, 800),
+            "test_scale_video": (1280, 736), "training_vocabulary": "omg-seg-joint"}
 
 
 @register_model_config("omg-tiny")

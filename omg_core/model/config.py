@@ -42,11 +42,6 @@ class OpenVocabularyConfig(_Strict):
     # trained and the CLIP logits. 4.6052 is the official head's constant (np.log(1 / 0.01) to 4 decimals).
     logit_scale: float = 4.6052
 
-    @property
-    def initial_logit_scale(self) -> float:
-        """Former name of `logit_scale` (the scale is no longer learned); kept until callers use logit_scale."""
-        return self.logit_scale
-
 
 class ModelConfig(_Strict):
     """Everything needed to build an OMGModel.
@@ -69,6 +64,13 @@ class ModelConfig(_Strict):
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     size_divisibility: int = 32
+    # Test-time resize (long side, short side) keeping the aspect ratio, as OMG-Seg's test pipelines; None runs at
+    # the input size. The official values (COCO 1333x800, video 1280x736) are set by the ConvNeXt-L config.
+    # The classes the weights were trained on (open-vocabulary seen/unseen flags): a vocabulary name,
+    # "omg-seg-joint" (the released weights' merged co-training list), or None for default_vocabulary.
+    training_vocabulary: str | None = None
+    test_scale_image: tuple[int, int] | None = None
+    test_scale_video: tuple[int, int] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -86,7 +86,7 @@ class OMGModel(nn.Module):
             encoder_class = PromptEncoder if config.prompt_encoding == "sam" else BoxQueryPromptEncoder
             self.prompt_encoder = encoder_class(pixel_cfg.feat_channels)
         self.ov_classifier = OpenVocabularyClassifier(
-            pixel_cfg.feat_channels, self.backbone.embed_dim, config.open_vocabulary.initial_logit_scale
+            pixel_cfg.feat_channels, self.backbone.embed_dim, config.open_vocabulary.logit_scale
         )
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(3, 1, 1), persistent=False)

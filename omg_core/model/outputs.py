@@ -42,6 +42,9 @@ class OMGOutputs:
     prompt_valid: B x N bool (False for a prompt with no click and no box), or None without prompts.
     image_size: (H, W) of the input before padding; padded_size: (H, W) after padding to a multiple of 32.
     num_frames: T for clips, 0 for images.
+    class_names: the K class names the class columns stand for (display names: a class's first synonym), filled in
+      by the predictor (None from the bare model).
+    thing_classes: K flags, True for things (countable objects), False for stuff; filled in by the predictor.
     """
 
     class_logits: torch.Tensor
@@ -58,6 +61,8 @@ class OMGOutputs:
     prompt_valid: torch.Tensor | None = None
     auxiliary: list[AuxiliaryPrediction] = field(default_factory=list)
     raw_query_embeddings: torch.Tensor | None = None
+    class_names: tuple[str, ...] | None = None
+    thing_classes: tuple[bool, ...] | None = None
 
     @property
     def prompt_class_logits(self) -> torch.Tensor:

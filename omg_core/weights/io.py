@@ -76,6 +76,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
+#: The learned logit scale of files written before it became a constant.
+LEGACY_LOGIT_SCALE_KEY = "ov_classifier.logit_scale"
+
+
 def read_state_dict(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file."""
     with safe_open(str(path), framework="pt", device=str(device)) as handle:
@@ -101,6 +105,12 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     metadata = read_metadata(path)
     allowed_prefixes = tuple(p for p in metadata.get(MISSING_BY_DESIGN, "").split(",") if p)
     state = read_state_dict(path)
+    # Files written before the logit scale became OMG-Seg's fixed constant hold it as a learned value (ln 100 =
+    # 4.60517, the constant to 4 decimals); it is no longer a weight, so it is not loaded.
+    legacy_scale = state.pop(LEGACY_LOGIT_SCALE_KEY, None)
+    if legacy_scale is not None and abs(float(legacy_scale) - 4.6052) > 1e-3:
+        warnings.warn(f"{path.name} holds a learned logit scale {float(legacy_scale):.4f}; OMG uses the fixed "
+                      "constant 4.6052, so class scores may differ from the model that wrote it", stacklevel=2)
     expected = model.state_dict()
     report = LoadReport()
     for key in expected:

@@ -1,0 +1,142 @@
+"""OMGPredictor, SamPredictor-style: every task through its plugin on omg-tiny (random weights: plumbing), features
+computed once per image, prompts scaled with the test-time resize, typed results at the input size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from omg_core.errors import ConfigError, InputError
+from omg_core.model import create_model
+from omg_core.model.predictor import OMGPredictor
+from omg_core.results import Instances, PanopticMap, PanopticVideo, PromptMasks, SemanticMap, SemanticVideo, Tracks
+
+
+@pytest.fixture(scope="module")
+def predictor() -> OMGPredictor:
+    torch.manual_seed(0)
+    return OMGPredictor(create_model("omg-tiny"))
+
+
+def _image(height: int = 40, width: int = 60, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def _video(frames: int = 4) -> torch.Tensor:
+    return torch.stack([_image(seed=index) for index in range(frames)])
+
+
+def test_image_tasks_return_typed_results_at_the_input_size(predictor: OMGPredictor) -> None:
+    predictor.set_image(_image())
+    panoptic = predictor.panoptic()
+    assert isinstance(panoptic, PanopticMap) and panoptic.segment_ids.shape == (40, 60)
+    assert len(panoptic.vocabulary) == 133 and panoptic.vocabulary[0] == "person"
+    instances = predictor.instance(max_per_image=7)
+    assert isinstance(instances, Instances) and instances.masks.shape[1:] == (40, 60) and len(instances) <= 7
+    semantic = predictor.semantic()
+    assert isinstance(semantic, SemanticMap) and semantic.labels.shape == (40, 60)
+    ov = predictor.open_vocabulary(classes=["red star", "blue circle,disc"])
+    assert ov.vocabulary == ("red star", "blue circle")
+    assert all(segment.label in (0, 1) for segment in ov.segments)
+
+
+def test_features_are_computed_once_per_image(predictor: OMGPredictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = predictor.model.encode_frames
+    monkeypatch.setattr(predictor.model, "encode_frames", lambda frames: calls.append(frames.shape) or original(frames))
+    predictor.set_image(_image())
+    first = predictor.interactive(points=[[[10, 12]]])
+    refined = predictor.interactive(points=[[[10, 12], [40, 30]]], point_labels=[[1, 0]])
+    predictor.panoptic()
+    assert len(calls) == 1  # set_image encoded; the three decodes reused the features
+    assert isinstance(first, PromptMasks) and first.masks.shape == (1, 40, 60) and first.labels is None
+    assert refined.masks.shape == (1, 40, 60)
+    labelled = predictor.interactive(boxes=[[5, 5, 30, 30], [0, 0, 59, 39]], classes=["cat", "dog"])
+    assert labelled.masks.shape == (2, 40, 60) and labelled.vocabulary == ("cat", "dog")
+
+
+def test_test_time_resize_keeps_results_at_the_input_size() -> None:
+    torch.manual_seed(0)
+    model = create_model("omg-tiny")
+    native = OMGPredictor(model, size="native")
+    resized = OMGPredictor(model, size=(128, 64))
+    assert resized.test_size(40, 60, "image") == (64, 96)  # mmcv: min(128/60, 64/40) = 1.6
+    for predictor in (native, resized):
+        predictor.set_image(_image())
+        assert predictor.panoptic().segment_ids.shape == (40, 60)
+        assert predictor.interactive(points=[[[59, 39]]]).masks.shape == (1, 40, 60)
+
+
+def test_prompt_coordinates_follow_the_resize(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    predictor = OMGPredictor(create_model("omg-tiny"), size=(120, 80))  # 40x60 -> 80x120: twice the size
+    seen = {}
+    decode = predictor.model.decode
+
+    def spy(features, inputs, num_frames=0):
+        seen["points"], seen["boxes"] = inputs.points, inputs.boxes
+        return decode(features, inputs, num_frames)
+
+    monkeypatch.setattr(predictor.model, "decode", spy)
+    predictor.set_image(_image())
+    predictor.interactive(points=[[[10, 20]]], boxes=[[1, 2, 3, 4]])
+    assert seen["points"].tolist() == [[[[20.0, 40.0]]]]
+    assert seen["boxes"].tolist() == [[[2.0, 4.0, 6.0, 8.0]]]
+
+
+def test_video_tasks_track_through_tubes(predictor: OMGPredictor) -> None:
+    video = _video(7)
+    tracks = predictor.track(video)
+    assert isinstance(tracks, Tracks) and tracks.masks.shape[1:] == (7, 40, 60)
+    ov_tracks = predictor.track(classes=["red star", "green square"])
+    assert ov_tracks.vocabulary == ("red star", "green square")
+    semantic = predictor.run("video-semantic")
+    assert isinstance(semantic, SemanticVideo) and semantic.labels.shape == (7, 40, 60)
+    panoptic = predictor.run("video-panoptic", clip_size=3)
+    assert isinstance(panoptic, PanopticVideo) and panoptic.segment_ids.shape == (7, 40, 60)
+
+
+def test_the_video_is_decoded_one_tube_at_a_time(predictor: OMGPredictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames_per_decode = []
+    decode = predictor.model.decode
+
+    def spy(features, inputs, num_frames=0):
+        frames_per_decode.append(num_frames)
+        return decode(features, inputs, num_frames)
+
+    monkeypatch.setattr(predictor.model, "decode", spy)
+    predictor.set_video(_video(17))  # more than small_clip_thr (15) frames: clip_size 5 tubes
+    predictor.run("video-instance")
+    assert sum(frames_per_decode) == 17 and max(frames_per_decode) <= 5 and len(frames_per_decode) == 4
+
+
+def test_misuse_is_a_clear_error(predictor: OMGPredictor) -> None:
+    predictor.reset()
+    with pytest.raises(InputError, match="set_image"):
+        predictor.panoptic()
+    predictor.set_video(_video(2))
+    with pytest.raises(InputError, match="takes a image|set_image"):
+        predictor.panoptic()
+    with pytest.raises(InputError, match="3 x H x W"):
+        predictor.set_image(torch.zeros(40, 60, 3, dtype=torch.uint8))
+    with pytest.raises(InputError, match="uint8"):
+        predictor.set_image(torch.zeros(3, 40, 60))
+    predictor.set_image(_image())
+    with pytest.raises(InputError, match="rectangular"):
+        predictor.interactive(points=[[[1, 2], [3, 4]], [[5, 6]]])
+    with pytest.raises(ConfigError, match="did you mean 'max_per_image'"):
+        predictor.instance(max_per_imag=3)
+
+
+def test_set_image_accepts_files_arrays_and_pil(predictor: OMGPredictor, tmp_path: Path) -> None:
+    from PIL import Image
+
+    array = _image().permute(1, 2, 0).numpy()
+    Image.fromarray(array).save(tmp_path / "a.png")
+    results = []
+    for image in (tmp_path / "a.png", str(tmp_path / "a.png"), array, Image.fromarray(array)):
+        predictor.set_image(image)
+        results.append(predictor.semantic().labels)
+    assert all(torch.equal(results[0], other) for other in results[1:])
