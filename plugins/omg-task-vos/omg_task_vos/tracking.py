@@ -6,8 +6,9 @@ track), then:
 
     1. proposals: the ``num_proposals`` (25) queries with the highest IoU score (sigmoid of the IoU head, averaged over
        tubes), their frame-0 masks at sigmoid > 0.5, in ASCENDING score order (the official reverses its top-k);
-    2. matching: Hungarian assignment (scipy ``linear_sum_assignment``) maximising the IoU between the frame-0
-       proposals and the first-frame ground-truth masks; each matched proposal takes its object's id;
+    2. matching: Hungarian assignment maximising the IoU between the frame-0 proposals and the first-frame
+       ground-truth masks (``omg_core.inference.video.associate_proposals``); each matched proposal takes its object's
+       id;
     3. carrying: in every frame, each matched query's mask is painted with its object's id, proposals in index order,
        so where masks overlap the later one (the higher IoU score) wins.
 
@@ -20,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from omg_core.inference.prompt_masks import proposal_inference
 from omg_core.inference.test_time_resize import MaskResize
+from omg_core.inference.video import associate_proposals
 
 #: Frames of one query resized at a time (a 480p frame of logits is 1.6 MB; 80 frames at once would be 130 MB).
 FRAME_CHUNK = 16
@@ -41,35 +42,6 @@ class ObjectTracks:
     masks: torch.Tensor
     scores: torch.Tensor
     query_indices: torch.Tensor
-
-
-def mask_iou_matrix(masks_a: torch.Tensor, masks_b: torch.Tensor) -> torch.Tensor:
-    """(N, M) IoU of every pair of (N, H, W) and (M, H, W) bool masks; 0 where both masks are empty (the official
-    divides by a zero union there and gets NaN, which its assignment solver refuses)."""
-    flat_a, flat_b = masks_a.flatten(1).float(), masks_b.flatten(1).float()
-    intersections = flat_a @ flat_b.T
-    unions = flat_a.sum(1)[:, None] + flat_b.sum(1)[None, :] - intersections
-    return torch.where(unions > 0, intersections / unions.clamp(min=1), torch.zeros_like(intersections))
-
-
-def match_proposals_to_objects(proposal_masks: torch.Tensor, object_masks: torch.Tensor) -> dict[int, int]:
-    """OMG-Seg's first-frame assignment: Hungarian matching that maximises the summed IoU.
-
-    Arguments:
-      proposal_masks: (N, H, W) bool, the proposals in the official (ascending score) order.
-      object_masks: (G, H, W) bool, the first-frame objects.
-    Returns:
-      {proposal index: object index} for min(N, G) pairs, ascending proposal index (the official painting order);
-      a pair may have IoU 0, as officially (every object is matched while there are proposals).
-    """
-    if proposal_masks.shape[1:] != object_masks.shape[1:]:
-        raise ValueError(f"proposal masks {tuple(proposal_masks.shape)} and object masks {tuple(object_masks.shape)} "
-                         "must have the same frame size")
-    if len(proposal_masks) == 0 or len(object_masks) == 0:
-        return {}
-    ious = mask_iou_matrix(proposal_masks, object_masks)
-    rows, columns = linear_sum_assignment(-ious.double().numpy())
-    return {int(row): int(column) for row, column in zip(rows, columns)}  # rows come sorted ascending
 
 
 def track_first_frame_objects(
@@ -101,13 +73,15 @@ def track_first_frame_objects(
         raise ValueError(f"resize gives {tuple(proposals.masks.shape[-2:])} masks but the objects are "
                          f"{(height, width)}")
     ascending = torch.arange(len(proposals.query_indices) - 1, -1, -1)  # the official proposal order
-    matches = match_proposals_to_objects(proposals.masks[ascending], object_masks.bool())
+    # {proposal index in the official order: object index}, Hungarian on frame-0 IoU (pairs of IoU 0 included, as
+    # officially: every object is matched while there are proposals)
+    matches = associate_proposals(proposals.masks[ascending], object_masks.bool())
 
     # object index + 1 per pixel, 0 = none; int16 keeps a long 480p video's maps small (int64 would be 4x)
     id_maps = torch.zeros((num_frames, height, width), dtype=torch.int16)
     scores = torch.zeros(num_objects, dtype=torch.float32)
     query_indices = torch.full((num_objects,), -1, dtype=torch.int64)
-    for proposal, object_index in matches.items():  # ascending proposal index: a later (higher-scored) one wins
+    for proposal, object_index in sorted(matches.items()):  # official order: a later (higher-scored) one wins
         position = int(ascending[proposal])
         query = int(proposals.query_indices[position])
         scores[object_index] = proposals.scores[position].float()

@@ -21,7 +21,8 @@ from omg_core.registry import discover_tasks
 from omg_core.results import PromptTracks
 from omg_core.task_io import QueryPlan, TaskRequest
 from omg_task_vos import task as vos
-from omg_task_vos.tracking import mask_iou_matrix, match_proposals_to_objects, track_first_frame_objects
+from omg_core.inference.video import associate_proposals
+from omg_task_vos.tracking import track_first_frame_objects
 
 SIDE = 8  # frames of SIDE x SIDE pixels, run at 4x that size: the 8 x 8 stride-4 mask logits map one-to-one to pixels
 
@@ -116,10 +117,9 @@ def test_hungarian_matching_beats_greedy_and_overlaps_go_to_the_higher_score() -
     wide[0, :19] = True  # proposal A: X and Y
     narrow = torch.zeros(1, 20, dtype=torch.bool)
     narrow[0, :5] = True  # proposal B: half of X
-    ious = mask_iou_matrix(torch.stack([wide, narrow]), objects)
-    assert ious.flatten().tolist() == pytest.approx([10 / 19, 9 / 19, 0.5, 0.0])
-    # greedy (best pair first) takes A-X then B-Y: 10/19 + 0 ; Hungarian A-Y + B-X: 9/19 + 1/2 is larger
-    assert match_proposals_to_objects(torch.stack([wide, narrow]), objects) == {0: 1, 1: 0}
+    # IoUs: A-X 10/19, A-Y 9/19, B-X 1/2, B-Y 0. Greedy (best pair first) takes A-X then B-Y: 10/19 + 0;
+    # Hungarian takes A-Y and B-X: 9/19 + 1/2, the larger sum
+    assert associate_proposals(torch.stack([wide, narrow]), objects) == {0: 1, 1: 0}
 
     mask_logits = torch.where(torch.stack([wide, narrow])[:, None].expand(2, 2, 1, 20), 20.0, -20.0)  # Q x T x 1 x 20
     identity = lambda logits: logits  # noqa: E731 - masks are given at the output size
