@@ -16,7 +16,7 @@ OMG_PACKAGES = ("omg_core", "omg_tasks", "omg_eval", "omg_data", "omg_common")
 #: Folders that hold build products or caches, not plugin sources.
 SKIPPED_FOLDERS = {"__pycache__", "build", "dist", ".venv", ".pytest_cache"}
 #: A dotted reference to an OMG module, optionally ":attribute" (entry points, FileEvaluator.function strings).
-OMG_REFERENCE = re.compile(r"^(?:%s)(?:\.\w+)*(?::\w+(?:\.\w+)*)?$" % "|".join(OMG_PACKAGES))
+OMG_REFERENCE = re.compile(rf"^(?:{'|'.join(OMG_PACKAGES)})(?:\.\w+)*(?::\w+(?:\.\w+)*)?$")
 
 
 def is_private(name: str) -> bool:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omg_task_referring import task as referring
+from omg_task_referring.metric import ReferringIoU
 from PIL import Image
 
 from omg_core.config import RunConfig, TaskConfig
@@ -22,8 +24,6 @@ from omg_core.pipeline import run_task
 from omg_core.registry import discover_tasks
 from omg_core.results import SemanticMap
 from omg_core.task_io import TaskRequest
-from omg_task_referring import task as referring
-from omg_task_referring.metric import ReferringIoU
 
 SIDE = 8  # images of SIDE x SIDE pixels, run at 4x that size: the 8 x 8 stride-4 mask logits map one-to-one to pixels
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omg_task_vos import task as vos
+from omg_task_vos.tracking import track_first_frame_objects
 from PIL import Image
 
 from omg_core.errors import InputError
+from omg_core.inference.video import associate_proposals
 from omg_core.model.outputs import OMGOutputs
 from omg_core.registry import discover_tasks
 from omg_core.results import PromptTracks
 from omg_core.task_io import QueryPlan, TaskRequest
-from omg_task_vos import task as vos
-from omg_core.inference.video import associate_proposals
-from omg_task_vos.tracking import track_first_frame_objects
 
 SIDE = 8  # frames of SIDE x SIDE pixels, run at 4x that size: the 8 x 8 stride-4 mask logits map one-to-one to pixels
 
