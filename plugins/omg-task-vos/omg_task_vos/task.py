@@ -16,6 +16,7 @@ from pydantic import Field
 
 from omg_core import TaskInfo, TaskOptions, hookimpl
 from omg_core.file_evaluators import FileEvaluator
+from omg_core.output_formats import OutputFormat
 from omg_core.task_io import QueryPlan, TaskRequest, TaskResult, VideoTubes
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ DAVIS_JF = FileEvaluator(
     ground_truth_kind="folder",
     function="omg_task_vos.evaluate:evaluate_davis_folders",
 )
+
+#: The built-in davis-png writer writes it (track k = object id k + 1); declaring it for this task here, as a video
+#: task joins a video format, keeps `--format davis-png` open to it whatever tasks the built-in declaration names.
+DAVIS_PNG = OutputFormat("davis-png", "DAVIS results: <video>/<frame>.png palette PNGs of object ids", tasks=("vos",))
 
 
 class VOSOptions(TaskOptions):
@@ -60,7 +65,7 @@ def omg_task_info() -> TaskInfo:
         vocabulary="closed",
         metrics=("J&F-Mean", "J-Mean", "F-Mean"),
         result_family="prompt-masks",
-        output_formats=("davis-png",),
+        output_formats=(DAVIS_PNG.name,),
         file_evaluator=DAVIS_JF.name,
         options=VOSOptions,
     )
@@ -123,6 +128,11 @@ def omg_create_metric(options: dict[str, Any]) -> object:
     from omg_eval.vos import DAVISMetric
 
     return DAVISMetric(bound_th=options.get("bound_th", 0.008))
+
+
+@hookimpl
+def omg_output_formats() -> list[OutputFormat]:
+    return [DAVIS_PNG]
 
 
 @hookimpl

@@ -17,9 +17,11 @@ from omg_task_vos import task as vos
 from omg_task_vos.tracking import track_first_frame_objects
 from PIL import Image
 
+from omg_core.config import RunConfig, TaskConfig
 from omg_core.errors import InputError
 from omg_core.inference.video import associate_proposals
 from omg_core.model.outputs import OMGOutputs
+from omg_core.pipeline import run_task
 from omg_core.registry import discover_tasks
 from omg_core.results import PromptTracks
 from omg_core.task_io import QueryPlan, TaskRequest
@@ -81,6 +83,7 @@ def test_vos_is_discovered_with_its_alias_options_and_evaluator() -> None:
     assert handle.name == "vos" and handle.origin.distribution == "omg-task-vos"
     assert handle.info.result_family == "prompt-masks" and handle.info.output_formats == ("davis-png",)
     assert registry.file_evaluator_for("vos") == ("vos", vos.DAVIS_JF)
+    assert registry.formats_for(handle.info)[0] == "davis-png"
     options = handle.info.model_dump(mode="json")["options"]
     assert options["num_proposals"]["default"] == 25 and options["first_frame_masks"]["default"] is None
 
@@ -178,28 +181,46 @@ def test_bad_first_frame_masks_are_input_errors_naming_the_file_and_the_fix(tmp_
         vos.omg_encode_queries(vos_request(2))
 
 
+def test_a_davis_root_runs_end_to_end_into_davis_pngs_that_omg_eval_scores(tmp_path: Path) -> None:
+    root = tmp_path / "DAVIS"
+    truth = two_objects()
+    for frame in range(3):
+        (root / "JPEGImages" / "480p" / "clip").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((SIDE, SIDE, 3), np.uint8)).save(root / "JPEGImages" / "480p" / "clip" / f"{frame:05d}.jpg")
+        save_ids(truth, root / "Annotations" / "480p" / "clip" / f"{frame:05d}.png")
+    blocks = torch.zeros(3, 3, 8, 8, dtype=torch.bool)
+    blocks[0, :, :4, :4] = True  # query 0 tracks object 1 exactly
+    blocks[1, :, 4:, 4:6] = True  # query 1: the left half of object 2 in every frame
+    blocks[2, :, 0, 7] = True  # query 2: a stray pixel, matched to nothing
+
+    def stand_in_model(model_config):
+        def predict(request, plan):
+            assert plan.learned_queries and plan.tubes is not None and request.frame_names == ("00000", "00001", "00002")
+            return video_outputs(blocks, [1.0, 1.0, 0.0])
+
+        return predict
+
+    config = RunConfig(task=TaskConfig(name="davis"), input=root, output=tmp_path / "out")
+    summary = run_task(config, discover_tasks(), stand_in_model)
+    assert not summary.failed and (tmp_path / "out" / "clip" / "00002.png").is_file()
+    written = np.asarray(Image.open(tmp_path / "out" / "clip" / "00001.png"))
+    expected = truth.copy()
+    expected[4:, 6:] = 0
+    assert np.array_equal(written, expected)  # track k written as DAVIS object id k + 1
+    out = tmp_path / "figures.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "omg_core.cli", "eval", "--task", "vos", "--predictions", str(tmp_path / "out"),
+         "--ground-truth", str(root), "--output", str(out)], capture_output=True, text=True,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(out.read_text())["J-Mean"] == pytest.approx((1 + 0.5) / 2)
+
+
 def test_the_metric_hook_gives_davis_j_and_f() -> None:
     truth = torch.from_numpy(two_objects()).long()[None].repeat(3, 1, 1)
     metric = vos.omg_create_metric({})
     metric.update(truth.clone(), truth, "clip")
     assert metric.compute()["J&F-Mean"] == pytest.approx(1.0)
-
-
-def test_omg_eval_scores_davis_folders_with_the_plugin_evaluator(tmp_path: Path) -> None:
-    truth = two_objects()
-    prediction = truth.copy()
-    prediction[4:, 6:] = 0  # object 2 half found in every frame: J = 0.5; object 1 exact: J = 1
-    for frame in range(3):
-        save_ids(truth, tmp_path / "DAVIS" / "Annotations" / "480p" / "clip" / f"{frame:05d}.png")
-        save_ids(prediction, tmp_path / "pred" / "clip" / f"{frame:05d}.png")
-    out = tmp_path / "figures.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "omg_core.cli", "eval", "--task", "vos", "--predictions", str(tmp_path / "pred"),
-         "--ground-truth", str(tmp_path / "DAVIS"), "--output", str(out)], capture_output=True, text=True,
-    )
-    assert completed.returncode == 0, completed.stderr
-    figures = json.loads(out.read_text())
-    assert figures["J-Mean"] == pytest.approx(0.75) and 0 < figures["J&F-Mean"] < 1
 
 
 def test_omg_tiny_runs_vos_through_the_predictor(tmp_path: Path) -> None:
