@@ -140,21 +140,35 @@ def test_the_metric_gives_mean_and_overall_iou() -> None:
         metric.compute()
 
 
-def test_omg_eval_scores_referring_masks(tmp_path: Path) -> None:
-    truth, prediction = np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)
-    truth[:, :2] = 255  # a 0/255 dataset mask
-    prediction[:, 1:3] = 1  # a 0/1 map as semantic-png writes it: I = 4, U = 12
-    for folder, mask in (("gt", truth), ("pred", prediction)):
-        (tmp_path / folder).mkdir()
-        Image.fromarray(mask).save(tmp_path / folder / "a.png")
+def test_a_run_writes_0_1_pngs_that_omg_eval_scores(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((SIDE, SIDE, 3), np.uint8)).save(tmp_path / "photos" / "a.png")
+    truth = np.zeros((SIDE, SIDE), np.uint8)
+    truth[:, 4:] = 255  # a 0/255 dataset mask: columns 4..7; the prediction will be columns 5..7 (IoU 3/4)
+    (tmp_path / "gt").mkdir()
+    Image.fromarray(truth).save(tmp_path / "gt" / "a.png")
+
+    def stand_in_model(model_config):
+        def predict(request, plan):
+            assert plan.vocabulary == ("the right one", "background")
+            return image_outputs(three_query_masks(), [[1.0, 0.0, 0.0], [3.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+
+        return predict
+
+    config = RunConfig(task=TaskConfig(name="ris", options={"phrase": "the right one"}), input=tmp_path / "photos",
+                       output=tmp_path / "out")
+    summary = run_task(config, discover_tasks(), stand_in_model)
+    assert summary.written == (tmp_path / "out" / "a.png",)
+    written = np.asarray(Image.open(summary.written[0]))
+    assert written[:, 5:].min() == 1 and written[:, :5].max() == 0  # semantic-png: class 1 is the phrase
     out = tmp_path / "figures.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "omg_core.cli", "eval", "--task", "referring", "--predictions", str(tmp_path / "pred"),
+        [sys.executable, "-m", "omg_core.cli", "eval", "--task", "referring", "--predictions", str(tmp_path / "out"),
          "--ground-truth", str(tmp_path / "gt"), "--output", str(out)], capture_output=True, text=True,
     )
     assert completed.returncode == 0, completed.stderr
     figures = json.loads(out.read_text())
-    assert figures["mIoU"] == pytest.approx(4 / 12) and figures["oIoU"] == pytest.approx(4 / 12)
+    assert figures["mIoU"] == pytest.approx(3 / 4) and figures["oIoU"] == pytest.approx(3 / 4)
 
 
 def test_omg_tiny_runs_referring_through_the_predictor() -> None:
