@@ -1,0 +1,51 @@
+"""Semantic inference as Mask2Former does it (OMG-Seg's ``semantic_postprocess`` raises NotImplementedError):
+
+    semseg = einsum("qc,qhw->chw", softmax(class_logits)[..., :-1], sigmoid(mask_logits))
+
+summed over chunks of queries, so only a chunk of queries is ever held at the output size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from omg_core.inference.test_time_resize import (
+    MaskResize,
+    check_query_logits,
+    resized_output_size,
+    resized_query_chunks,
+)
+from omg_core.postprocess import class_probabilities
+
+
+def semantic_inference(
+    class_logits: torch.Tensor, mask_logits: torch.Tensor, resize: MaskResize, chunk: int = 16
+) -> torch.Tensor:
+    """Per-class scores of every pixel: the sum over queries of class probability x mask probability.
+
+    Arguments:
+      class_logits: (Q, K + 1) logits, last column void.
+      mask_logits: (Q, h, w) stride-4 logits of the padded input.
+      resize: maps (N, h, w) logits to (N, H, W) logits at the output size.
+      chunk: queries resized at a time.
+    Returns:
+      (K, H, W) float32 scores (not normalised: a pixel's scores sum to its total mask probability mass).
+    """
+    check_query_logits(class_logits, mask_logits)
+    probabilities = class_probabilities(class_logits.float())  # (Q, K)
+    height, width = resized_output_size(mask_logits, resize)
+    scores = torch.zeros((probabilities.shape[1], height, width), device=mask_logits.device)
+    all_queries = torch.arange(mask_logits.shape[0], device=mask_logits.device)
+    for start, logits in resized_query_chunks(mask_logits, all_queries, resize, chunk):
+        chunk_probabilities = probabilities[start : start + len(logits)]
+        scores += torch.einsum("qc,qhw->chw", chunk_probabilities, logits.sigmoid())
+    return scores
+
+
+def semantic_labels(class_logits: torch.Tensor, mask_logits: torch.Tensor, resize: MaskResize) -> torch.Tensor:
+    """The best class of every pixel under :func:`semantic_inference`.
+
+    Returns:
+      (H, W) int64 class indices.
+    """
+    return semantic_inference(class_logits, mask_logits, resize).argmax(0)
