@@ -59,14 +59,14 @@ def instance_inference(
     larger than Q * K takes every pair (the official topk would raise).
 
     Arguments:
-      class_logits: (Q, K + 1) logits, last column void.
+      class_logits: (Q, K + 1) logits, last column void (may be on another device than the masks, e.g. the CPU).
       mask_logits: (Q, h, w) stride-4 logits of the padded input.
       resize: maps (N, h, w) logits to (N, H, W) logits at the output size.
       is_thing: (K,) bool; pairs of stuff classes are dropped after the top-k.
       max_per_image: pairs taken before the stuff ones are dropped.
       chunk: queries resized at a time.
     Returns:
-      InstancePrediction with N <= max_per_image detections.
+      InstancePrediction with N <= max_per_image detections, on ``mask_logits``' device.
     """
     check_query_logits(class_logits, mask_logits, is_thing)
     num_classes = is_thing.numel()
@@ -76,20 +76,20 @@ def instance_inference(
     # a stable descending sort puts tied pairs in flat-index order, so the cut keeps the lowest flat indices
     top_flat = torch.sort(flat_probabilities, descending=True, stable=True).indices[:count]
     top_flat = top_flat[is_thing[top_flat % num_classes]].sort().values  # things only, in flat-index order
-    class_scores = flat_probabilities[top_flat]
-    labels = top_flat % num_classes
-    query_indices = top_flat // num_classes
+    device = mask_logits.device
+    class_scores = flat_probabilities[top_flat].to(device)
+    labels = (top_flat % num_classes).to(device)
+    query_indices = (top_flat // num_classes).to(device)
 
     height, width = resized_output_size(mask_logits, resize)
     unique_queries, detection_slot = torch.unique(query_indices, sorted=True, return_inverse=True)
-    query_masks = torch.zeros((len(unique_queries), height, width), dtype=torch.bool, device=mask_logits.device)
-    query_mask_scores = torch.zeros(len(unique_queries), device=mask_logits.device)
+    query_masks = torch.zeros((len(unique_queries), height, width), dtype=torch.bool, device=device)
+    query_mask_scores = torch.zeros(len(unique_queries), device=device)
     for start, logits in resized_query_chunks(mask_logits, unique_queries, resize, chunk):
         binary = (logits > 0).float()
         end = start + len(logits)
-        query_mask_scores[start:end] = (logits.sigmoid() * binary).flatten(1).sum(1) / (
-            binary.flatten(1).sum(1) + 1e-6
-        )
+        inside = binary.flatten(1).sum(1)
+        query_mask_scores[start:end] = (logits.sigmoid() * binary).flatten(1).sum(1) / (inside + 1e-6)
         query_masks[start:end] = binary.bool()
 
     scores = class_scores * query_mask_scores[detection_slot]

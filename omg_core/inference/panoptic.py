@@ -10,7 +10,8 @@
         stuff: merges with the earlier segment of its class; thing: a new segment
 
 Only the kept queries are resized to the output size, a chunk at a time: the argmax is carried from chunk to chunk,
-so the map equals the official one that resizes all queries first.
+so the map equals the official one that resizes all queries first (up to the last bit of the CPU resize, see
+``resized_query_chunks``).
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ def panoptic_fusion(
     vocabularies that list things first, as COCO's does).
 
     Arguments:
-      class_logits: (Q, K + 1) logits, last column void.
+      class_logits: (Q, K + 1) logits, last column void (may be on another device than the masks, e.g. the CPU).
       mask_logits: (Q, h, w) stride-4 logits of the padded input.
       resize: maps (N, h, w) logits to (N, H, W) logits at the output size.
       is_thing: (K,) bool.
       settings: the fusion head's test settings.
       chunk: queries resized at a time.
     Returns:
-      PanopticFusion at the output size (H, W).
+      PanopticFusion at the output size (H, W), its map on ``mask_logits``' device.
     """
     check_query_logits(class_logits, mask_logits, is_thing)
     num_classes = is_thing.numel()
@@ -97,6 +98,7 @@ def panoptic_fusion(
     height, width = resized_output_size(mask_logits, resize)
     num_kept = int(kept.numel())
     device = mask_logits.device
+    kept_scores = scores[kept].to(device)
     if num_kept == 0:
         empty = torch.zeros((height, width), dtype=torch.int64, device=device)
         return PanopticFusion(segment_ids=empty, segments=[], segment_queries=[], instance_numbers=[])
@@ -110,7 +112,7 @@ def panoptic_fusion(
         sigmoid = logits.sigmoid()
         confident = sigmoid >= 0.5
         original_area[start : start + len(logits)] = confident.flatten(1).sum(1)
-        probabilities = scores[kept[start : start + len(logits)]].view(-1, 1, 1) * sigmoid
+        probabilities = kept_scores[start : start + len(logits)].view(-1, 1, 1) * sigmoid
         chunk_winner = probabilities.argmax(0, keepdim=True)  # first maximum on ties, as one argmax over all
         chunk_best = probabilities.gather(0, chunk_winner)[0]
         # strictly greater: on a tie the earlier query (an earlier chunk) keeps the pixel, as argmax would
@@ -174,4 +176,3 @@ def to_official_encoding(fusion: PanopticFusion, num_classes: int) -> torch.Tens
         values.append(segment.label + number * INSTANCE_OFFSET if segment.is_thing else segment.label)
     lookup = torch.tensor(values, dtype=torch.int32, device=fusion.segment_ids.device)
     return lookup[fusion.segment_ids]
-

@@ -62,7 +62,7 @@ def prompt_mask_inference(
       class_logits: (N, K + 1) logits (last column void), or None.
       chunk: prompts resized at a time.
     Returns:
-      PromptMaskPrediction.
+      PromptMaskPrediction on ``mask_logits``' device (the logits of the IoU and class heads may be elsewhere).
     """
     count = mask_logits.shape[0]
     if mask_logits.ndim != 3:
@@ -84,10 +84,10 @@ def prompt_mask_inference(
         inside = binary.float()
         mean_inside[start:end] = (probabilities * inside).flatten(1).sum(1) / (inside.flatten(1).sum(1) + 1e-6)
 
-    scores = iou_logits.float().sigmoid().flatten() if iou_logits is not None else mean_inside
+    scores = iou_logits.float().sigmoid().flatten().to(mask_logits.device) if iou_logits is not None else mean_inside
     labels = None
     if class_logits is not None:
-        labels = class_probabilities(class_logits.float()).argmax(-1)
+        labels = class_probabilities(class_logits.float()).argmax(-1).to(mask_logits.device)
     return PromptMaskPrediction(masks=masks, scores=scores, labels=labels)
 
 
@@ -113,14 +113,14 @@ def proposal_inference(
       num_proposals: how many to keep.
       chunk: queries resized at a time.
     Returns:
-      ProposalPrediction with min(num_proposals, Q) proposals.
+      ProposalPrediction with min(num_proposals, Q) proposals, on ``mask_logits``' device.
     """
     if mask_logits.ndim != 3 or iou_logits.shape != (mask_logits.shape[0], 1):
         raise ValueError(
             f"expected iou_logits (Q, 1) and mask_logits (Q, h, w), got {tuple(iou_logits.shape)} and "
             f"{tuple(mask_logits.shape)}"
         )
-    iou_scores = iou_logits.float().sigmoid().flatten()
+    iou_scores = iou_logits.float().sigmoid().flatten().to(mask_logits.device)
     order = torch.sort(iou_scores, descending=True, stable=True).indices[: min(num_proposals, len(iou_scores))]
     height, width = resized_output_size(mask_logits, resize)
     masks = torch.zeros((len(order), height, width), dtype=torch.bool, device=mask_logits.device)

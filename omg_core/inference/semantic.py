@@ -24,15 +24,16 @@ def semantic_inference(
     """Per-class scores of every pixel: the sum over queries of class probability x mask probability.
 
     Arguments:
-      class_logits: (Q, K + 1) logits, last column void.
+      class_logits: (Q, K + 1) logits, last column void (may be on another device than the masks, e.g. the CPU).
       mask_logits: (Q, h, w) stride-4 logits of the padded input.
       resize: maps (N, h, w) logits to (N, H, W) logits at the output size.
       chunk: queries resized at a time.
     Returns:
-      (K, H, W) float32 scores (not normalised: a pixel's scores sum to its total mask probability mass).
+      (K, H, W) float32 scores on ``mask_logits``' device (not normalised: a pixel's scores sum to its total mask
+      probability mass).
     """
     check_query_logits(class_logits, mask_logits)
-    probabilities = class_probabilities(class_logits.float())  # (Q, K)
+    probabilities = class_probabilities(class_logits.float()).to(mask_logits.device)  # (Q, K)
     height, width = resized_output_size(mask_logits, resize)
     scores = torch.zeros((probabilities.shape[1], height, width), device=mask_logits.device)
     all_queries = torch.arange(mask_logits.shape[0], device=mask_logits.device)
@@ -46,6 +47,6 @@ def semantic_labels(class_logits: torch.Tensor, mask_logits: torch.Tensor, resiz
     """The best class of every pixel under :func:`semantic_inference`.
 
     Returns:
-      (H, W) int64 class indices.
+      (H, W) int64 class indices on ``mask_logits``' device.
     """
     return semantic_inference(class_logits, mask_logits, resize).argmax(0)

@@ -128,7 +128,7 @@ def parse_size(text: str) -> tuple[int, int] | None:
 def resized_output_size(mask_logits: torch.Tensor, resize: MaskResize) -> tuple[int, int]:
     """(H, W) that ``resize`` produces, found by resizing one blank channel (so it also works with no queries:
     bilinear interpolation refuses an empty batch)."""
-    blank = mask_logits.new_zeros((1, *mask_logits.shape[-2:]))
+    blank = mask_logits.new_zeros((1, *mask_logits.shape[-2:]), dtype=torch.float32)
     height, width = resize(blank).shape[-2:]
     return int(height), int(width)
 
@@ -138,20 +138,26 @@ def resized_query_chunks(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Resize the selected queries ``chunk`` at a time (the full-size logits of 300 queries can take gigabytes).
 
-    Resizing is per channel, so every chunk holds exactly the rows that resizing all queries would give.
+    Bilinear resizing is per channel, so every chunk holds the rows that resizing all queries would give. On the CPU
+    they may still differ in the last bit: PyTorch's CPU kernel computes channels in vector-width groups (8 floats
+    with AVX2) and the leftover channels on a scalar path that rounds differently, so a row's last bit may depend on
+    the batch it is resized in. Only a pixel exactly at a tie or a threshold can change.
 
     Arguments:
-      mask_logits: (Q, h, w) low-resolution logits.
-      query_indices: (N,) int64 queries to resize, in the order wanted.
+      mask_logits: (Q, h, w) low-resolution logits, any float dtype (resized in float32).
+      query_indices: (N,) int64 queries to resize, in the order wanted, on any device.
       resize: the MaskResize callable.
       chunk: queries per chunk, > 0.
     Yields:
-      (start, logits): position of the chunk's first query in ``query_indices`` and its (n, H, W) float32 logits.
+      (start, logits): position of the chunk's first query in ``query_indices`` and its (n, H, W) float32 logits,
+      on ``mask_logits``' device.
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
+    query_indices = query_indices.to(mask_logits.device)
     for start in range(0, int(query_indices.numel()), chunk):
-        yield start, resize(mask_logits[query_indices[start : start + chunk]]).float()
+        # float32 before resizing: half-precision model outputs would otherwise be interpolated in half precision
+        yield start, resize(mask_logits[query_indices[start : start + chunk]].float()).float()
 
 
 def check_query_logits(
