@@ -47,10 +47,12 @@ class RunSummary:
     failed: tuple[SampleFailure, ...] = ()
     #: inputs of the run, in order
     sources: tuple[Path, ...] = field(default=())
+    #: samples decoded and written (None: every sample that did not fail)
+    finished: int | None = None
 
     @property
     def num_succeeded(self) -> int:
-        return self.num_samples - len(self.failed)
+        return self.finished if self.finished is not None else self.num_samples - len(self.failed)
 
     def to_json(self) -> dict[str, Any]:
         """What ``omg run --json`` prints."""
@@ -195,7 +197,7 @@ def _check_sources(sources: list[InputSource], prompts: Prompts | None, prompts_
 def run_task(
     config: RunConfig,
     registry: TaskRegistry,
-    predictor_factory: PredictorFactory = default_predictor_factory,
+    predictor_factory: PredictorFactory | None = None,
     on_sample: Callable[[int, int], None] | None = None,
     options_source: str = "task options",
     shard: tuple[int, int] = (0, 1),
@@ -205,7 +207,8 @@ def run_task(
     Arguments:
       config: the validated run config.
       registry: the task registry.
-      predictor_factory: builds the model runner from ``config.model`` (called once, after every check passed).
+      predictor_factory: builds the model runner from ``config.model`` (called once, after every check passed);
+        default :func:`default_predictor_factory`.
       on_sample: called with (samples done, samples in total) after each sample.
       options_source: where the task options came from, for errors.
       shard: (rank, world size): this process runs inputs rank, rank + world, ... (torchrun); ids stay global.
@@ -240,7 +243,7 @@ def run_task(
     failures = _check_sources([source for _, source in indexed], prompts, config.task.prompts)
     failed_paths = {failure.source for failure in failures}
 
-    predictor = predictor_factory(config.model)
+    predictor = (predictor_factory or default_predictor_factory)(config.model)
     prepare_output_dir(config.output, config.overwrite)
     writer = handle.open_writer(config.output, output_format)
     written: list[Path] = []
@@ -250,10 +253,12 @@ def run_task(
     if config.overlays:
         overlay_dir.mkdir(exist_ok=True)
 
+    finished = 0
+
     def summary() -> RunSummary:
         return RunSummary(task=info.name, num_samples=len(indexed), written=tuple(written), overlays=tuple(overlays),
                           samples_without_overlay=samples_without_overlay, failed=tuple(failures),
-                          sources=tuple(source.path for _, source in indexed))
+                          sources=tuple(source.path for _, source in indexed), finished=finished)
 
     closed = False
     try:
@@ -275,6 +280,7 @@ def run_task(
                 failures.append(SampleFailure(source.path, str(error)))
                 continue
             written.extend(writer.write(result, index))
+            finished += 1
             if config.overlays:  # drawn now, while the sample's pixels are in memory
                 drawn = registry.render_overlay(handle, result, request.pixels, overlay_dir)
                 overlays.extend(drawn)
