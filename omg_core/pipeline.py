@@ -8,6 +8,7 @@ and the others still run.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +80,9 @@ class RunInterrupted(OMGError):
 
 def default_predictor_factory(model_config: RunModelConfig) -> Predictor:
     """Build the shared OMG model named in the config."""
-    from omg_core.inference.test_time_resize import parse_size
     from omg_core.model.predictor import build_predictor
 
-    size = parse_size(model_config.size) if model_config.size is not None else "auto"
-    return build_predictor(model_config, "native" if size is None else size)
+    return build_predictor(model_config)
 
 
 def check_task_inputs(handle: TaskHandle, prompts: Prompts | None, vocabulary: object | None) -> None:
@@ -244,6 +243,7 @@ def run_task(
     failed_paths = {failure.source for failure in failures}
 
     predictor = (predictor_factory or default_predictor_factory)(config.model)
+    output_existed = config.output.exists()
     prepare_output_dir(config.output, config.overwrite)
     writer = handle.open_writer(config.output, output_format)
     written: list[Path] = []
@@ -287,6 +287,13 @@ def run_task(
                 samples_without_overlay += not drawn
             if on_sample is not None:
                 on_sample(done, len(indexed))
+        if finished == 0 and failures:
+            # nothing to keep: no empty result files, and the output folder goes if this run made it
+            closed = True
+            if not output_existed:
+                shutil.rmtree(config.output, ignore_errors=True)
+            reason = failures[0].reason
+            raise InputError(reason if len(indexed) == 1 else f"all {len(indexed)} inputs failed; the first: {reason}")
         written[:0] = writer.close()
         closed = True
     except KeyboardInterrupt:

@@ -503,11 +503,11 @@ def _long_tensor(value: Any, name: str) -> torch.Tensor:
         raise InputError(f"{name}: {error} (give a rectangular list of integers)") from error
 
 
-def build_predictor(model_config: RunModelConfig, size: SizeSetting = "auto") -> OMGPredictor:
+def build_predictor(model_config: RunModelConfig) -> OMGPredictor:
     """Build the predictor `omg run` uses from the run config's model section.
 
     Arguments:
-      model_config: omg_core.config.RunModelConfig (name, weights, device, dtype).
+      model_config: omg_core.config.RunModelConfig (name, weights, device, dtype, size).
 
     Returns:
       An OMGPredictor. With no weights file, a model with released weights is downloaded (see
@@ -529,6 +529,12 @@ def build_predictor(model_config: RunModelConfig, size: SizeSetting = "auto") ->
         warnings.warn(f"model {name!r} has no released weights and no weights file was given: running with random "
                       "weights (predictions are meaningless; set model.weights)", stacklevel=2)
         model = create_model(name)
+    size: SizeSetting = "auto"
+    if model_config.size is not None:
+        from omg_core.inference.test_time_resize import parse_size
+
+        parsed = parse_size(model_config.size)
+        size = "native" if parsed is None else parsed
     return OMGPredictor(model, device, getattr(torch, model_config.dtype), size)
 
 
