@@ -2,7 +2,7 @@
 
 Writing is a cross-cutting concern: a plugin that knows how to write, say, panoptic maps as COCO panoptic files
 serves every task whose results are panoptic maps, built-in or third-party, without those tasks knowing it. A plugin
-declares its formats with the ``omg_output_formats`` hook and writes them in its ``omg_write_results`` hook; the first
+declares its formats with the ``omg_output_formats`` hook and opens a writer for them in its ``omg_open_writer`` hook; the first
 plugin whose writer answers (not None) wins, so ``tryfirst=True`` on a hookimpl overrides a built-in writer. Several
 plugins may declare one format name (each for its own tasks or families): the registry joins their scopes.
 """
