@@ -237,8 +237,13 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         origins.append("--option")
     from omg_core.pipeline import RunInterrupted
 
+    from omg_eval.sharding import distributed_from_environment, is_main_process
+
     try:
-        with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+        # under torchrun (WORLD_SIZE > 1) each rank runs its share of the inputs; rank 0 writes the gathered files
+        with distributed_from_environment(), Progress(
+            console=stderr, transient=True, disable=not stderr.is_terminal
+        ) as progress:
             bar = progress.add_task(f"{config.task.name}", total=None)
             summary = run_task(
                 config,
@@ -246,6 +251,9 @@ def run_command(ctx: click.Context, **options: Any) -> None:
                 on_sample=lambda done, total: progress.update(bar, completed=done, total=total),
                 options_source=" and ".join(origins) or "task options",
             )
+            main_process = is_main_process()
+        if not main_process:
+            return
     except RunInterrupted as interrupted:
         stderr.print(f"[bold yellow]{escape(str(interrupted))}[/]", highlight=False)
         if options["as_json"]:

@@ -171,7 +171,7 @@ def load_pixels(source: InputSource) -> torch.Tensor:
 
 
 def _check_sources(sources: list[InputSource], prompts: Prompts | None, prompts_path: Path | None,
-                   ) -> list[SampleFailure]:
+                   raise_when_all_fail: bool = True) -> list[SampleFailure]:
     """Open every input (headers only) and fit the prompts to each; one unusable input fails alone, but when every
     input is unusable the first reason is the error."""
     from omg_core.run_inputs import check_prompts_fit, check_source, source_size
@@ -187,7 +187,7 @@ def _check_sources(sources: list[InputSource], prompts: Prompts | None, prompts_
                 reason = str(error)
         if reason is not None:
             failures.append(SampleFailure(source.path, reason))
-    if failures and len(failures) == len(sources):
+    if raise_when_all_fail and failures and len(failures) == len(sources):
         raise InputError(failures[0].reason if len(sources) == 1 else
                          f"none of the {len(sources)} inputs can be used; the first: {failures[0].reason}")
     return failures
@@ -199,7 +199,7 @@ def run_task(
     predictor_factory: PredictorFactory | None = None,
     on_sample: Callable[[int, int], None] | None = None,
     options_source: str = "task options",
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] | None = None,
 ) -> RunSummary:
     """Run one task over the configured input and write its results, sample by sample.
 
@@ -210,7 +210,10 @@ def run_task(
         default :func:`default_predictor_factory`.
       on_sample: called with (samples done, samples in total) after each sample.
       options_source: where the task options came from, for errors.
-      shard: (rank, world size): this process runs inputs rank, rank + world, ... (torchrun); ids stay global.
+      shard: (rank, world size): this process runs inputs rank, rank + world, ... and ids stay global; default: the
+        torch.distributed process group's (``torchrun``), else (0, 1). Under several ranks every rank writes its
+        samples' own files, rank 0 gathers every rank's records and writes the gathered files (one JSON for the whole
+        run, equal to a single process's) and returns the summary of the whole run.
 
     Raises:
       InputError / OMGError: a bad input, before anything was built or written.
@@ -237,15 +240,23 @@ def run_task(
 
     check_device(config.model.device)
     check_output_dir(config.output, config.overwrite)
-    rank, world = shard
+    rank, world = shard if shard is not None else _current_shard()
     indexed = [(index, source) for index, source in enumerate(sources) if index % world == rank]
-    failures = _check_sources([source for _, source in indexed], prompts, config.task.prompts)
+    failures = _check_sources([source for _, source in indexed], prompts, config.task.prompts,
+                              raise_when_all_fail=world == 1)
     failed_paths = {failure.source for failure in failures}
 
     predictor = (predictor_factory or default_predictor_factory)(config.model)
     output_existed = config.output.exists()
-    prepare_output_dir(config.output, config.overwrite)
+    if world == 1 or rank == 0:
+        prepare_output_dir(config.output, config.overwrite)
+    if world > 1:
+        _barrier()  # rank 0 made the folder (and checked it was empty) before any rank writes into it
+        config.output.mkdir(parents=True, exist_ok=True)
     writer = handle.open_writer(config.output, output_format)
+    if world > 1 and not writer.can_shard:  # type: ignore[attr-defined]
+        raise OMGError(f"format {output_format!r}: its writer gathers files without naming its records "
+                       "(ResultWriter.gathered_records), so ranks cannot merge them; run it in one process")
     written: list[Path] = []
     overlays: list[Path] = []
     samples_without_overlay = 0
@@ -287,6 +298,9 @@ def run_task(
                 samples_without_overlay += not drawn
             if on_sample is not None:
                 on_sample(done, len(indexed))
+        if world > 1:
+            closed = True
+            return _merge_ranks(writer, summary(), rank)
         if finished == 0 and failures:
             # nothing to keep: no empty result files, and the output folder goes if this run made it
             closed = True
@@ -316,3 +330,45 @@ def _frame_names(source: InputSource, pixels: torch.Tensor) -> tuple[str, ...] |
     from omg_core.run_inputs import frame_names
 
     return tuple(frame_names(source, num_frames=int(pixels.shape[0])))
+
+
+def _current_shard() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
+def _merge_ranks(writer: Any, local: RunSummary, rank: int) -> RunSummary:
+    """Every rank's records and counts to rank 0, which writes the gathered files; rank 0 returns the whole run's
+    summary, the other ranks their own."""
+    from omg_eval.sharding import gather_objects
+
+    shards = gather_objects((writer.shard_records(), local))
+    if rank != 0:
+        return local
+    writer.merge_shard_records([records for records, _ in shards])
+    gathered_files = writer.close()
+    summaries = [summary for _, summary in shards]
+    failed = tuple(failure for summary in summaries for failure in summary.failed)
+    finished = sum(summary.num_succeeded for summary in summaries)
+    if finished == 0 and failed:
+        raise InputError(f"all {len(failed)} inputs failed; the first: {failed[0].reason}")
+    return RunSummary(
+        task=local.task,
+        num_samples=sum(summary.num_samples for summary in summaries),
+        written=(*gathered_files, *(path for summary in summaries for path in summary.written)),
+        overlays=tuple(path for summary in summaries for path in summary.overlays),
+        samples_without_overlay=sum(summary.samples_without_overlay for summary in summaries),
+        failed=failed,
+        sources=tuple(path for summary in summaries for path in summary.sources),
+        finished=finished,
+    )

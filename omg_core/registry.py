@@ -825,7 +825,7 @@ class _CheckedWriter(ResultWriter):
     def __init__(self, writer: ResultWriter, task: str, output_format: str) -> None:
         super().__init__(writer.task, writer.output_dir)
         self.writer = writer
-        self.task = task
+        self.task_name = task
         self.output_format = output_format
 
     def _paths(self, answer: Any, method: str) -> list[Path]:
@@ -843,8 +843,8 @@ class _CheckedWriter(ResultWriter):
             raise
         except Exception as exc:
             raise PluginHookError(
-                f"task {self.task!r}: writing format {self.output_format!r} ({method}) raised "
-                f"{type(exc).__name__}: {exc}", task=self.task, hook="omg_open_writer",
+                f"task {self.task_name!r}: writing format {self.output_format!r} ({method}) raised "
+                f"{type(exc).__name__}: {exc}", task=self.task_name, hook="omg_open_writer",
             ) from exc
         return self._paths(answer, method)
 
@@ -853,3 +853,16 @@ class _CheckedWriter(ResultWriter):
 
     def close(self) -> list[Path]:
         return self._call("close")
+
+    @property
+    def can_shard(self) -> bool:
+        """Whether runs on several ranks can merge this writer's gathered files: it gathers nothing (the base
+        ``close``), or it names the records its ``close`` writes."""
+        writer_class = type(self.writer)
+        return writer_class.close is ResultWriter.close or bool(writer_class.gathered_records)
+
+    def shard_records(self) -> dict[str, Any]:
+        return self.writer.shard_records()
+
+    def merge_shard_records(self, shards: list[dict[str, Any]]) -> None:
+        self.writer.merge_shard_records(shards)

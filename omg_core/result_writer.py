@@ -22,7 +22,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from omg_core.task_info import TaskInfo
@@ -99,6 +99,44 @@ class ResultWriter:
         :return: the paths written.
         """
         return []
+
+    #: Attributes holding what :meth:`close` writes (e.g. ``("images", "annotations")``: record lists, dicts or
+    #: single values, all picklable). Under
+    #: ``torchrun`` every rank writes its samples' own files, then rank 0 gathers these lists from all ranks and closes
+    #: once for the whole run, so the gathered files equal a single-process run's. A writer whose ``close`` writes
+    #: something must list them (``omg run`` refuses to shard a format whose writer gathers but names no records).
+    gathered_records: ClassVar[tuple[str, ...]] = ()
+
+    def shard_records(self) -> dict[str, Any]:
+        """This rank's gathered records (picklable), by attribute name."""
+        return {name: getattr(self, name) for name in self.gathered_records}
+
+    def merge_shard_records(self, shards: list[dict[str, Any]]) -> None:
+        """Take every rank's records (rank 0, before :meth:`close`): lists become the records of all ranks in sample
+        order (see :meth:`record_order`), dicts are merged (the lowest rank wins a key), other values take the first
+        rank's that is not None."""
+        for name in self.gathered_records:
+            values = [shard[name] for shard in shards]
+            if all(isinstance(value, list) for value in values):
+                merged: Any = sorted((record for value in values for record in value), key=self.record_order)
+            elif all(isinstance(value, dict) for value in values):
+                merged = {}
+                for value in values:  # the first rank to see a key decides it, as the first sample would
+                    for key, item in value.items():
+                        merged.setdefault(key, item)
+            else:  # a single value (the vocabulary): the first rank that has one
+                merged = next((value for value in values if value is not None), None)
+            setattr(self, name, merged)
+
+    @staticmethod
+    def record_order(record: Any) -> Any:
+        """Sort key of a gathered record: the sample position it carries (``image_id``, ``video_id``, ``id`` or
+        ``index``), so merged lists come in input order; records without one keep rank order."""
+        if isinstance(record, dict):
+            for key in ("image_id", "video_id", "id", "index"):
+                if isinstance(record.get(key), int):
+                    return record[key]
+        return 0
 
     def stem(self, result: TaskResult, index: int) -> str:
         """A file stem for ``result`` from its input's name (``index`` when it has none), unique within the run."""

@@ -241,6 +241,8 @@ class CocoPanopticWriter(ResultWriter):
     panopticapi refuses a JSON segment missing from the PNG.
     """
 
+    gathered_records = ("images", "annotations", "is_thing", "vocabulary")
+
     def __init__(self, task: TaskInfo, output_dir: Path) -> None:
         super().__init__(task, output_dir)
         self.images: list[dict[str, Any]] = []
@@ -290,6 +292,8 @@ class CocoResultsWriter(ResultWriter):
     """``results.json`` (COCO results: one detection per mask) and ``images.json`` (image id -> input file, size and
     the categories) on close. Image ids are the inputs' positions; category id = class index + 1, or 1 for prompt
     masks without classes (each detection of prompt masks also says which ``prompt`` it answers)."""
+
+    gathered_records = ("detections", "images", "vocabulary")
 
     def __init__(self, task: TaskInfo, output_dir: Path) -> None:
         super().__init__(task, output_dir)
@@ -348,6 +352,8 @@ class InteractiveJsonWriter(ResultWriter):
     ``bbox`` [x, y, w, h], the predicted IoU ``score``, and ``category_id`` / ``category`` when the masks are
     classified. ``omg eval --task interactive`` needs each object's IoU against ground truth (``click_ious`` /
     ``box_iou``), which a run without ground truth cannot know."""
+
+    gathered_records = ("objects",)
 
     def __init__(self, task: TaskInfo, output_dir: Path) -> None:
         super().__init__(task, output_dir)
@@ -425,6 +431,8 @@ class VipsegPngWriter(VideoResultWriter):
     beyond that the lowest-scored tracks are left void, with a warning.
     """
 
+    gathered_records = ("is_thing", "vocabulary")
+
     def __init__(self, task: TaskInfo, output_dir: Path) -> None:
         super().__init__(task, output_dir)
         self.is_thing: dict[int, bool] = {}
@@ -496,6 +504,8 @@ class YouTubeVisWriter(VideoResultWriter):
     name order, which is the order (ids 1, 2, ...) of the official annotation files' ``videos``; check ``videos.json``
     against the annotation file otherwise.
     """
+
+    gathered_records = ("tracks", "videos", "vocabulary")
 
     def __init__(self, task: TaskInfo, output_dir: Path) -> None:
         super().__init__(task, output_dir)
