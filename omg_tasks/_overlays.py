@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import functools
 import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -41,6 +42,10 @@ PALETTE_SIZE = 64
 FPS = 10
 #: Video encoders tried in order; with none of them, an animated GIF is written.
 VIDEO_CODECS = ("libx264", "h264", "mpeg4")
+#: Detections (instances, tracks) scoring below this are not drawn: a top-100 list would bury the picture (as
+#: detectron2's demo, which draws scores >= 0.5). Prompt masks are always drawn. Override with
+#: OMG_OVERLAY_MIN_SCORE.
+OBJECT_MIN_SCORE = 0.3
 POSITIVE_CLICK = (0, 220, 0)
 NEGATIVE_CLICK = (230, 0, 0)
 
@@ -224,6 +229,9 @@ def _frames(data: Any, prompts: Prompts | None, pixels: torch.Tensor) -> Iterato
         present = masks.reshape(*masks.shape[:2], -1).any(-1)  # N x T
         scores = data.scores.tolist()
         order = sorted(range(len(scores)), key=lambda k: (scores[k], -k))  # the highest score on top
+        if isinstance(data, (families.Instances, families.Tracks)):
+            floor = float(os.environ.get("OMG_OVERLAY_MIN_SCORE", OBJECT_MIN_SCORE))
+            order = [k for k in order if scores[k] >= floor]
         texts = _object_texts(data)
         layer_of = lambda t: _objects_layer(masks[:, t], order, present[:, t], texts)  # noqa: E731
     for t in range(len(images)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from plugin_factory import working_plugin_source, write_distribution
@@ -81,3 +82,16 @@ def test_run_counts_samples_no_plugin_draws(plugin_site: Path, tmp_path: Path) -
     config = RunConfig(task=TaskConfig(name="bright"), input=tmp_path / "a.png", output=tmp_path / "out", overlays=True)
     summary = run_task(config, discover_tasks(), lambda _: lambda request, plan: request.pixels.float().mean(0))
     assert summary.overlays == () and summary.samples_without_overlay == 1  # its results are no result family
+
+
+def test_low_scoring_detections_are_not_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    masks = torch.zeros(2, 48, 80, dtype=torch.bool)
+    masks[0, 2:20, 2:30] = masks[1, 30:46, 50:78] = True
+    instances = Instances(masks, torch.tensor([0.9, 0.1]), torch.tensor([0, 1]), VOCABULARY)
+    registry = discover_tasks()
+    result = TaskResult("instance", None, instances)
+    (path,) = registry.render_overlay(registry.get("instance"), result, grey(48, 80), tmp_path)
+    assert tuple(np.asarray(Image.open(path))[44, 76]) == (GREY,) * 3  # 0.1 < OBJECT_MIN_SCORE: left out
+    monkeypatch.setenv("OMG_OVERLAY_MIN_SCORE", "0")
+    (path,) = registry.render_overlay(registry.get("instance"), result, grey(48, 80), tmp_path)
+    assert tuple(np.asarray(Image.open(path))[44, 76]) != (GREY,) * 3
