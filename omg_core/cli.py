@@ -236,7 +236,6 @@ def run_command(ctx: click.Context, **options: Any) -> None:
     if options["task_options"]:
         origins.append("--option")
     from omg_core.pipeline import RunInterrupted
-
     from omg_eval.sharding import distributed_from_environment, is_main_process
 
     try:

@@ -45,9 +45,8 @@ from omg_core.errors import (
     TaskUnavailableError,
     UnknownTaskError,
 )
-from omg_core.task_info import TaskInfo
-
 from omg_core.result_writer import ResultWriter
+from omg_core.task_info import TaskInfo
 
 if TYPE_CHECKING:  # task_io imports torch; keep `omg tasks` and lookups free of it
     from omg_core.file_evaluators import FileEvaluator

@@ -5,8 +5,6 @@ test-time resize included."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,7 +19,7 @@ from official_fusion_transcription import (
 from omg_core.model import create_model
 from omg_core.model.predictor import OMGPredictor
 from omg_core.registry import discover_tasks
-from omg_core.task_io import QueryPlan, TaskRequest
+from omg_core.task_io import TaskRequest
 from omg_core.weights.cli import convert_command
 from omg_core.weights.io import load_weights
 from omg_core.weights.official import to_official_state_dict

@@ -16,7 +16,7 @@ from PIL import Image
 import omg_tasks._overlays as overlays
 from omg_core.results import Instances, PanopticMap, PromptMasks, PromptTracks, Segment, SemanticMap, Tracks
 from omg_core.task_io import Prompts, TaskResult
-from omg_tasks._overlays import NEGATIVE_CLICK, POSITIVE_CLICK, PALETTE_SIZE, TINT, colour, omg_render_overlay
+from omg_tasks._overlays import NEGATIVE_CLICK, PALETTE_SIZE, POSITIVE_CLICK, TINT, colour, omg_render_overlay
 
 VOCABULARY = ("cat", "grass", "sky")
 GREY = 100

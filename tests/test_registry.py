@@ -14,7 +14,6 @@ from omg_core.errors import (
     PluginHookError,
     PluginLoadError,
     PluginValidationError,
-    TaskNotImplementedError,
     TaskUnavailableError,
     UnknownTaskError,
 )

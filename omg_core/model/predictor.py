@@ -422,9 +422,7 @@ def resolve_vocabulary(vocabulary: Sequence[str] | str | None) -> tuple[tuple[st
     one string naming a built-in vocabulary or giving an inline spec ("cat,kitty;dog"); None keeps the model's."""
     if vocabulary is None:
         return None, None
-    from omg_core.model.vocabulary import parse_vocabulary
-
-    from omg_core.model.vocabulary import vocabulary_from_classes
+    from omg_core.model.vocabulary import parse_vocabulary, vocabulary_from_classes
 
     if isinstance(vocabulary, str):
         parsed = parse_vocabulary(vocabulary, option="vocabulary")
