@@ -140,3 +140,44 @@ def test_set_image_accepts_files_arrays_and_pil(predictor: OMGPredictor, tmp_pat
         predictor.set_image(image)
         results.append(predictor.semantic().labels)
     assert all(torch.equal(results[0], other) for other in results[1:])
+
+
+def test_seen_classes_follow_the_word_overlap_rule_unless_overridden(predictor: OMGPredictor,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # omg-tiny's training vocabulary is COCO: "zebra" and "person" (a synonym list in COCO's text) are seen
+    assert predictor.seen_flags(["zebra", "red star", "person"]) == [True, False, True]
+    used = []
+    decode = predictor.model.decode
+
+    def spy(features, inputs, num_frames=0):
+        used.append(None if inputs.seen_classes is None else inputs.seen_classes.tolist())
+        return decode(features, inputs, num_frames)
+
+    monkeypatch.setattr(predictor.model, "decode", spy)
+    predictor.set_image(_image())
+    by_rule = predictor.open_vocabulary(classes=["zebra", "red star"])
+    overridden = predictor.open_vocabulary(classes=["zebra", "red star"], seen=[False, True])
+    closed = predictor.panoptic()
+    assert used == [[True, False], [False, True], None]  # the ensemble only for open-vocabulary tasks
+    assert by_rule.vocabulary == overridden.vocabulary == ("zebra", "red star") and len(closed.vocabulary) == 133
+
+
+def test_the_video_ensemble_pools_clip_features_over_whole_tracks(predictor: OMGPredictor) -> None:
+    from omg_core.model.ov_classifier import geometric_ensemble
+    from omg_core.task_io import QueryPlan, TaskRequest, VideoTubes
+
+    video = _video(6)
+    seen = torch.tensor([True, False])
+    plan = QueryPlan(vocabulary=("red star", "blue circle"), seen_classes=seen, tubes=VideoTubes(clip_size_small=2))
+    outputs = predictor(TaskRequest(task="ov-vis", modality="video", pixels=video), plan)
+    # by hand: CLIP features of all six frames pooled inside each track's masks (three tubes, matched), once
+    model = predictor.model
+    with torch.inference_mode():
+        res5 = model.encode_frames(video.float()).res5
+        sums, areas = model.clip_pool_sums(res5, outputs.mask_logits)
+        text = model.encode_vocabulary_prototypes(["red star", "blue circle"])
+        clip_logits = model.clip_logits_from_pooled(sums, areas, text)
+        config = model.config.open_vocabulary
+        expected = geometric_ensemble(outputs.in_vocab_logits, clip_logits, seen, config.alpha, config.beta, areas > 0)
+    torch.testing.assert_close(outputs.class_logits, expected, rtol=1e-4, atol=1e-4)
+    assert outputs.mask_logits.shape[2] == 6
