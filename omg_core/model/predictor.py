@@ -100,14 +100,12 @@ class OMGPredictor:
         """A predictor for a named model or a weights file.
 
         Arguments:
-          name_or_path: a registered model name (its released or bundled weights; see `omg_core.weights.hub`) or a
-            safetensors file / folder written by `omg convert` or `save_weights`.
+          name_or_path: a registered model name (its released weights, downloaded once; a model without released
+            weights runs with random weights, with a warning) or a safetensors file / folder written by
+            `omg convert` or `save_weights`.
           model_name: the model config a weights file was saved from, when the file does not record it.
         """
-        from omg_core.weights.hub import from_pretrained
-
-        config = get_model_config(model_name) if model_name is not None else None
-        return cls(from_pretrained(name_or_path, config=config), device, dtype, size)
+        return cls(load_model(name_or_path, model_name), device, dtype, size)
 
     @property
     def registry(self) -> TaskRegistry:
@@ -511,22 +509,13 @@ def build_predictor(model_config: RunModelConfig) -> OMGPredictor:
       An OMGPredictor. With no weights file, a model with released weights is downloaded (see
       omg_core.weights.hub); any other model runs with random weights, with a warning.
     """
-    from omg_core.weights.hub import RELEASED_CHECKPOINTS, from_pretrained
-
-    name = model_config.name
-    if name not in list_models():
-        raise OMGError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
     device = check_device(model_config.device)
     if model_config.weights is not None:
         if not model_config.weights.exists():
             raise OMGError(f"weights file {model_config.weights} does not exist")
-        model = from_pretrained(model_config.weights, config=get_model_config(name))
-    elif name in RELEASED_CHECKPOINTS:
-        model = from_pretrained(name)
+        model = load_model(model_config.weights, model_config.name)
     else:
-        warnings.warn(f"model {name!r} has no released weights and no weights file was given: running with random "
-                      "weights (predictions are meaningless; set model.weights)", stacklevel=2)
-        model = create_model(name)
+        model = load_model(model_config.name)
     size: SizeSetting = "auto"
     if model_config.size is not None:
         from omg_core.inference.test_time_resize import parse_size
@@ -534,6 +523,27 @@ def build_predictor(model_config: RunModelConfig) -> OMGPredictor:
         parsed = parse_size(model_config.size)
         size = "native" if parsed is None else parsed
     return OMGPredictor(model, device, getattr(torch, model_config.dtype), size)
+
+
+def load_model(name_or_path: str | os.PathLike[str], model_name: str | None = None) -> OMGModel:
+    """A model from a weights file (with `model_name`'s config when the file does not record one), or a registered
+    model by name: its released weights (see omg_core.weights.hub), else random weights with a warning."""
+    from omg_core.weights.hub import RELEASED_CHECKPOINTS, from_pretrained
+
+    if model_name is not None and model_name not in list_models():
+        raise OMGError(f"unknown model {model_name!r}; available models: {', '.join(list_models())}")
+    config = get_model_config(model_name) if model_name is not None else None
+    name = str(name_or_path)
+    if not (isinstance(name_or_path, str) and name in list_models()):
+        if not Path(name_or_path).exists():
+            raise OMGError(f"{name!r} is neither a weights file nor a model; available models: "
+                           f"{', '.join(list_models())}")
+        return from_pretrained(name_or_path, config=config)
+    if name in RELEASED_CHECKPOINTS:
+        return from_pretrained(name)
+    warnings.warn(f"model {name!r} has no released weights and no weights file was given: running with random "
+                  "weights (predictions are meaningless; set model.weights)", stacklevel=3)
+    return create_model(name)
 
 
 def check_device(device: str) -> torch.device:
