@@ -244,11 +244,17 @@ def run_command(ctx: click.Context, **options: Any) -> None:
             console=stderr, transient=True, disable=not stderr.is_terminal
         ) as progress:
             bar = progress.add_task(f"{config.task.name}", total=None)
+            frames = progress.add_task("frames", total=None, visible=False)
+
+            def show_frames(done: int, total: int) -> None:  # a video's frames, tube by tube
+                progress.update(frames, completed=done, total=total, visible=done < total)
+
             summary = run_task(
                 config,
                 get_registry(ctx),
                 on_sample=lambda done, total: progress.update(bar, completed=done, total=total),
                 options_source=" and ".join(origins) or "task options",
+                on_frames=show_frames,
             )
             main_process = is_main_process()
         if not main_process:

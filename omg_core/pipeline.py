@@ -199,6 +199,7 @@ def run_task(
     predictor_factory: PredictorFactory | None = None,
     on_sample: Callable[[int, int], None] | None = None,
     options_source: str = "task options",
+    on_frames: Callable[[int, int], None] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> RunSummary:
     """Run one task over the configured input and write its results, sample by sample.
@@ -209,6 +210,8 @@ def run_task(
       predictor_factory: builds the model runner from ``config.model`` (called once, after every check passed);
         default :func:`default_predictor_factory`.
       on_sample: called with (samples done, samples in total) after each sample.
+      on_frames: called with (frames done, frames in the video) as a video is decoded (when the predictor reports
+        it, as OMGPredictor does after each tube).
       options_source: where the task options came from, for errors.
       shard: (rank, world size): this process runs inputs rank, rank + world, ... and ids stay global; default: the
         torch.distributed process group's (``torchrun``), else (0, 1). Under several ranks every rank writes its
@@ -247,6 +250,8 @@ def run_task(
     failed_paths = {failure.source for failure in failures}
 
     predictor = (predictor_factory or default_predictor_factory)(config.model)
+    if on_frames is not None and hasattr(predictor, "on_frames"):
+        predictor.on_frames = on_frames
     output_existed = config.output.exists()
     if world == 1 or rank == 0:
         prepare_output_dir(config.output, config.overwrite)

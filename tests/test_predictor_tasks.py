@@ -181,3 +181,13 @@ def test_the_video_ensemble_pools_clip_features_over_whole_tracks(predictor: OMG
         expected = geometric_ensemble(outputs.in_vocab_logits, clip_logits, seen, config.alpha, config.beta, areas > 0)
     torch.testing.assert_close(outputs.class_logits, expected, rtol=1e-4, atol=1e-4)
     assert outputs.mask_logits.shape[2] == 6
+
+
+def test_video_progress_is_reported_tube_by_tube(predictor: OMGPredictor) -> None:
+    reported = []
+    predictor.on_frames = lambda done, total: reported.append((done, total))
+    try:
+        predictor.track(_video(7), clip_size_small=3)
+    finally:
+        predictor.on_frames = None
+    assert reported == [(3, 7), (5, 7), (7, 7)]  # official tubes of a 7-frame video: 0-3, 3-5, 5-7

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,6 +86,8 @@ class OMGPredictor:
         self._features: FrameFeatures | None = None  # encoded image (set_image), reused by every prompt round
         self._frame_names: tuple[str, ...] | None = None
         self._source: Path | None = None
+        #: called with (frames done, frames in the video) after each video tube, for progress bars
+        self.on_frames: Callable[[int, int], None] | None = None
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -389,6 +391,8 @@ class OMGPredictor:
                 extras=extras,
             ))
             first = first or outputs
+            if self.on_frames is not None:
+                self.on_frames(end, num_frames)
         track = builder.finish()
         in_vocab = track.class_logits.to(self.device)
         class_logits, clip_logits = in_vocab, None
