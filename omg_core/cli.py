@@ -163,7 +163,8 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 
 @main.command("run")
 @click.option("--task", "task_name", help="task name or alias (see `omg tasks`)")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), help="image, image folder, frame folder, video")
+@click.option("--input", "input_path", type=click.Path(path_type=Path),
+              help="an image or image folder; a video file, frame folder, folder of videos, or YouTube-VIS/DAVIS root")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), help="directory for the result files")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="run config (YAML or JSON)")
 @click.option("--model", "model_name", help="model config name (default: omg-tiny)")
@@ -193,7 +194,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 )
 @click.pass_context
 def run_command(ctx: click.Context, **options: Any) -> None:
-    """Run a task on an image, a folder of images, or a video."""
+    """Run a task on images or videos and write its results (under torchrun, the inputs are shared out over the ranks)."""
     from rich.progress import Progress
 
     from omg_core.config import RunConfig, merge_overrides, read_run_config_data, validate_config
