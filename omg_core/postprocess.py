@@ -77,9 +77,11 @@ def masks_to_image_size(
       (..., H, W) logits.
     """
     leading = mask_logits.shape[:-2]
+    height, width = image_size
+    if mask_logits.numel() == 0:  # no query kept: interpolate refuses empty batches
+        return mask_logits.new_zeros(*leading, height, width)
     flat = mask_logits.reshape(1, -1, *mask_logits.shape[-2:])
     resized = F.interpolate(flat, size=padded_size, mode="bilinear", align_corners=False)
-    height, width = image_size
     return resized[..., :height, :width].reshape(*leading, height, width)
 
 
@@ -103,6 +105,8 @@ def masks_to_original_size(
     if tuple(original_size) == tuple(image_size):
         return logits
     leading = logits.shape[:-2]
+    if logits.numel() == 0:
+        return logits.new_zeros(*leading, *original_size)
     flat = logits.reshape(1, -1, *logits.shape[-2:])
     resized = F.interpolate(flat, size=tuple(original_size), mode="bilinear", align_corners=False)
     return resized.reshape(*leading, *original_size)

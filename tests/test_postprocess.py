@@ -87,3 +87,9 @@ def test_encode_rles_round_trip_through_pycocotools() -> None:
     assert all(isinstance(rle["counts"], str) and rle["size"] == [9, 11] for rle in rles)
     decoded = [coco_mask.decode({"size": r["size"], "counts": r["counts"].encode()}) for r in rles]
     assert np.array_equal(np.stack(decoded).astype(bool), masks.numpy())
+
+
+def test_resizing_no_query_gives_an_empty_stack() -> None:
+    from omg_core.postprocess import masks_to_original_size
+
+    assert masks_to_original_size(torch.zeros(0, 8, 8), (32, 32), (30, 28), (60, 56)).shape == (0, 60, 56)
