@@ -13,11 +13,19 @@ frame (it tests ``if seg``); results of categories the annotation file lacks are
 with ``zip`` (extra frames dropped, a short track compared on its own frames only), while the mean area that bins it
 by size takes all of its listed frames (``loadRes`` computes it before any comparison). The last two are reported as
 anomalies (:mod:`omg_eval.anomalies`).
+
+Video ids: a results file's ``video_id`` is the annotation file's, as ytvoseval joins them. ``omg run --format
+youtube-vis-json`` cannot know those ids (it numbers videos by input position + 1), so it writes ``videos.json`` beside
+``results.json``: each video's id, name (the frame folder's name) and frame count. When that file is there, results
+are joined to the annotation file by video name instead, the name of the folder holding a video's frames in
+``file_names`` (``JPEGImages/<name>/00000.jpg`` -> ``<name>``): the run may cover the videos in any order, or only
+some of them (those it left out are scored as ytvoseval scores a video without results, all misses, and reported).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +149,129 @@ def _video_counts(
     }
 
 
+#: What ``omg run --format youtube-vis-json`` writes beside ``results.json``: the run's videos by id.
+RUN_VIDEOS_FILE = "videos.json"
+
+
+def _run_files(results_json: str | Path | list, videos_json: str | Path | dict | None) -> tuple[Any, Any]:
+    """(results, the run's videos catalogue or None): a folder stands for its ``results.json``, and a results file
+    with ``videos.json`` beside it (a run's output) brings that catalogue along unless one is given."""
+    if isinstance(results_json, (str, Path)):
+        path = Path(results_json)
+        if path.is_dir():
+            path = path / "results.json"
+        if videos_json is None and (path.parent / RUN_VIDEOS_FILE).is_file():
+            videos_json = path.parent / RUN_VIDEOS_FILE
+        results_json = path
+    results = _load_json(results_json, "a YouTube-VIS results JSON (a list of predicted tracks)")
+    catalogue = None
+    if videos_json is not None:
+        catalogue = _load_json(videos_json, "the videos.json of an omg run (its videos by id)")
+    return results, catalogue
+
+
+def gt_video_name(video: dict) -> str | None:
+    """A ground-truth video's name: the folder of its frames in ``file_names`` (``JPEGImages/<name>/00000.jpg`` ->
+    ``<name>``), else its ``name``; None when it has neither."""
+    file_names = video.get("file_names")
+    if file_names:
+        folder = Path(str(file_names[0])).parent.name
+        if folder:
+            return folder
+    return str(video["name"]) if video.get("name") else None
+
+
+def _run_video_names(video: dict) -> list[str]:
+    """The names a run's video may have in the annotation file: the writer's name, then its source's name and stem
+    (a name the writer suffixed to keep it unique, or a video file's)."""
+    names = [str(video["name"])] if video.get("name") else []
+    if video.get("source"):
+        source = Path(str(video["source"]))
+        names += [source.name, source.stem]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def join_run_videos(results: list, catalogue: Any, gt: dict) -> tuple[list, set[Any]]:
+    """Results with the run's video ids replaced by the annotation file's, joined by video name.
+
+    Arguments:
+      results: the run's result tracks (``video_id`` = the run's id).
+      catalogue: the run's ``videos.json`` (``{"videos": [{"id", "name", "source", "length", ...}]}``).
+      gt: the annotation file.
+
+    Returns:
+      (the results with the annotation file's ``video_id``, the annotation file's ids of the videos the run covered).
+
+    Raises:
+      ValueError: a run's video the annotation file lacks, or whose frame count differs; two run videos joined to
+        one annotation video; a result of a video ``videos.json`` does not list; a malformed ``videos.json``.
+    """
+    if not isinstance(catalogue, dict) or not isinstance(catalogue.get("videos"), list):
+        raise ValueError("videos.json must be {'videos': [{'id', 'name', 'length', ...}, ...]}, as omg run writes it")
+    by_name: dict[str, list[dict]] = defaultdict(list)
+    for video in gt["videos"]:
+        name = gt_video_name(video)
+        if name is not None:
+            by_name[name].append(video)
+    run_to_gt: dict[Any, Any] = {}
+    joined_from: dict[Any, str] = {}  # annotation video id -> the run's video joined to it
+    for video in catalogue["videos"]:
+        if not isinstance(video, dict) or "id" not in video:
+            raise ValueError(f"videos.json: video record {video!r:.80} has no 'id'")
+        names = _run_video_names(video)
+        matches = next((by_name[name] for name in names if by_name.get(name)), [])
+        label = f"run video {video['id']!r} ({video.get('name')!r}, from {video.get('source')!r})"
+        if not matches:
+            raise ValueError(
+                f"{label} is not in the annotation file (no video whose frames are in a folder named "
+                f"{' or '.join(repr(n) for n in names) or 'after it'}); evaluate against the annotation file of the "
+                "videos the run was given, or leave that video out of the run"
+            )
+        if len(matches) > 1:
+            raise ValueError(f"{label}: the annotation file has {len(matches)} videos of that name; it cannot be joined")
+        target = matches[0]
+        run_frames = int(video["length"]) if "length" in video else len(video.get("frame_names") or [])
+        if run_frames != _video_frames(target):
+            raise ValueError(
+                f"{label} has {run_frames} frames but annotation video {target['id']!r} has {_video_frames(target)}; "
+                "run the video's annotated frames (its JPEGImages/<name> folder of the same split) so that each "
+                "result has one segmentation per annotated frame"
+            )
+        if target["id"] in joined_from:
+            raise ValueError(
+                f"{label} and {joined_from[target['id']]} both join annotation video {target['id']!r}; give each "
+                "video to the run once"
+            )
+        joined_from[target["id"]] = label
+        run_to_gt[video["id"]] = target["id"]
+    joined = []
+    for index, result in enumerate(results):
+        video_id = result.get("video_id") if isinstance(result, dict) else None
+        if video_id not in run_to_gt:
+            raise ValueError(
+                f"result {index} refers to run video {video_id!r}, which videos.json does not list; results.json and "
+                "videos.json must come from the same run"
+            )
+        joined.append({**result, "video_id": run_to_gt[video_id]})
+    return joined, set(run_to_gt.values())
+
+
 @reports_anomalies
-def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | dict) -> dict[str, Any]:
+def evaluate_youtube_vis(
+    results_json: str | Path | list,
+    gt_json: str | Path | dict,
+    videos_json: str | Path | dict | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Evaluate YouTube-VIS results against an annotation file.
 
     Arguments:
-      results_json: path to the results JSON (or the loaded list).
+      results_json: path to the results JSON (or the loaded list), or the folder of an ``omg run`` holding it.
       gt_json: path to the annotation JSON (or the loaded dict).
+      videos_json: the run's ``videos.json`` (path or loaded dict) to join videos by name; by default the one
+        beside ``results_json`` when there is one, else videos are joined by ``video_id``.
+      progress: called with the number of videos just scored.
 
     Returns:
       The figures of :meth:`YouTubeVISMetric.compute` (AP, AP50, AP75, AP_small, ..., AR100, AP_per_category).
@@ -160,11 +284,14 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
     as ytvoseval scores them (see the module docstring) and reported with :func:`omg_eval.anomalies.note_anomaly`.
     """
     gt = _load_json(gt_json, "a YouTube-VIS annotation JSON (the ground truth)")
-    results = _load_json(results_json, "a YouTube-VIS results JSON (a list of predicted tracks)")
+    results, catalogue = _run_files(results_json, videos_json)
     if not isinstance(gt, dict) or not {"videos", "categories", "annotations"} <= gt.keys():
         raise ValueError("the annotation file must be a dict with 'videos', 'categories' and 'annotations'")
     if not isinstance(results, list):
         raise ValueError("the results file must be a list of {video_id, category_id, score, segmentations}")
+    covered = None  # the annotation videos a run covered, when it says which (videos.json)
+    if catalogue is not None:
+        results, covered = join_run_videos(results, catalogue, gt)
     videos = {video["id"]: video for video in gt["videos"]}
     category_ids = [int(category["id"]) for category in gt["categories"]]
     metric = YouTubeVISMetric(category_ids)
@@ -195,12 +322,16 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             foreign_by_video[result["video_id"]].append((index, int(result["category_id"])))
     video_ids = items_for_this_rank(sorted(videos))
     _note_anomalies(video_ids, videos, pred_by_video, foreign_by_video)
+    if covered is not None:
+        _note_uncovered([video_id for video_id in video_ids if video_id not in covered], videos)
     for video_id in video_ids:
         video = videos[video_id]
         height, width, num_frames = int(video["height"]), int(video["width"]), _video_frames(video)
         preds, gts = [result for _, result in pred_by_video[video_id]], gt_by_video[video_id]
         pred_names = [f"video {video_id!r}: result {index}" for index, _ in pred_by_video[video_id]]
         if not preds and not gts:
+            if progress is not None:
+                progress(1)
             continue
         pred_rles = [
             [_to_rle(s, height, width, f"{name} frame {t}") for t, s in enumerate(p["segmentations"])]
@@ -233,7 +364,22 @@ def evaluate_youtube_vis(results_json: str | Path | list, gt_json: str | Path | 
             pred_areas=counts["pred_areas"],
             gt_areas=counts["gt_areas"],
         )
+        if progress is not None:
+            progress(1)
     return metric.compute()
+
+
+def _note_uncovered(uncovered: list[Any], videos: dict[Any, dict]) -> None:
+    """Report this rank's annotation videos that the run (per its videos.json) was not given."""
+    if uncovered:
+        first = videos[uncovered[0]]
+        note_anomaly(
+            "video-instance-video-not-run",
+            what="annotation videos the run did not cover (absent from its videos.json)",
+            handling="scored as ytvoseval scores a video without results: every object in them is missed",
+            example=f"video {first['id']!r} ({gt_video_name(first)!r})",
+            count=len(uncovered),
+        )
 
 
 def _note_anomalies(

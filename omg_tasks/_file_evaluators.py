@@ -53,7 +53,7 @@ def evaluate_interactive_json(
 ) -> dict[str, Any]:
     from omg_eval.interactive_files import evaluate_interactive_file
 
-    return evaluate_interactive_file(predictions, progress=progress)
+    return evaluate_interactive_file(predictions, ground_truth, progress=progress)
 
 
 def evaluate_vipseg(predictions: Path, ground_truth: Path | None, progress: Progress | None) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def evaluate_vspw(predictions: Path, ground_truth: Path | None, progress: Progre
 def evaluate_youtube_vis(predictions: Path, ground_truth: Path | None, progress: Progress | None) -> dict[str, Any]:
     from omg_eval.video_instance_io import evaluate_youtube_vis as evaluate
 
-    return evaluate(predictions, ground_truth)  # type: ignore[arg-type]
+    return evaluate(predictions, ground_truth, progress=progress)  # type: ignore[arg-type]
 
 
 def evaluate_davis(predictions: Path, ground_truth: Path | None, progress: Progress | None) -> dict[str, Any]:
@@ -110,10 +110,12 @@ SEMANTIC_PNG = FileEvaluator(
 )
 INTERACTIVE_JSON = FileEvaluator(
     "interactive-json",
-    "mIoU@1click, mIoU@box, NoC@85/90 of recorded click simulations",
-    "JSON {'objects': [{'click_ious': [...], 'box_iou': x}]}",
+    "mIoU per prompt kind (mIoU@1click, mIoU@box, ...) and class accuracy of a run's prompt masks, as OMG-Seg's "
+    "InsClsIoUMetric; or mIoU@1click, mIoU@box, NoC@85/90 of recorded click simulations",
+    "interactive.json of `omg run --format interactive-json` (scored against --ground-truth, a COCO instances JSON), "
+    "or a click-simulation log {'objects': [{'click_ious': [...], 'box_iou': x}]} (no ground truth)",
     "file",
-    None,
+    None,  # optional: a click-simulation log needs none, and the evaluator asks for it when a run's file does
     "file",
     f"{_HERE}:evaluate_interactive_json",
 )
@@ -138,8 +140,9 @@ VSPW = FileEvaluator(
 YOUTUBE_VIS = FileEvaluator(
     "youtube-vis",
     "video AP, equal to youtubevos/cocoapi ytvoseval",
-    "YouTube-VIS results JSON",
-    "file",
+    "YouTube-VIS results JSON, or the folder of `omg run --format youtube-vis-json` (results.json + videos.json: "
+    "videos joined to the annotation file by name)",
+    "file or folder",
     "YouTube-VIS JSON",
     "file",
     f"{_HERE}:evaluate_youtube_vis",
