@@ -141,7 +141,7 @@ def _all_tasks_with_inputs(
     "ground_truth",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="ground-truth file or folder (not needed for interactive)",
+    help="ground-truth file or folder (interactive: not needed for a click-simulation log)",
 )
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write figures as JSON")
 @click.option(

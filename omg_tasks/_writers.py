@@ -350,8 +350,8 @@ class InteractiveJsonWriter(ResultWriter):
     ``image_id`` (the input's position), ``file_name``, ``prompt`` (its number), the prompt itself (``points`` and
     ``point_labels`` without padding, ``box``), the mask as a COCO RLE ``segmentation`` with its ``area`` and
     ``bbox`` [x, y, w, h], the predicted IoU ``score``, and ``category_id`` / ``category`` when the masks are
-    classified. ``omg eval --task interactive`` needs each object's IoU against ground truth (``click_ious`` /
-    ``box_iou``), which a run without ground truth cannot know."""
+    classified. ``omg eval --task interactive --ground-truth GT.json`` (COCO instances) scores it: each prompt is
+    joined to its object (by ``annotation_id`` or by where it points) and scored by mask IoU."""
 
     gathered_records = ("objects",)
 
@@ -500,9 +500,8 @@ class YouTubeVisWriter(VideoResultWriter):
     null where the track has no pixel, as ytvoseval's ``loadRes`` reads it; ``videos.json``: each video's id, name,
     source, frame names and size, and the categories (id = class index + 1), to join the ids to an annotation file.
 
-    Video ids are the inputs' positions + 1: a YouTube-VIS split's videos, given as the data set root, are run in
-    name order, which is the order (ids 1, 2, ...) of the official annotation files' ``videos``; check ``videos.json``
-    against the annotation file otherwise.
+    Video ids are the inputs' positions + 1; ``omg eval`` joins them to an annotation file by video name through
+    ``videos.json``, so the order a run covered the videos in does not matter.
     """
 
     gathered_records = ("tracks", "videos", "vocabulary")
