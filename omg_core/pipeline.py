@@ -139,10 +139,8 @@ def resolve_run_vocabulary(
 
 
 def prepare_output_dir(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output} is a file; give a directory")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise InputError(f"--output {output} is not empty; choose another directory or pass --overwrite")
+    """:func:`check_output_dir`, then create the folder."""
+    check_output_dir(output, overwrite)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
