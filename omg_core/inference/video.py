@@ -309,11 +309,6 @@ class TrackBuilder(StreamingTrackBuilder):
         return track
 
 
-def track_frame_logits(track: TrackOutputs, frame: int) -> torch.Tensor:
-    """(Q, h, w) mask logits of one frame of the track."""
-    return track.frame_logits(frame)
-
-
 def video_panoptic(
     track: TrackOutputs,
     resize: MaskResize,
