@@ -255,3 +255,13 @@ def test_multi_head_attention_matches_torch_with_per_head_masks() -> None:
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(multi_head_attention(attention, query, key, value),
                                attention(query, key, value, need_weights=False)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_ensemble_of_an_empty_mask_stays_finite_when_clip_underflows() -> None:
+    from omg_core.model.ov_classifier import geometric_ensemble
+
+    in_vocab = torch.tensor([[1.0, 0.0, 0.5]])
+    clip = torch.tensor([[0.0, 200.0]])  # softmax underflows to exactly 0 for class 0
+    out = geometric_ensemble(in_vocab, clip, torch.tensor([True, False]), valid_queries=torch.tensor([False]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, torch.log(in_vocab.softmax(-1) + 1e-8))  # exponent 0: the trained classifier

@@ -62,7 +62,8 @@ def geometric_ensemble(
     exponent = exponent.expand_as(p_in)
     if valid_queries is not None:
         exponent = exponent * valid_queries[..., None].to(p_in.dtype)
-    log_ensemble = (1 - exponent) * torch.log(p_in) + exponent * torch.log(p_out)
+    # xlogy: an exponent of 0 gives p**0 = 1 even where p underflowed to 0 (the official power form); 0 * log 0 is NaN
+    log_ensemble = torch.xlogy(1 - exponent, p_in) + torch.xlogy(exponent, p_out)
     ensemble = log_ensemble.softmax(-1)  # renormalise over the K classes
     p_void = in_vocab_logits.softmax(-1)[..., -1:]
     return torch.log(torch.cat([ensemble * (1 - p_void), p_void], dim=-1) + 1e-8)
