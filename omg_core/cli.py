@@ -184,6 +184,10 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="compute precision (default float32)")
 @click.option("--size", help="test-time resize: LONGxSHORT (e.g. 1333x800), or 'native' (default: the model's setting)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary (JSON) on stdout")
+@click.option("--video-mode", type=click.Choice(["auto", "offline", "stream"]),
+              help="videos: offline (whole, the official results), stream (tube by tube, flat memory) or auto "
+              "(default: stream videos longer than --stream-min-frames)")
+@click.option("--stream-min-frames", type=int, help="auto video mode: stream videos of more frames (default 100)")
 @click.option(
     "--option",
     "task_options",
@@ -219,6 +223,8 @@ def run_command(ctx: click.Context, **options: Any) -> None:
         "task.output_format": options["output_format"],
         "overwrite": options["overwrite"],
         "overlays": options["overlays"],
+        "video_mode": options["video_mode"],
+        "stream_min_frames": options["stream_min_frames"],
     }
     merged = merge_overrides(data, overrides)
     if options["task_options"]:

@@ -62,6 +62,12 @@ class RunConfig(BaseModel):
     output: Path = Field(description="directory for result files (created if missing)")
     overwrite: bool = Field(default=False, description="allow writing into a non-empty output directory")
     overlays: bool = Field(default=False, description="also draw each result over its input in <output>/overlays")
+    video_mode: Literal["auto", "offline", "stream"] = Field(
+        default="auto",
+        description="offline: decode a video whole (the official results); stream: tube by tube as frames are read, "
+        "with flat memory; auto: stream videos longer than stream_min_frames",
+    )
+    stream_min_frames: int = Field(default=100, ge=1, description="auto video mode: stream videos of more frames")
 
 
 #: Path fields of RunConfig, as dotted keys; relative values in a file are relative to that file's folder.

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from omg_core.file_evaluators import FileEvaluator
     from omg_core.model.outputs import OMGOutputs
     from omg_core.output_formats import OutputFormat
-    from omg_core.result_writer import ResultWriter
+    from omg_core.result_writer import OverlayStream, ResultWriter
     from omg_core.task_info import TaskInfo
-    from omg_core.task_io import QueryPlan, TaskRequest, TaskResult
+    from omg_core.task_io import QueryPlan, TaskRequest, TaskResult, VideoStreamDecoder
     from omg_eval.metric import Metric
 
 PROJECT_NAME = "omg"
@@ -102,6 +102,22 @@ def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: OMGOutput
 
 
 @hookspec(firstresult=True)
+def omg_open_video_stream(request: TaskRequest, plan: QueryPlan) -> VideoStreamDecoder | None:
+    """Decode a video tube by tube instead of whole (optional; a video task's own plugin answers).
+
+    ``omg run --video-mode stream`` (the default for videos longer than ``run.stream_min_frames``) reads a long video
+    a tube at a time so memory stays flat: the model decodes each tube, and the decoder returned here turns it into
+    results that are written at once. A task that does not implement this hook runs its videos whole (offline), and
+    asking it for ``--video-mode stream`` is an error naming the task.
+
+    :param request: the video request; in stream mode ``request.pixels`` is (0, 3, H, W): no frames, only the frame
+        size (the frames come in each :class:`omg_core.task_io.VideoChunk`).
+    :param plan: the plan :func:`omg_encode_queries` gave for the request.
+    :return: an :class:`omg_core.task_io.VideoStreamDecoder` for this one video, or None to run it offline.
+    """
+
+
+@hookspec(firstresult=True)
 def omg_create_metric(options: dict[str, Any]) -> Metric:
     """Create a fresh metric object for the task (``update`` / ``compute`` / ``reset``, synced across processes).
 
@@ -157,6 +173,23 @@ def omg_render_overlay(task: TaskInfo, result: TaskResult, pixels: torch.Tensor,
     :param pixels: the input as the task saw it: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video.
     :param output_dir: an existing, writable directory for the pictures.
     :return: the pictures written, or None to pass.
+    """
+
+
+@hookspec(firstresult=True)
+def omg_open_overlay_stream(task: TaskInfo, output_dir: Path, name: str) -> OverlayStream | None:
+    """Open the overlay of one streamed video (optional; any plugin, with or without a task).
+
+    Called by ``omg run --overlays --video-mode stream`` once per video before its first tube, on every plugin in
+    pluggy's order; the first answer that is not None wins. ``omg run`` then hands the returned
+    :class:`omg_core.result_writer.OverlayStream` each tube's chunk result and frames (``add``) and closes it after
+    the last. The built-in overlays answer for every result family, including streamed tracks
+    (:class:`omg_core.results.TrackFrames`, drawn with the best guess so far of each track's class).
+
+    :param task: the task whose results will arrive.
+    :param output_dir: an existing, writable directory for the pictures.
+    :param name: the video's name (the input's stem), for naming the file.
+    :return: an OverlayStream, or None to pass.
     """
 
 

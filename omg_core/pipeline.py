@@ -241,6 +241,7 @@ def run_task(
 
     check_device(config.model.device)
     check_output_dir(config.output, config.overwrite)
+    _check_video_mode(config, handle)
     rank, world = shard if shard is not None else _current_shard()
     indexed = [(index, source) for index, source in enumerate(sources) if index % world == rank]
     failures = _check_sources([source for _, source in indexed], prompts, config.task.prompts,
@@ -260,6 +261,14 @@ def run_task(
     if world > 1 and not writer.can_shard:  # type: ignore[attr-defined]
         raise OMGError(f"format {output_format!r}: its writer gathers files without naming its records "
                        "(ResultWriter.gathered_records), so ranks cannot merge them; run it in one process")
+    can_stream = info.modality == "video" and handle.can_stream and getattr(writer, "streams", False) and hasattr(
+        predictor, "stream_video")
+    if config.video_mode == "stream" and not can_stream:
+        if not output_existed:
+            shutil.rmtree(config.output, ignore_errors=True)
+        why = (f"format {output_format!r} has no streaming writer" if not getattr(writer, "streams", False)
+               else "the model runner cannot stream")
+        raise InputError(f"--video-mode stream: {why}; use --video-mode offline")
     written: list[Path] = []
     overlays: list[Path] = []
     samples_without_overlay = 0
@@ -278,6 +287,20 @@ def run_task(
     try:
         for done, (index, source) in enumerate(indexed, start=1):
             if source.path in failed_paths:
+                continue
+            if can_stream and _streams(config, source):
+                try:
+                    paths, drawn = _run_streamed(registry, handle, predictor, writer, source, index, prompts,
+                                                 vocabulary, options, overlay_dir if config.overlays else None)
+                except InputError as error:
+                    failures.append(SampleFailure(source.path, str(error)))
+                    continue
+                written.extend(paths)
+                finished += 1
+                overlays.extend(drawn)
+                samples_without_overlay += config.overlays and not drawn
+                if on_sample is not None:
+                    on_sample(done, len(indexed))
                 continue
             try:
                 pixels = load_pixels(source)
@@ -324,6 +347,80 @@ def run_task(
             except Exception:  # the original error matters more than a second one while closing
                 pass
     return summary()
+
+
+def _check_video_mode(config: RunConfig, handle: TaskHandle) -> None:
+    """``--video-mode stream`` needs a video task whose plugin decodes tube by tube."""
+    if config.video_mode != "stream":
+        return
+    info = handle.info
+    if info.modality != "video":
+        raise InputError(f"--video-mode stream: task {info.name!r} takes images; drop --video-mode")
+    if not handle.can_stream:
+        raise InputError(f"--video-mode stream: task {info.name!r} decodes videos whole (its plugin has no "
+                         "omg_open_video_stream); use --video-mode offline")
+
+
+def _streams(config: RunConfig, source: InputSource) -> bool:
+    """Whether this video runs as a stream: always in stream mode; in auto mode when it is longer than
+    ``stream_min_frames`` (or its container does not say how long it is)."""
+    if config.video_mode != "auto":
+        return config.video_mode == "stream"
+    from omg_core.run_inputs import declared_frame_count
+
+    count = declared_frame_count(source)
+    return count is None or count > config.stream_min_frames
+
+
+def _run_streamed(
+    registry: TaskRegistry,
+    handle: TaskHandle,
+    predictor: Any,
+    writer: Any,
+    source: InputSource,
+    index: int,
+    prompts: Prompts | None,
+    vocabulary: RunVocabulary | None,
+    options: Any,
+    overlay_dir: Path | None,
+) -> tuple[list[Path], list[Path]]:
+    """One video decoded and written tube by tube: frames read lazily, each tube's results written (and its overlay
+    frames encoded) before the next is read. Returns (files written, overlay files)."""
+    from omg_core.run_inputs import declared_frame_count, frame_names, source_size
+
+    info = handle.info
+    height, width = source_size(source)
+    count = declared_frame_count(source)
+    request = TaskRequest(
+        task=info.name, modality=info.modality, pixels=torch.zeros((0, 3, height, width), dtype=torch.uint8),
+        source=source.path, prompts=prompts, vocabulary=vocabulary.texts if vocabulary else None, options=options,
+        thing_classes=vocabulary.thing_classes if vocabulary else None,
+        seen_classes=vocabulary.seen_classes if vocabulary else None,
+        frame_names=frame_names(source) if source.path.is_dir() else None,
+    )
+    plan = handle.encode_queries(request)
+    decoder = handle.open_video_stream(request, plan)
+    if decoder is None:
+        raise InputError(f"{source.name}: task {info.name!r} declined to stream this video; use --video-mode offline")
+    overlay = registry.open_overlay_stream(handle, overlay_dir, _overlay_name(source)) if overlay_dir else None
+    written: list[Path] = []
+    try:
+        for chunk in predictor.stream_video(request, plan, iter_frames(source), count, request.frame_names):
+            result = decoder.decode_chunk(chunk)
+            written.extend(writer.write_chunk(result, index))
+            if overlay is not None:
+                overlay.add(result, chunk.pixels)
+        written.extend(writer.finish_video(decoder.finish(), index))
+        drawn = overlay.close() if overlay is not None else []
+    except BaseException:
+        if overlay is not None:
+            overlay.abort()
+        raise
+    return written, [Path(path) for path in drawn]
+
+
+def _overlay_name(source: InputSource) -> str:
+    return source.path.name if source.path.is_dir() else source.path.stem
 
 
 def _frame_names(source: InputSource, pixels: torch.Tensor) -> tuple[str, ...] | None:

@@ -163,6 +163,18 @@ class TaskHandle:
 
         return self._call("omg_decode_outputs", TaskResult, request=request, plan=plan, outputs=outputs)
 
+    @property
+    def can_stream(self) -> bool:
+        """Whether the task's plugin implements ``omg_open_video_stream`` (decodes videos tube by tube)."""
+        hook = self._registry._plugin_manager.hook.omg_open_video_stream
+        return any(impl.plugin is self.plugin for impl in hook.get_hookimpls())
+
+    def open_video_stream(self, request: TaskRequest, plan: QueryPlan) -> Any:
+        """The task's stream decoder for this video (``omg_open_video_stream``), or None when it decodes videos whole."""
+        from omg_core.task_io import VideoStreamDecoder
+
+        return self._call("omg_open_video_stream", (VideoStreamDecoder, type(None)), request=request, plan=plan)
+
     def create_metric(self, options: dict[str, Any] | None = None) -> Any:
         """The task's metric. Its first ``compute`` checks that every figure ``TaskInfo.metrics`` names is there (a
         metric reporting other names than its task advertises is a plugin bug, named with the figures it gave)."""
@@ -310,6 +322,17 @@ class TaskRegistry:
             "omg_render_overlay", handle, "drawing an overlay", result=result, pixels=pixels, output_dir=Path(output_dir)
         )
         return [Path(path) for path in drawn or []]
+
+    def open_overlay_stream(self, handle: TaskHandle, output_dir: Path, name: str) -> Any:
+        """The OverlayStream of the first plugin whose ``omg_open_overlay_stream`` answers, or None."""
+        from omg_core.result_writer import OverlayStream
+
+        stream = self._call_cross_cutting("omg_open_overlay_stream", handle, "opening a video overlay",
+                                          output_dir=Path(output_dir), name=name)
+        if stream is not None and not isinstance(stream, OverlayStream):
+            raise PluginValidationError(f"omg_open_overlay_stream returned {type(stream).__name__}, expected an "
+                                        "omg_core.result_writer.OverlayStream")
+        return stream
 
     def _call_cross_cutting(self, hook_name: str, handle: TaskHandle, doing: str, **kwargs: Any) -> Any:
         """Call a cross-cutting hook for ``handle``'s task: OMG errors pass through (one line for the user), anything
@@ -852,6 +875,16 @@ class _CheckedWriter(ResultWriter):
 
     def close(self) -> list[Path]:
         return self._call("close")
+
+    @property
+    def streams(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.writer, "streams", False))
+
+    def write_chunk(self, result: TaskResult, index: int) -> list[Path]:
+        return self._call("write_chunk", result, index)
+
+    def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
+        return self._call("finish_video", result, index)
 
     @property
     def can_shard(self) -> bool:

@@ -100,6 +100,30 @@ class ResultWriter:
         """
         return []
 
+    #: Whether this writer takes videos tube by tube (:meth:`write_chunk` and :meth:`finish_video`), as
+    #: ``omg run --video-mode stream`` hands them over. A format whose writer does not is run offline, or refused when
+    #: stream mode was asked for explicitly.
+    streams: ClassVar[bool] = False
+
+    def write_chunk(self, result: TaskResult, index: int) -> list[Path]:
+        """Write some frames of a streamed video (``--video-mode stream``), completely, as they come.
+
+        Called for each tube of video ``index`` in order; ``result.data`` covers the tube's frames only and
+        ``result.frame_names`` names them (a stream decoder's :meth:`~omg_core.task_io.VideoStreamDecoder.decode_chunk`
+        result). Keep only small per-video state between calls. Set :attr:`streams` when you implement it.
+
+        :return: the paths written.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not write streamed videos")
+
+    def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
+        """End streamed video ``index``: ``result`` is its decoder's ``finish()`` (None when it has nothing to add);
+        record what :meth:`close` needs. The default records nothing.
+
+        :return: the paths written.
+        """
+        return []
+
     #: Attributes holding what :meth:`close` writes (e.g. ``("images", "annotations")``: record lists, dicts or
     #: single values, all picklable). Under
     #: ``torchrun`` every rank writes its samples' own files, then rank 0 gathers these lists from all ranks and closes
@@ -145,3 +169,19 @@ class ResultWriter:
             stem = f"{stem}_{index}"
         self._stems.add(stem)
         return stem
+
+
+class OverlayStream:
+    """The overlay of one streamed video, drawn tube by tube (``omg_open_overlay_stream``): :meth:`add` draws a
+    tube's frames and encodes them at once (nothing is kept), :meth:`close` finishes the file."""
+
+    def add(self, result: TaskResult, pixels: Any) -> None:
+        """Draw ``result`` (a stream decoder's chunk result) over ``pixels`` (t, 3, H, W) uint8, the tube's frames."""
+        raise NotImplementedError
+
+    def close(self) -> list[Path]:
+        """Finish the picture files; returns them."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop unfinished files (the video failed or the run was interrupted)."""

@@ -252,6 +252,86 @@ class PromptTracks(_PromptMasks):
         return int(self.masks.shape[1])
 
 
+
+# -- a video's tracks streamed tube by tube (``omg run --video-mode stream``) ---------------------------------------
+# Which query slots become tracks, and their classes and scores, are only known when the whole video has been seen
+# (class logits are averaged over it), so a streamed ``Tracks`` arrives as the masks of EVERY slot, a few frames at a
+# time (``TrackFrames``, RLE-encoded so that memory stays flat), then the choice (``TrackSelection``).
+
+
+@dataclass
+class TrackFrames:
+    """Frames ``first_frame .. first_frame + t - 1`` of every query slot's mask in a streamed video.
+
+    rles: per slot, per frame of the chunk, a COCO RLE (``{"size": [H, W], "counts": str}``) or None where the slot
+      has no pixel.
+    mask_scores: (Q, t) float32 each slot's mask score per frame (mean probability inside its mask, 0 when empty).
+    size: (H, W) of the frames.
+    preview_slots, preview_labels, preview_scores: the best tracks by what has been seen so far (class logits
+      averaged over the tubes up to this one), for drawing the frames now; the final tracks may differ.
+    vocabulary: the class names.
+    """
+
+    family: ClassVar[str] = "instances"
+    first_frame: int
+    rles: list[list[dict | None]]
+    mask_scores: torch.Tensor
+    size: tuple[int, int]
+    preview_slots: torch.Tensor
+    preview_labels: torch.Tensor
+    preview_scores: torch.Tensor
+    vocabulary: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        owner = "TrackFrames"
+        frames = len(self.rles[0]) if self.rles else 0
+        if any(len(slot) != frames for slot in self.rles):
+            raise ValueError(f"{owner}.rles must hold the same number of frames for every slot")
+        _check(self.mask_scores, "mask_scores", (len(self.rles), frames), "f", owner)
+        count = int(self.preview_slots.shape[0]) if self.preview_slots.ndim == 1 else -1
+        _check(self.preview_slots, "preview_slots", (None,), "i", owner)
+        _check(self.preview_labels, "preview_labels", (count,), "i", owner)
+        _check(self.preview_scores, "preview_scores", (count,), "f", owner)
+        _check_labels(self.preview_labels, self.vocabulary, owner, allow_ignore=False)
+        self.vocabulary = tuple(self.vocabulary)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.mask_scores.shape[1])
+
+
+@dataclass
+class TrackSelection:
+    """The tracks of a streamed video, chosen once every frame was seen: track n is query slot ``slots[n]`` (its masks
+    came in the ``TrackFrames``), with class ``labels[n]`` and score ``scores[n]``, sorted by score (descending).
+
+    slots, labels: (N,) int64; scores: (N,) float32; boxes: (N, 4) each track's box over all frames.
+    num_frames: T; size: (H, W).
+    """
+
+    family: ClassVar[str] = "instances"
+    slots: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    boxes: torch.Tensor
+    vocabulary: tuple[str, ...]
+    num_frames: int
+    size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        owner = "TrackSelection"
+        _check(self.slots, "slots", (None,), "i", owner)
+        count = int(self.slots.shape[0])
+        _check(self.scores, "scores", (count,), "f", owner)
+        _check(self.labels, "labels", (count,), "i", owner)
+        _check(self.boxes, "boxes", (count, 4), "f", owner)
+        _check_labels(self.labels, self.vocabulary, owner, allow_ignore=False)
+        self.vocabulary = tuple(self.vocabulary)
+
+    def __len__(self) -> int:
+        return int(self.slots.shape[0])
+
+
 Result = SemanticMap | SemanticVideo | PanopticMap | PanopticVideo | Instances | Tracks | PromptMasks | PromptTracks
 
 #: Every result class, by the family name a writer or visualiser declares it understands.

@@ -181,6 +181,25 @@ def frame_names(source: InputSource, num_frames: int | None = None) -> tuple[str
     return tuple(f"{index:05d}" for index in range(num_frames))
 
 
+def declared_frame_count(source: InputSource) -> int | None:
+    """How many frames a clip has, without decoding it: a frame folder's frame files, a video file's count from its
+    container (None when the container does not say)."""
+    if source.modality == "image":
+        return 1
+    if source.path.is_dir():
+        from omg_data.video_stream import list_frames
+
+        return len(list_frames(source.path))
+    import av
+
+    try:
+        with av.open(str(source.path)) as container:
+            count = int(container.streams.video[0].frames) if container.streams.video else 0
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
+    return count or None
+
+
 def check_source(source: InputSource) -> str | None:
     """Why ``source`` cannot be used, as one line naming the file, or None when it looks fine.
 

@@ -160,3 +160,47 @@ class TaskResult:
     data: Any
     frame_names: tuple[str, ...] | None = None
     prompts: Prompts | None = None
+
+
+# -- video as a stream (``omg run --video-mode stream``) ----------------------------------------------------------
+
+
+@dataclass
+class VideoChunk:
+    """One tube of a streamed video, decoded by the model, as a stream decoder receives it.
+
+    Attributes:
+      first_frame: the video frame index of the chunk's first frame.
+      pixels: (t, 3, H, W) uint8 the chunk's frames at the input size.
+      outputs: the model's outputs for the chunk, like a whole video's (batch axis of 1): ``mask_logits``
+        1 x Q x t x h x w with the queries permuted onto the track slots (slot q is one object through the video);
+        ``class_logits`` 1 x Q x (K + 1) averaged over the tubes SO FAR (the open-vocabulary ensemble applied to
+        features pooled over the frames so far); they become the whole video's only on the last chunk.
+      frame_names: the stems of the chunk's frames.
+      is_last: no frames follow; ``outputs.class_logits`` is then the average over the whole video.
+    """
+
+    first_frame: int
+    pixels: torch.Tensor
+    outputs: Any
+    frame_names: tuple[str, ...]
+    is_last: bool
+
+
+class VideoStreamDecoder:
+    """Decodes one video tube by tube, so results are written while the video is read (subclass it in a task plugin
+    and return one from ``omg_open_video_stream``).
+
+    ``omg run --video-mode stream`` calls :meth:`decode_chunk` once per tube in video order and :meth:`finish` once
+    after the last; each returned result goes to the writer's ``write_chunk`` / ``finish_video``. Keep only small
+    running state between calls (sums, counts), never the frames or masks, so memory does not grow with the video.
+    """
+
+    def decode_chunk(self, chunk: VideoChunk) -> TaskResult:
+        """The result for the chunk's frames: a ``TaskResult`` whose ``data`` covers exactly those frames and whose
+        ``frame_names`` are ``chunk.frame_names``."""
+        raise NotImplementedError
+
+    def finish(self) -> TaskResult | None:
+        """What can only be decided once the whole video is seen (e.g. which query slots are tracks), or None."""
+        return None

@@ -16,7 +16,7 @@ from pydantic import Field
 from omg_core.file_evaluators import FileEvaluator
 from omg_core.hookspecs import hookimpl
 from omg_core.task_info import TaskInfo, TaskOptions
-from omg_core.task_io import QueryPlan, TaskRequest, TaskResult, VideoTubes
+from omg_core.task_io import QueryPlan, TaskRequest, TaskResult, VideoStreamDecoder, VideoTubes
 from omg_tasks._metric_binding import MetricFactory
 
 if TYPE_CHECKING:
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 Encoder = Callable[[TaskRequest], QueryPlan]
 Decoder = Callable[[TaskRequest, QueryPlan, "OMGOutputs"], Any]
+StreamFactory = Callable[[TaskRequest, QueryPlan], VideoStreamDecoder]
 
 
 class BuiltinTask:
-    """Task plugin object: the four task hooks from a TaskInfo, an encoder, a decoder and a metric factory."""
+    """Task plugin object: the task hooks from a TaskInfo, an encoder, a decoder, a metric factory and (video tasks)
+    a stream decoder factory."""
 
     def __init__(
         self,
@@ -38,8 +40,10 @@ class BuiltinTask:
         decode: Decoder,
         metric_factory: MetricFactory,
         file_evaluators: Sequence[FileEvaluator] = (),
+        stream: StreamFactory | None = None,
     ) -> None:
         self.info = info
+        self._stream = stream
         self._encode = encode
         self._decode = decode
         self._metric_factory = metric_factory
@@ -57,6 +61,10 @@ class BuiltinTask:
     def omg_decode_outputs(self, request: TaskRequest, plan: QueryPlan, outputs: OMGOutputs) -> TaskResult:
         return TaskResult(task=self.info.name, source=request.source, data=self._decode(request, plan, outputs),
                           frame_names=request.frame_names, prompts=request.prompts)
+
+    @hookimpl
+    def omg_open_video_stream(self, request: TaskRequest, plan: QueryPlan) -> VideoStreamDecoder | None:
+        return self._stream(request, plan) if self._stream is not None else None
 
     @hookimpl
     def omg_create_metric(self, options: dict[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omg_core.hookspecs import hookimpl
-from omg_core.result_writer import atomic_path, write_bytes_atomic
+from omg_core.result_writer import OverlayStream, atomic_path, write_bytes_atomic
 from omg_core.task_info import TaskInfo
 
 if TYPE_CHECKING:  # torch, NumPy and PIL load when a picture is drawn, not when `omg tasks` discovers this plugin
@@ -91,6 +91,28 @@ def omg_render_overlay(task: TaskInfo, result: TaskResult, pixels: torch.Tensor,
         next(frames).save(buffer, format="PNG")
         return [write_bytes_atomic(Path(output_dir) / f"{stem}.png", buffer.getvalue())]
     return [write_video(frames, Path(output_dir) / stem)]
+
+
+@hookimpl
+def omg_open_overlay_stream(task: TaskInfo, output_dir: Path, name: str) -> OverlayStream:
+    return _VideoOverlayStream(Path(output_dir) / name)
+
+
+class _VideoOverlayStream(OverlayStream):
+    """A streamed video's overlay: each tube's frames drawn and encoded as the tube arrives."""
+
+    def __init__(self, stem_path: Path) -> None:
+        self.encoder = VideoFileEncoder(stem_path)
+
+    def add(self, result: TaskResult, pixels: torch.Tensor) -> None:
+        for picture in _frames(result.data, result.prompts, pixels):
+            self.encoder.add(picture)
+
+    def close(self) -> list[Path]:
+        return [self.encoder.close()]
+
+    def abort(self) -> None:
+        self.encoder.abort()
 
 
 def _stem(result: TaskResult) -> str:
@@ -189,19 +211,21 @@ def _panoptic_layer(segment_ids: np.ndarray, segments: tuple[Any, ...], vocabula
     return layer
 
 
-def _objects_layer(masks: np.ndarray, order: list[int], present: np.ndarray, texts: list[str]) -> _Layer:
+def _objects_layer(masks: np.ndarray, order: list[int], present: np.ndarray, texts: list[str],
+                   keys: list[int] | None = None) -> _Layer:
     """Possibly overlapping object masks (N, H, W), painted in ``order`` (the last on top); ``present`` (N,) says
-    which have pixels. Object k has colour ``colour(k + 1)``."""
+    which have pixels. Object k has colour ``colour(keys[k])`` (default key k + 1)."""
     import numpy as np
 
+    keys = keys if keys is not None else list(range(1, len(masks) + 1))
     region = np.zeros(masks.shape[1:], dtype=np.int64)
-    layer = _Layer(region, _colour_table(list(range(1, len(masks) + 1))))
+    layer = _Layer(region, _colour_table(keys))
     for k in order:
         if present[k]:
             region[masks[k]] = k + 1
     for k in range(len(masks)):
         if present[k]:
-            layer.labels.append((texts[k], _top_left(masks[k]), colour(k + 1)))
+            layer.labels.append((texts[k], _top_left(masks[k]), colour(keys[k])))
     return layer
 
 
@@ -211,14 +235,44 @@ def _object_texts(data: Any) -> list[str]:
     return [f"{data.vocabulary[int(label)]} {float(score):.2f}" for label, score in zip(data.labels, data.scores)]
 
 
+def _streamed_tracks_layers(data: Any) -> Callable[[int], _Layer]:
+    """Layers of a streamed video's tube (TrackFrames): the preview tracks (best so far) scoring at least the
+    overlay floor, each frame's masks decoded from its RLEs."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    floor = float(os.environ.get("OMG_OVERLAY_MIN_SCORE", OBJECT_MIN_SCORE))
+    kept = [k for k, score in enumerate(data.preview_scores.tolist()) if score >= floor]
+    slots = [int(data.preview_slots[k]) for k in kept]
+    texts = [f"{data.vocabulary[int(data.preview_labels[k])]} {float(data.preview_scores[k]):.2f}" for k in kept]
+    scores = [float(data.preview_scores[k]) for k in kept]
+    order = sorted(range(len(kept)), key=lambda k: (scores[k], -k))  # the highest score on top
+    height, width = data.size
+
+    def layer_of(frame: int) -> _Layer:
+        masks = np.zeros((len(kept), height, width), dtype=bool)
+        for row, slot in enumerate(slots):
+            rle = data.rles[slot][frame]
+            if rle is not None:
+                masks[row] = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+        # a track slot keeps its colour from tube to tube, whatever its rank in the preview
+        return _objects_layer(masks, order, masks.reshape(len(kept), height * width).any(-1), texts,
+                              [slot + 1 for slot in slots])
+
+    return layer_of
+
+
 def _frames(data: Any, prompts: Prompts | None, pixels: torch.Tensor) -> Iterator[Image.Image]:
     """The pictures of a result, one per frame (one for an image), drawn as they are asked for."""
     from omg_core import results as families
 
-    video = isinstance(data, (families.SemanticVideo, families.PanopticVideo, families.Tracks, families.PromptTracks))
+    video = isinstance(data, (families.SemanticVideo, families.PanopticVideo, families.Tracks, families.PromptTracks,
+                              families.TrackFrames))
     images = pixels if video else pixels[None]  # T x 3 x H x W uint8
     layer_of: Callable[[int], _Layer]
-    if isinstance(data, (families.SemanticMap, families.SemanticVideo)):
+    if isinstance(data, families.TrackFrames):
+        layer_of = _streamed_tracks_layers(data)
+    elif isinstance(data, (families.SemanticMap, families.SemanticVideo)):
         labels = data.labels.numpy() if video else data.labels.numpy()[None]
         layer_of = lambda t: _semantic_layer(labels[t], data.vocabulary)  # noqa: E731
     elif isinstance(data, (families.PanopticMap, families.PanopticVideo)):
@@ -328,18 +382,120 @@ def _draw_prompts(picture: Image.Image, prompts: Prompts) -> None:
 def write_video(frames: Iterator[Image.Image], stem_path: Path, fps: int = FPS) -> Path:
     """Encode ``frames`` (all one size) as ``<stem_path>.mp4`` with the first of :data:`VIDEO_CODECS` that works, or
     as an animated ``<stem_path>.gif`` when none does; frames are encoded as they come. Returns the file written."""
-    frames = iter(frames)
-    first = next(frames)
-    for codec in VIDEO_CODECS:
+    encoder = VideoFileEncoder(stem_path, fps)
+    try:
+        for picture in frames:
+            encoder.add(picture)
+    except BaseException:
+        encoder.abort()
+        raise
+    return encoder.close()
+
+
+class VideoFileEncoder:
+    """A video file written frame by frame as frames are pushed (a streamed video's overlay grows tube by tube).
+
+    The first frame picks the encoder (the first of :data:`VIDEO_CODECS` this PyAV can use, else an animated GIF). The
+    file is written under a temporary name and renamed on :meth:`close`, so a run killed midway leaves no broken file.
+
+    Arguments:
+      stem_path: the file's path without suffix (``.mp4`` or ``.gif`` is added).
+      fps: frame rate.
+    """
+
+    def __init__(self, stem_path: Path, fps: int = FPS) -> None:
+        self.stem_path = Path(stem_path)
+        self.fps = fps
+        self._container: Any = None
+        self._stream: Any = None
+        self._shape: tuple[int, ...] | None = None
+        self._count = 0
+        self._gif_frames: list[Image.Image] | None = None  # the GIF fallback holds its (quantized) frames
+        self._path: Path | None = None
+        self._temporary: Path | None = None
+
+    def add(self, picture: Image.Image) -> None:
+        if self._count == 0:
+            self._open(picture)
+        elif self._gif_frames is not None:
+            self._gif_frames.append(_quantized(picture))
+        else:
+            array = _even(picture)
+            if array.shape != self._shape:
+                raise ValueError(f"frame {self._count} is {array.shape[1]}x{array.shape[0]}, the video "
+                                 f"{self._shape[1]}x{self._shape[0]}")  # type: ignore[index]
+            self._container.mux(_encode(self._stream, array, self._count, self.fps))
+        self._count += 1
+
+    def close(self) -> Path:
+        """Finish the file and give it its final name; returns it."""
+        if self._count == 0 or self._path is None:
+            raise ValueError("no frame was added")
+        if self._gif_frames is not None:
+            with atomic_path(self._path) as temporary:
+                frames = self._gif_frames
+                frames[0].save(temporary, format="GIF", save_all=True, append_images=frames[1:],
+                               duration=round(1000 / self.fps), loop=0)
+            return self._path
+        assert self._temporary is not None
         try:
-            return _write_mp4(first, frames, stem_path.with_name(f"{stem_path.name}.mp4"), codec, fps)
-        except _EncoderUnavailable:
-            continue
-    return _write_gif(first, frames, stem_path.with_name(f"{stem_path.name}.gif"), fps)
+            self._container.mux(self._stream.encode(None))  # flush the encoder's delayed frames
+        finally:
+            self._container.close()
+        with open(self._temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(self._temporary, self._path)
+        return self._path
+
+    def abort(self) -> None:
+        """Drop the unfinished file."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # already failing: the temporary file goes either way
+                pass
+        if self._temporary is not None:
+            self._temporary.unlink(missing_ok=True)
+
+    def _open(self, first: Image.Image) -> None:
+        import tempfile
+
+        import av
+
+        first_array = _even(first)
+        height, width = first_array.shape[:2]
+        for codec in VIDEO_CODECS:
+            path = self.stem_path.with_name(f"{self.stem_path.name}.mp4")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+            os.close(handle)
+            temporary = Path(name)
+            container = av.open(str(temporary), mode="w", format="mp4")
+            try:  # everything up to the first encoded frame: a failure here means the encoder is unusable
+                stream = container.add_stream(codec, rate=self.fps)
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                if codec in ("libx264", "h264"):
+                    stream.options = {"preset": "veryfast", "crf": "20"}
+                else:
+                    stream.bit_rate = max(1_000_000, width * height * self.fps * 2)
+                packets = _encode(stream, first_array, 0, self.fps)
+            except (av.FFmpegError, ValueError, NotImplementedError):
+                container.close()
+                temporary.unlink(missing_ok=True)
+                continue
+            container.mux(packets)
+            self._container, self._stream, self._shape = container, stream, first_array.shape
+            self._path, self._temporary = path, temporary
+            return
+        self._path = self.stem_path.with_name(f"{self.stem_path.name}.gif")
+        self._gif_frames = [_quantized(first)]
 
 
-class _EncoderUnavailable(Exception):
-    """This PyAV cannot open or use the encoder (nothing was taken from the frames)."""
+def _quantized(picture: Image.Image) -> Image.Image:
+    from PIL import Image
+
+    # each frame reduced to its own 256 colours as it comes (fast octree: PIL's default quantizer is ~200x slower)
+    return picture.quantize(256, method=Image.Quantize.FASTOCTREE)
 
 
 def _even(picture: Image.Image) -> np.ndarray:
@@ -352,50 +508,9 @@ def _even(picture: Image.Image) -> np.ndarray:
     return np.pad(array, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
-def _write_mp4(first: Image.Image, rest: Iterator[Image.Image], path: Path, codec: str, fps: int) -> Path:
-    import av
-
-    first_array = _even(first)
-    height, width = first_array.shape[:2]
-    with atomic_path(path) as temporary:
-        container = av.open(str(temporary), mode="w", format="mp4")
-        try:
-            try:  # everything up to the first encoded frame: a failure here means the encoder is unusable
-                stream = container.add_stream(codec, rate=fps)
-                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-                if codec in ("libx264", "h264"):
-                    stream.options = {"preset": "veryfast", "crf": "20"}
-                else:
-                    stream.bit_rate = max(1_000_000, width * height * fps * 2)
-                packets = _encode(stream, first_array, 0, fps)
-            except (av.FFmpegError, ValueError, NotImplementedError) as error:
-                raise _EncoderUnavailable(codec) from error
-            container.mux(packets)
-            for index, picture in enumerate(rest, start=1):
-                array = _even(picture)
-                if array.shape != first_array.shape:
-                    raise ValueError(f"frame {index} is {array.shape[1]}x{array.shape[0]}, the video {width}x{height}")
-                container.mux(_encode(stream, array, index, fps))
-            container.mux(stream.encode(None))  # flush the encoder's delayed frames
-        finally:
-            container.close()
-    return path
-
-
 def _encode(stream: Any, array: np.ndarray, index: int, fps: int) -> list[Any]:
     import av
 
     frame = av.VideoFrame.from_ndarray(array, format="rgb24")
     frame.pts, frame.time_base = index, Fraction(1, fps)
     return stream.encode(frame)
-
-
-def _write_gif(first: Image.Image, rest: Iterator[Image.Image], path: Path, fps: int) -> Path:
-    from PIL import Image
-
-    # each frame reduced to its own 256 colours as it comes (fast octree: PIL's default quantizer is ~200x slower)
-    pictures = [picture.quantize(256, method=Image.Quantize.FASTOCTREE) for picture in (first, *rest)]
-    with atomic_path(path) as temporary:
-        pictures[0].save(temporary, format="GIF", save_all=True, append_images=pictures[1:],
-                         duration=round(1000 / fps), loop=0)
-    return path

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ PNG_IGNORE = 255
 VIPSEG_THING_THRESHOLD = 125
 #: The file of categories VIPSeg ships beside ``panomasks/`` (where the VIPSeg evaluator looks for the label space).
 VIPSEG_CATEGORIES_FILE = "panoVIPSeg_categories.json"
+#: Where streamed videos' per-slot RLEs wait until the tracks are chosen (removed when the run ends).
+STREAM_SPILL_DIR = ".omg-stream"
 #: DAVIS masks are 8-bit ids and 255 is void, so at most 254 objects.
 DAVIS_MAX_OBJECTS = 254
 
@@ -398,6 +401,17 @@ class VideoResultWriter(ResultWriter):
             return stem
         return super().stem(result, index)
 
+    def video_stem(self, result: TaskResult, index: int) -> str:
+        """The stem of streamed video ``index``: chosen at its first tube, the same for every later one."""
+        stems: dict[int, str] = self.__dict__.setdefault("_video_stems", {})
+        if index not in stems:
+            stems[index] = self.stem(result, index)
+        return stems[index]
+
+    def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
+        self.__dict__.setdefault("_video_stems", {}).pop(index, None)
+        return []
+
     @staticmethod
     def frame_stems(result: TaskResult, num_frames: int) -> list[str]:
         if result.frame_names is None:
@@ -412,11 +426,19 @@ class VspwPngWriter(VideoResultWriter):
     """``<video>/<frame>.png`` class indices (0 .. K-1, 255 unlabelled), the predictions the VSPW evaluator reads."""
 
     def write(self, result: TaskResult, index: int) -> list[Path]:
+        return self._write_frames(result, self.stem(result, index))
+
+    streams = True
+
+    def write_chunk(self, result: TaskResult, index: int) -> list[Path]:
+        return self._write_frames(result, self.video_stem(result, index))
+
+    def _write_frames(self, result: TaskResult, video: str) -> list[Path]:
         from omg_core.results import PanopticVideo, SemanticVideo
 
         data = _expect(result, (SemanticVideo, PanopticVideo), "vspw-png")
         classes = _class_map(_semantic_labels(data), data.vocabulary, "vspw-png")  # T x H x W
-        folder = self.output_dir / self.stem(result, index)
+        folder = self.output_dir / video
         return [write_bytes_atomic(folder / f"{name}.png", _png_bytes(frame))
                 for name, frame in zip(self.frame_stems(result, data.num_frames), classes)]
 
@@ -437,18 +459,64 @@ class VipsegPngWriter(VideoResultWriter):
         super().__init__(task, output_dir)
         self.is_thing: dict[int, bool] = {}
         self.vocabulary: tuple[str, ...] | None = None
+        # streamed videos: per video, (segment id, class) -> raw value and per class the tracks numbered so far
+        self._streamed: dict[int, tuple[dict[tuple[int, int], int], dict[int, int]]] = {}
 
     def write(self, result: TaskResult, index: int) -> list[Path]:
-        import numpy as np
-        import torch
-
         from omg_core.results import PanopticVideo
 
         data: PanopticVideo = _expect(result, (PanopticVideo,), "vipseg-png")
         _check_vocabulary(self.vocabulary, data.vocabulary, "vipseg-png")
         self.vocabulary = data.vocabulary
         video = self.stem(result, index)
-        values = self._raw_values(data, video)
+        return self._write_frames(result, data, video, self._raw_values(data, video))
+
+    streams = True
+
+    def write_chunk(self, result: TaskResult, index: int) -> list[Path]:
+        """A streamed video's tube: a thing track keeps the value it got in the first tube it appeared in (values are
+        handed out in order of appearance; a slot whose class changes between tubes becomes a new track)."""
+        from omg_core.results import PanopticVideo
+
+        data: PanopticVideo = _expect(result, (PanopticVideo,), "vipseg-png")
+        _check_vocabulary(self.vocabulary, data.vocabulary, "vipseg-png")
+        self.vocabulary = data.vocabulary
+        video = self.video_stem(result, index)
+        state = self._streamed.setdefault(index, ({}, {}))
+        return self._write_frames(result, data, video, self._streamed_values(data, video, *state))
+
+    def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
+        self._streamed.pop(index, None)
+        return super().finish_video(result, index)
+
+    def _streamed_values(self, data: PanopticVideo, video: str, values: dict[tuple[int, int], int],
+                         counts: dict[int, int]) -> dict[int, int]:
+        """Raw values of a tube's segments from the video's running (segment id, class) -> value table."""
+        chunk_values: dict[int, int] = {}
+        for segment in data.segments:
+            self.is_thing.setdefault(segment.label, segment.is_thing)
+            if not segment.is_thing:
+                chunk_values[segment.id] = self._stuff_value(segment, data)
+                continue
+            key = (segment.id, segment.label)
+            if key not in values:
+                self._check_thing_class(segment, data)
+                first = 25 if segment.label == 0 else 0
+                number = counts.get(segment.label, 0)
+                counts[segment.label] = number + 1
+                if number == 100 - first:
+                    warnings.warn(f"vipseg-png: video {video!r} has more than {100 - first} tracks of class "
+                                  f"{segment.label} ({data.vocabulary[segment.label]!r}); VIPSeg masks hold "
+                                  f"{100 - first}, so the later ones are left void", stacklevel=2)
+                values[key] = 0 if number >= 100 - first else (segment.label + 1) * 100 + first + number
+            if values[key]:
+                chunk_values[segment.id] = values[key]
+        return chunk_values
+
+    def _write_frames(self, result: TaskResult, data: PanopticVideo, video: str, values: dict[int, int]) -> list[Path]:
+        import numpy as np
+        import torch
+
         ids = data.segment_ids.long()
         largest = max([int(ids.max()) if ids.numel() else 0, *values])
         lookup = torch.zeros(largest + 1, dtype=torch.int64)  # segment id -> raw value; void and dropped ids stay 0
@@ -466,16 +534,10 @@ class VipsegPngWriter(VideoResultWriter):
         for segment in data.segments:
             self.is_thing.setdefault(segment.label, segment.is_thing)
             if segment.is_thing:
-                if (segment.label + 1) * 100 + 99 > 0xFFFF:
-                    raise InputError(f"--format vipseg-png holds thing classes up to 654 in 16-bit PNGs; class "
-                                     f"{segment.label} ({data.vocabulary[segment.label]!r}) is beyond: use fewer classes")
+                self._check_thing_class(segment, data)
                 things.setdefault(segment.label, []).append(segment)
             else:
-                if segment.label + 1 >= VIPSEG_THING_THRESHOLD:
-                    raise InputError(f"--format vipseg-png holds stuff classes 0..{VIPSEG_THING_THRESHOLD - 2} (raw "
-                                     f"values below {VIPSEG_THING_THRESHOLD}); class {segment.label} "
-                                     f"({data.vocabulary[segment.label]!r}) is beyond: use fewer classes")
-                values[segment.id] = segment.label + 1
+                values[segment.id] = self._stuff_value(segment, data)
         for label, segments in things.items():
             first = 25 if label == 0 else 0  # (0 + 1) * 100 + n must reach 125 to read as a thing
             capacity = 100 - first
@@ -488,6 +550,20 @@ class VipsegPngWriter(VideoResultWriter):
             for number, segment in enumerate(sorted(segments, key=lambda segment: segment.id)):
                 values[segment.id] = (label + 1) * 100 + first + number
         return values
+
+    @staticmethod
+    def _check_thing_class(segment: Any, data: PanopticVideo) -> None:
+        if (segment.label + 1) * 100 + 99 > 0xFFFF:
+            raise InputError(f"--format vipseg-png holds thing classes up to 654 in 16-bit PNGs; class "
+                             f"{segment.label} ({data.vocabulary[segment.label]!r}) is beyond: use fewer classes")
+
+    @staticmethod
+    def _stuff_value(segment: Any, data: PanopticVideo) -> int:
+        if segment.label + 1 >= VIPSEG_THING_THRESHOLD:
+            raise InputError(f"--format vipseg-png holds stuff classes 0..{VIPSEG_THING_THRESHOLD - 2} (raw "
+                             f"values below {VIPSEG_THING_THRESHOLD}); class {segment.label} "
+                             f"({data.vocabulary[segment.label]!r}) is beyond: use fewer classes")
+        return segment.label + 1
 
     def close(self) -> list[Path]:
         categories = [{"id": index, "name": name, "isthing": int(self.is_thing.get(index, True))}
@@ -533,7 +609,56 @@ class YouTubeVisWriter(VideoResultWriter):
                             "height": int(height), "width": int(width)})
         return []
 
+    # -- streamed videos: every slot's RLEs spill to a file per video; the chosen tracks are read back at the end
+    streams = True
+
+    def _spill_path(self, index: int) -> Path:
+        return self.output_dir / STREAM_SPILL_DIR / f"{index:08d}.jsonl"
+
+    def write_chunk(self, result: TaskResult, index: int) -> list[Path]:
+        from omg_core.results import TrackFrames
+
+        data: TrackFrames = _expect(result, (TrackFrames,), "youtube-vis-json")
+        _check_vocabulary(self.vocabulary, data.vocabulary, "youtube-vis-json")
+        self.vocabulary = data.vocabulary
+        state = self.__dict__.setdefault("_streamed", {}).setdefault(index, {"frame_names": []})
+        state["stem"] = self.video_stem(result, index)
+        state["frame_names"].extend(self.frame_stems(result, data.num_frames))
+        spill = self._spill_path(index)
+        spill.parent.mkdir(exist_ok=True)
+        with open(spill, "a", encoding="utf-8") as file:  # one line per tube: slot -> its frames' RLEs (or null)
+            file.write(json.dumps({"first_frame": data.first_frame, "rles": data.rles}) + "\n")
+        return []
+
+    def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
+        from omg_core.results import TrackSelection
+
+        state = self.__dict__.setdefault("_streamed", {}).pop(index, None)
+        if result is None or state is None:
+            raise ValueError(f"video {index}: finish_video needs the TrackSelection of a video written by write_chunk")
+        data: TrackSelection = _expect(result, (TrackSelection,), "youtube-vis-json")
+        chosen = {int(slot) for slot in data.slots}
+        frames: dict[int, list[dict[str, Any] | None]] = {slot: [] for slot in chosen}
+        spill = self._spill_path(index)
+        with open(spill, encoding="utf-8") as file:  # only the chosen slots' RLEs are kept
+            for line in file:
+                rles = json.loads(line)["rles"]
+                for slot in chosen:
+                    frames[slot].extend(rles[slot])
+        spill.unlink()
+        video_id = index + 1
+        for slot, score, label in zip(data.slots.tolist(), data.scores.tolist(), data.labels.tolist()):
+            self.tracks.append({"video_id": video_id, "category_id": int(label) + 1,
+                                "segmentations": frames[slot], "score": float(score)})
+        height, width = data.size
+        self.videos.append({"id": video_id, "name": state["stem"],
+                            "source": str(result.source) if result.source is not None else None,
+                            "frame_names": state["frame_names"], "length": data.num_frames,
+                            "height": int(height), "width": int(width)})
+        return super().finish_video(result, index)
+
     def close(self) -> list[Path]:
+        shutil.rmtree(self.output_dir / STREAM_SPILL_DIR, ignore_errors=True)  # an interrupted stream's spill
         videos = {"videos": self.videos, "categories": _categories(self.vocabulary or (), {})}
         return [_write_json(self.output_dir / "results.json", self.tracks),
                 _write_json(self.output_dir / "videos.json", videos)]

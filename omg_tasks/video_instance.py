@@ -9,6 +9,7 @@ from omg_core.task_io import QueryPlan, TaskRequest
 from omg_tasks._builtin import BuiltinTask, VideoInstanceOptions, class_names, thing_flags, to_input_size, track_of
 from omg_tasks._file_evaluators import VOS, YOUTUBE_VIS
 from omg_tasks._metric_binding import bind_metric
+from omg_tasks._video_stream import InstanceStream
 
 if TYPE_CHECKING:
     from omg_core.model.outputs import OMGOutputs
@@ -30,6 +31,13 @@ def decode(request: TaskRequest, plan: QueryPlan, outputs: OMGOutputs) -> Tracks
                            options.max_per_video, class_names(request, plan, outputs))
 
 
+
+def stream(request: TaskRequest, plan: QueryPlan) -> InstanceStream:
+    """Long videos tube by tube; the tracks (chosen from the whole video's classes) equal the offline ones."""
+    options: VideoInstanceOptions = request.options  # type: ignore[assignment]
+    return InstanceStream(INFO.name, request, plan, options.max_per_video)
+
+
 INFO = TaskInfo(
     name="video-instance",
     aliases=("vis",),
@@ -45,4 +53,4 @@ INFO = TaskInfo(
 )
 
 plugin = BuiltinTask(INFO, encode, decode, bind_metric("video-instance", "omg_eval.video_instance:YouTubeVISMetric"),
-                     file_evaluators=(YOUTUBE_VIS, VOS))
+                     file_evaluators=(YOUTUBE_VIS, VOS), stream=stream)

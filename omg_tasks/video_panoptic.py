@@ -9,6 +9,7 @@ from omg_core.task_io import QueryPlan, TaskRequest
 from omg_tasks._builtin import BuiltinTask, VideoPanopticOptions, class_names, thing_flags, to_input_size, track_of
 from omg_tasks._file_evaluators import VIPSEG
 from omg_tasks._metric_binding import bind_metric_collection
+from omg_tasks._video_stream import FramewiseStream
 
 if TYPE_CHECKING:
     from omg_core.model.outputs import OMGOutputs
@@ -32,6 +33,12 @@ def decode(request: TaskRequest, plan: QueryPlan, outputs: OMGOutputs) -> Panopt
                           panoptic_fusion, class_names(request, plan, outputs))
 
 
+
+def stream(request: TaskRequest, plan: QueryPlan) -> FramewiseStream:
+    """Long videos tube by tube: each tube's frames fused with the class logits averaged over the tubes so far."""
+    return FramewiseStream(INFO.name, request, plan, decode)
+
+
 INFO = TaskInfo(
     name="video-panoptic",
     aliases=("vps",),
@@ -50,5 +57,5 @@ plugin = BuiltinTask(
     INFO, encode, decode,
     bind_metric_collection("video-panoptic", {"VPQ": "omg_eval.video_panoptic_quality:VideoPanopticQuality",
                                               "STQ": "omg_eval.stq:SegmentationTrackingQuality"}),
-    file_evaluators=(VIPSEG,),
+    file_evaluators=(VIPSEG,), stream=stream,
 )

@@ -11,6 +11,7 @@ from omg_core.task_io import QueryPlan, TaskRequest
 from omg_tasks._builtin import BuiltinTask, VideoOptions, class_names, to_input_size, track_of
 from omg_tasks._file_evaluators import VSPW
 from omg_tasks._metric_binding import bind_metric
+from omg_tasks._video_stream import FramewiseStream
 
 if TYPE_CHECKING:
     from omg_core.model.outputs import OMGOutputs
@@ -35,6 +36,12 @@ def decode(request: TaskRequest, plan: QueryPlan, outputs: OMGOutputs) -> Semant
                           class_names(request, plan, outputs))
 
 
+
+def stream(request: TaskRequest, plan: QueryPlan) -> FramewiseStream:
+    """Long videos tube by tube: each tube's frames fused with the class logits averaged over the tubes so far."""
+    return FramewiseStream(INFO.name, request, plan, decode)
+
+
 INFO = TaskInfo(
     name="video-semantic",
     aliases=("vss",),
@@ -51,4 +58,4 @@ INFO = TaskInfo(
 
 plugin = BuiltinTask(INFO, encode, decode,
                      bind_metric("video-semantic", "omg_eval.video_semantic:VideoSemanticMetric"),
-                     file_evaluators=(VSPW,))
+                     file_evaluators=(VSPW,), stream=stream)

@@ -403,18 +403,10 @@ def video_instances(
       Tracks with masks (N, T, H, W) bool, scores (N,) float32, labels (N,) int64, boxes (N, 4).
     """
     masks = _frame_masks(track)
-    num_classes = track.class_logits.shape[1] - 1
-    if is_thing.dtype != torch.bool or is_thing.shape != (num_classes,):
-        raise ValueError(f"is_thing must be a ({num_classes},) bool tensor, got {tuple(is_thing.shape)} "
-                         f"{is_thing.dtype}")
     if masks.shape[0] != track.class_logits.shape[0] or masks.shape[1] == 0:
         raise ValueError(f"expected mask_logits (Q={track.class_logits.shape[0]}, T >= 1, h, w), got "
                          f"{tuple(masks.shape)}")
-    flat = class_probabilities(track.class_logits.float()).flatten()
-    count = min(max_per_video, flat.numel())
-    top = torch.sort(flat, descending=True, stable=True).indices[:count]  # ties: lowest flat index first
-    top = top[is_thing.to(top.device)[top % num_classes]]
-    queries, labels, class_scores = top // num_classes, top % num_classes, flat[top]
+    queries, labels, class_scores = select_track_pairs(track.class_logits, is_thing, max_per_video)
     unique_queries, slot = torch.unique(queries, sorted=True, return_inverse=True)
 
     height, width = resized_output_size(masks[:, 0], resize)
@@ -423,9 +415,7 @@ def video_instances(
     mask_score_sums = torch.zeros(len(unique_queries))
     for frame in range(num_frames):
         for start, logits in resized_query_chunks(masks[:, frame], unique_queries, resize, chunk):
-            binary = logits > 0
-            inside = binary.flatten(1).sum(1)
-            frame_scores = (logits.sigmoid() * binary).flatten(1).sum(1) / (inside + 1e-6)
+            binary, frame_scores = mask_and_score(logits)
             query_masks[start:start + len(logits), frame] = binary.cpu()
             mask_score_sums[start:start + len(logits)] += frame_scores.cpu()
 
@@ -434,6 +424,39 @@ def video_instances(
     track_masks = query_masks[slot.cpu()[order]]
     return Tracks(track_masks, scores[order].float(), labels.cpu()[order], tuple(vocabulary),
                   boxes=boxes_from_masks(track_masks.any(dim=1)))
+
+
+def select_track_pairs(
+    class_logits: torch.Tensor, is_thing: torch.Tensor, max_per_video: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (query, class) pairs that become tracks: the top ``max_per_video`` class probabilities over queries x
+    classes (ties: lowest flat index first), then the stuff pairs dropped, as the official per-frame
+    ``instance_postprocess`` does.
+
+    Arguments:
+      class_logits: (Q, K + 1) averaged over the video, last column void.
+      is_thing: (K,) bool.
+      max_per_video: pairs taken before stuff ones are dropped.
+    Returns:
+      queries (N,) int64, labels (N,) int64, class probabilities (N,) float32, in top-k order.
+    """
+    num_classes = class_logits.shape[1] - 1
+    if is_thing.dtype != torch.bool or is_thing.shape != (num_classes,):
+        raise ValueError(f"is_thing must be a ({num_classes},) bool tensor, got {tuple(is_thing.shape)} "
+                         f"{is_thing.dtype}")
+    flat = class_probabilities(class_logits.float()).flatten()
+    count = min(max_per_video, flat.numel())
+    top = torch.sort(flat, descending=True, stable=True).indices[:count]
+    top = top[is_thing.to(top.device)[top % num_classes]]
+    return top // num_classes, top % num_classes, flat[top]
+
+
+def mask_and_score(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H, W) mask logits -> the masks (logit > 0) and each one's mask score: the mean probability inside it
+    (0 for an empty mask), as mmdet's instance post-processing scores a mask."""
+    binary = logits > 0
+    inside = binary.flatten(1).sum(1)
+    return binary, (logits.sigmoid() * binary).flatten(1).sum(1) / (inside + 1e-6)
 
 
 def associate_proposals(proposal_masks: torch.Tensor, object_masks: torch.Tensor) -> dict[int, int]:

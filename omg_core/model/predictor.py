@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,9 +36,10 @@ from omg_core.model.vocabulary import Vocabulary, load_vocabulary
 
 if TYPE_CHECKING:
     from omg_core.config import RunModelConfig
+    from omg_core.inference.video import TrackOutputs, TubeOutputs
     from omg_core.registry import TaskRegistry
     from omg_core.results import Instances, PanopticMap, PromptMasks, SemanticMap, Tracks
-    from omg_core.task_io import Prompts, QueryPlan, TaskRequest
+    from omg_core.task_io import Prompts, QueryPlan, TaskRequest, VideoChunk
 
 #: Test-time size: (long side, short side) limits, "native" (no resize), or "auto" (the model's setting).
 SizeSetting = tuple[int, int] | Literal["native", "auto"]
@@ -362,61 +363,182 @@ class OMGPredictor:
     def _track_video(self, pixels: torch.Tensor, inputs: OMGInputs, plan: QueryPlan) -> OMGOutputs:
         """OMG-Seg's MinVIS inference over a whole video: tubes decoded one at a time, queries matched between tubes,
         class logits averaged, the open-vocabulary ensemble applied on whole tracks."""
-        from omg_core.inference.video import TrackBuilder, TubeOutputs, tube_bounds
-        from omg_core.model.ov_classifier import geometric_ensemble
-        from omg_core.task_io import VideoTubes
+        from omg_core.inference.video import TrackBuilder
 
-        if inputs.has_prompts:
-            raise InputError("prompts are not supported on videos by the OMG predictor; give prompts per image")
-        tubes = plan.tubes or VideoTubes()
-        num_frames = int(pixels.shape[0])
-        bounds = tube_bounds(num_frames, tubes.clip_size, tubes.clip_size_small, tubes.small_clip_thr,
-                             tubes.overlap)
-        seen = inputs.seen_classes
-        tube_inputs = OMGInputs(images=inputs.images, class_names=inputs.class_names,
-                                use_learned_queries=inputs.use_learned_queries)
-        text_embeddings = self.model.encode_vocabulary_prototypes(inputs.class_names)
+        tube_inputs, text_embeddings = self._video_inputs(inputs)
         builder = TrackBuilder()
         first: OMGOutputs | None = None
-        for start, end in bounds:
-            features = self.model.encode_frames(self._resize(pixels[start:end], "video"))
-            outputs = self.model.decode(features, tube_inputs, num_frames=end - start)
-            extras = {}
-            if seen is not None:
-                sums, areas = self.model.clip_pool_sums(features.res5, outputs.mask_logits)
-                extras = {"clip_sums": sums[0], "clip_areas": areas[0]}
-            builder.add(TubeOutputs(
-                class_logits=outputs.class_logits[0], mask_logits=outputs.mask_logits[0],
-                raw_query_embeddings=outputs.raw_query_embeddings[0], iou_logits=outputs.iou_logits[0],
-                extras=extras,
-            ))
+        num_frames = int(pixels.shape[0])
+        for start, tube_pixels, _ in _video_tubes(iter(pixels), num_frames, plan):
+            tube, outputs = self._decode_tube(tube_pixels, tube_inputs, inputs.seen_classes is not None)
+            builder.add(tube)
             first = first or outputs
             if self.on_frames is not None:
-                self.on_frames(end, num_frames)
-        track = builder.finish()
-        in_vocab = track.class_logits.to(self.device)
-        class_logits, clip_logits = in_vocab, None
-        if seen is not None:
-            sums, areas = track.extras["clip_sums"].to(self.device), track.extras["clip_areas"].to(self.device)
-            clip_logits = self.model.clip_logits_from_pooled(sums, areas, text_embeddings)
-            ov_cfg = self.model.config.open_vocabulary
-            class_logits = geometric_ensemble(in_vocab, clip_logits, seen, ov_cfg.alpha, ov_cfg.beta, areas > 0)
+                self.on_frames(start + len(tube_pixels), num_frames)
         assert first is not None
-        queries = track.class_logits.shape[0]
+        track = builder.finish()
+        class_logits, in_vocab, clip_logits = self._track_class_logits(track, inputs.seen_classes, text_embeddings)
+        return self._video_outputs(track.mask_logits, class_logits, in_vocab, clip_logits, track.iou_logits, first)
+
+    def stream_video(
+        self,
+        request: TaskRequest,
+        plan: QueryPlan,
+        frames: Iterable[torch.Tensor],
+        num_frames: int | None = None,
+        frame_names: Sequence[str] | None = None,
+    ) -> Iterator[VideoChunk]:
+        """Decode a video tube by tube as its frames are read, with memory that does not grow with its length.
+
+        Each tube's queries are matched onto the track slots as offline; its chunk carries the tube's mask logits
+        and the class logits averaged over the tubes so far (the open-vocabulary ensemble on features pooled over the
+        frames so far), so a frame's classes can only use what came before it. The last chunk's class logits are the
+        whole video's average, equal to the offline ones.
+
+        Arguments:
+          request: the video request (its pixels give only the frame size: (0, 3, H, W) is enough).
+          plan: the task's query plan (its tubes setting cuts the video).
+          frames: (3, H, W) uint8 frames in order, read lazily (``omg_core.run_inputs.iter_frames``).
+          num_frames: the frame count the container declares, to cut the tubes as the official ``video_split`` does;
+            None or a wrong count still works (tubes of ``clip_size`` frames, the last one shorter).
+          frame_names: names of the frames (default 00000, 00001, ...).
+        Yields:
+          one ``omg_core.task_io.VideoChunk`` per tube, the last with ``is_last``.
+        """
+        from omg_core.inference.video import StreamingTrackBuilder
+        from omg_core.task_io import VideoChunk
+
+        height, width = int(request.pixels.shape[-2]), int(request.pixels.shape[-1])
+        inputs, names, things = self._inputs(plan, (height, width))
+        tube_inputs, text_embeddings = self._video_inputs(inputs)
+        builder = StreamingTrackBuilder()
+        for start, tube_pixels, is_last in _video_tubes(iter(frames), num_frames, plan):
+            if tube_pixels.shape[-2:] != (height, width):
+                raise InputError(f"{request.source}: frame {start} is {tuple(tube_pixels.shape[-2:])}, the request "
+                                 f"{(height, width)}; all frames of a video must have one size")
+            tube, outputs = self._decode_tube(tube_pixels, tube_inputs, inputs.seen_classes is not None)
+            tube = builder.add(tube)
+            track = builder.finish()
+            with self._inference():
+                class_logits, in_vocab, clip_logits = self._track_class_logits(track, inputs.seen_classes,
+                                                                               text_embeddings)
+            chunk_outputs = self._video_outputs(tube.mask_logits, class_logits, in_vocab, clip_logits,
+                                                track.iou_logits, outputs)
+            chunk_outputs.class_names, chunk_outputs.thing_classes = names, things
+            count = int(tube_pixels.shape[0])
+            chunk_names = (tuple(frame_names[start:start + count]) if frame_names is not None
+                           else tuple(f"{frame:05d}" for frame in range(start, start + count)))
+            if len(chunk_names) != count:
+                raise InputError(f"{request.source}: {len(frame_names or ())} frame names for more frames")
+            if self.on_frames is not None:
+                self.on_frames(start + count, max(num_frames or 0, start + count))
+            yield VideoChunk(first_frame=start, pixels=tube_pixels, outputs=chunk_outputs, frame_names=chunk_names,
+                             is_last=is_last)
+
+    def _video_inputs(self, inputs: OMGInputs) -> tuple[OMGInputs, torch.Tensor]:
+        """Each tube's decoder inputs (learned queries over the vocabulary) and the vocabulary's CLIP embeddings."""
+        if inputs.has_prompts:
+            raise InputError("prompts are not supported on videos by the OMG predictor; give prompts per image")
+        tube_inputs = OMGInputs(images=inputs.images, class_names=inputs.class_names,
+                                use_learned_queries=inputs.use_learned_queries)
+        with self._inference():
+            text_embeddings = self.model.encode_vocabulary_prototypes(inputs.class_names)
+        return tube_inputs, text_embeddings
+
+    def _decode_tube(self, tube_pixels: torch.Tensor, tube_inputs: OMGInputs,
+                     open_vocabulary: bool) -> tuple[TubeOutputs, OMGOutputs]:
+        """Backbone, pixel decoder and decoder on one tube's frames; the CLIP pooling sums for the ensemble."""
+        from omg_core.inference.video import TubeOutputs
+
+        with self._inference():
+            features = self.model.encode_frames(self._resize(tube_pixels, "video"))
+            outputs = self.model.decode(features, tube_inputs, num_frames=int(tube_pixels.shape[0]))
+            extras = {}
+            if open_vocabulary:
+                sums, areas = self.model.clip_pool_sums(features.res5, outputs.mask_logits)
+                extras = {"clip_sums": sums[0], "clip_areas": areas[0]}
+        tube = TubeOutputs(class_logits=outputs.class_logits[0], mask_logits=outputs.mask_logits[0],
+                           raw_query_embeddings=outputs.raw_query_embeddings[0], iou_logits=outputs.iou_logits[0],
+                           extras=extras)
+        return tube, outputs
+
+    def _track_class_logits(
+        self, track: TrackOutputs, seen: torch.Tensor | None, text_embeddings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(class logits, in-vocabulary logits, CLIP logits or None) of tracks: the averaged logits, with the
+        open-vocabulary ensemble on the features pooled over the tracks' frames when ``seen`` is given."""
+        from omg_core.model.ov_classifier import geometric_ensemble
+
+        in_vocab = track.class_logits.to(self.device)
+        if seen is None:
+            return in_vocab, in_vocab, None
+        sums, areas = track.extras["clip_sums"].to(self.device), track.extras["clip_areas"].to(self.device)
+        clip_logits = self.model.clip_logits_from_pooled(sums, areas, text_embeddings)
+        ov_cfg = self.model.config.open_vocabulary
+        return geometric_ensemble(in_vocab, clip_logits, seen, ov_cfg.alpha, ov_cfg.beta, areas > 0), in_vocab, \
+            clip_logits
+
+    def _video_outputs(self, mask_logits: torch.Tensor, class_logits: torch.Tensor, in_vocab: torch.Tensor,
+                       clip_logits: torch.Tensor | None, iou_logits: torch.Tensor, first: OMGOutputs) -> OMGOutputs:
+        """OMGOutputs of tracked queries: mask_logits (Q, T, h, w) and (Q, K + 1) logits get their batch axis."""
+        queries = class_logits.shape[0]
         return OMGOutputs(
             class_logits=class_logits[None],
-            mask_logits=track.mask_logits[None],
+            mask_logits=mask_logits[None],
             query_embeddings=first.query_embeddings,
             raw_query_embeddings=None,
-            iou_logits=track.iou_logits[None].to(self.device),
+            iou_logits=iou_logits[None].to(self.device),
             in_vocab_logits=in_vocab[None],
             clip_logits=None if clip_logits is None else clip_logits[None],
             num_learned_queries=queries,
             is_prompt_query=torch.zeros(queries, dtype=torch.bool),
             image_size=first.image_size,
             padded_size=first.padded_size,
-            num_frames=num_frames,
+            num_frames=int(mask_logits.shape[1]),
         )
+
+
+def _video_tubes(
+    frames: Iterator[torch.Tensor], num_frames: int | None, plan: QueryPlan
+) -> Iterator[tuple[int, torch.Tensor, bool]]:
+    """(first frame, (t, 3, H, W) frames, is last) per tube, reading ``frames`` lazily.
+
+    The tubes follow the official ``video_split`` for ``num_frames``; when the frames run out early the last tube
+    is what is left, and frames past ``num_frames`` (a count the container got wrong, or None) go in tubes of
+    ``clip_size``. One tube is read ahead, to know which is the last.
+    """
+    from omg_core.inference.video import tube_bounds
+    from omg_core.task_io import VideoTubes
+
+    tubes = plan.tubes or VideoTubes()
+    planned = (tube_bounds(num_frames, tubes.clip_size, tubes.clip_size_small, tubes.small_clip_thr, tubes.overlap)
+               if num_frames else [])
+    if tubes.overlap:
+        raise InputError("streaming videos with overlapping tubes is not supported; use overlap 0")
+
+    def sizes() -> Iterator[int]:
+        yield from (end - start for start, end in planned)
+        while True:
+            yield tubes.clip_size
+
+    def read() -> Iterator[list[torch.Tensor]]:
+        for size in sizes():
+            tube = [frame for _, frame in zip(range(size), frames)]
+            if not tube:
+                return
+            yield tube
+            if len(tube) < size:
+                return
+
+    start, pending = 0, None
+    for tube in read():
+        if pending is not None:
+            yield start, torch.stack(pending), False
+            start += len(pending)
+        pending = tube
+    if pending is None:
+        raise InputError("the video has no frames")
+    yield start, torch.stack(pending), True
 
 
 def resolve_vocabulary(vocabulary: Sequence[str] | str | None) -> tuple[tuple[str, ...] | None, tuple[bool, ...] | None]:
