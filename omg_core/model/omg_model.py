@@ -221,7 +221,7 @@ class OMGModel(nn.Module):
             image_size=image_size,
             padded_size=padded_size,
             num_frames=num_frames,
-            auxiliary=[AuxiliaryPrediction(logits, frame_layout(p.mask_logits))
+            auxiliary=[AuxiliaryPrediction(logits, frame_layout(p.mask_logits), p.iou_logits)
                        for logits, p in zip(stage_logits[:-1], predictions[:-1])],
         )
 

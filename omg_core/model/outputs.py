@@ -15,10 +15,12 @@ class AuxiliaryPrediction:
 
     class_logits: B x Q x (K + 1) in-vocabulary logits, last column void.
     mask_logits: B x Q x h x w (images) or B x Q x T x h x w (clips), stride 4.
+    iou_logits: B x Q x 1 mask-quality (objectness) logits of the stage; OMG-Seg supervises them on every stage.
     """
 
     class_logits: torch.Tensor
     mask_logits: torch.Tensor
+    iou_logits: torch.Tensor | None = None
 
 
 @dataclass
