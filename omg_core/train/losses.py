@@ -153,7 +153,7 @@ class SetCriterion:
         self.matcher = matcher or HungarianMatcher(num_points=self.config.num_points)
 
     def __call__(self, outputs: OMGOutputs, targets: Sequence[SegmentationTargets],
-                 generator: torch.Generator | None = None) -> SetLosses:
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None) -> SetLosses:
         """The weighted losses of one batch.
 
         Arguments:
@@ -161,7 +161,10 @@ class SetCriterion:
             auxiliary stages (with `iou_logits` when they carry them) are supervised too.
           targets: one SegmentationTargets per sample, with masks on the unpadded image or the padded input.
           generator: the source of all random points (the global RNG when None). Draws happen in the official
-            order: per stage (auxiliary ones first), per sample the matching points, then the loss points.
+            order: per stage (auxiliary ones first), per sample the matching points, then the loss points. A list
+            gives one generator per sample: every sample's points then come from its own stream, so a sample gets
+            the same points whichever batch or rank it is in (what makes a 2-rank run equal a 1-rank run of the
+            doubled batch).
 
         Returns:
           SetLosses with the terms and their total.
@@ -169,6 +172,8 @@ class SetCriterion:
         batch = outputs.class_logits.shape[0]
         if len(targets) != batch:
             raise InputError(f"got {len(targets)} targets for a batch of {batch} samples")
+        if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
+            raise InputError(f"got {len(generator)} generators for a batch of {batch} samples; give one per sample")
         is_clip = outputs.mask_logits.dim() == 5
         num_learned = outputs.num_learned_queries
         num_prompts = outputs.class_logits.shape[1] - num_learned
@@ -258,7 +263,7 @@ class SetCriterion:
         pred_films = mask_logits.flatten(2, 3) if is_clip else mask_logits  # B x Q x H x W (clips: H = T*h)
         assignments: list[Assignment] = [
             self.matcher.match_films(class_logits[b].detach(), pred_films[b].detach(), labels[b], target_films[b],
-                                     generator)
+                                     _of_sample(generator, b))
             for b in range(class_logits.shape[0])
         ]
 
@@ -279,7 +284,8 @@ class SetCriterion:
 
         pred = torch.cat([pred_films[b, queries] for b, (queries, _) in enumerate(assignments)])
         target = torch.cat([target_films[b][rows] for b, (_, rows) in enumerate(assignments)])
-        terms.update(self._mask_losses(pred, target, norms.num_masks, "", generator))
+        counts = [len(queries) for queries, _ in assignments]
+        terms.update(self._mask_losses(pred, target, norms.num_masks, "", generator, counts))
         return terms
 
     def _prompt_losses(self, stage: _Stage, num_learned: int, labels: list[torch.Tensor],
@@ -292,23 +298,28 @@ class SetCriterion:
         mask_logits = stage.mask_logits[:, num_learned:]
         logits = torch.cat([class_logits[b, queries] for b, queries in enumerate(prompt_queries)]).float()
         prompt_labels = torch.cat([labels[b][rows] for b, rows in enumerate(prompt_index)])
-        # The official head divides the prompt class loss by max(reduce_mean(0), 1) = 1, i.e. sums it
-        # (mask2former_vid.py:614-619, `if is_sam: cls_avg_factor = cls_scores.new_tensor([0])`), skips labels -1
-        # (:609-612) and zeroes the objectness loss (:632-633, `loss_iou = loss_iou * 0`).
+        # The official head divides the prompt class loss by max(reduce_mean(0), 1) = 1, i.e. sums it over the
+        # prompts of its one sample per GPU (mask2former_vid.py:614-619, `if is_sam: cls_avg_factor =
+        # cls_scores.new_tensor([0])`), skips labels -1 (:609-612) and zeroes the objectness loss (:632-633,
+        # `loss_iou = loss_iou * 0`). Here the sum is per sample, averaged over the batch's samples: the official
+        # value at one sample per GPU, and a batch of 2b on one rank gets what two ranks of b get (DDP averages).
         class_loss = F.cross_entropy(logits, prompt_labels, weight=self._class_weights(logits.shape[-1], logits.device),
-                                     ignore_index=-1, reduction="sum")
+                                     ignore_index=-1, reduction="sum") / len(prompt_queries)
         terms = {"loss_prompt_cls": cfg.class_weight * class_loss}
         pred = torch.cat([as_film(mask_logits[b, queries], is_clip) for b, queries in enumerate(prompt_queries)])
         target = torch.cat([target_films[b][rows] for b, rows in enumerate(prompt_index)])
-        terms.update(self._mask_losses(pred, target, norms.num_prompt_masks, "_prompt", generator))
+        counts = [len(queries) for queries in prompt_queries]
+        terms.update(self._mask_losses(pred, target, norms.num_prompt_masks, "_prompt", generator, counts))
         return terms
 
     def _mask_losses(self, pred: torch.Tensor, target: torch.Tensor, num_masks: float, infix: str,
-                     generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+                     generator: torch.Generator | Sequence[torch.Generator] | None,
+                     counts: list[int]) -> dict[str, torch.Tensor]:
         """Mask BCE and dice of paired predicted / target films at importance-sampled points.
 
         Arguments:
           pred: M x H1 x W1 logits; target: M x H2 x W2 float masks (same canvas); num_masks: the normaliser.
+          counts: how many of the M pairs each sample gave, in order (per-sample generators draw for their own).
         """
         cfg = self.config
         if pred.shape[0] == 0:
@@ -316,11 +327,24 @@ class SetCriterion:
             return {f"loss{infix}_mask": zero, f"loss{infix}_dice": zero.clone()}
         pred = pred.unsqueeze(1).float()  # M x 1 x H1 x W1
         with torch.no_grad():
-            coords = uncertain_points_with_randomness(pred, cfg.num_points, cfg.oversample_ratio,
-                                                      cfg.importance_sample_ratio, generator)
+            if generator is None or isinstance(generator, torch.Generator):
+                coords = uncertain_points_with_randomness(pred, cfg.num_points, cfg.oversample_ratio,
+                                                          cfg.importance_sample_ratio, generator)
+            else:  # each sample's masks from its own stream
+                chunks = torch.split(pred, counts)
+                coords = torch.cat([uncertain_points_with_randomness(chunk, cfg.num_points, cfg.oversample_ratio,
+                                                                     cfg.importance_sample_ratio, generator[b])
+                                    for b, chunk in enumerate(chunks) if len(chunk)])
             target_points = point_sample(target.unsqueeze(1), coords)[:, 0]  # M x P
         pred_points = point_sample(pred, coords)[:, 0]
         return {
             f"loss{infix}_mask": cfg.mask_weight * sigmoid_ce_loss(pred_points, target_points, num_masks),
             f"loss{infix}_dice": cfg.dice_weight * dice_loss(pred_points, target_points, num_masks),
         }
+
+
+def _of_sample(generator: torch.Generator | Sequence[torch.Generator] | None, b: int) -> torch.Generator | None:
+    """Sample b's generator: the one shared generator, or the b-th of a list."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return generator[b]
