@@ -131,6 +131,21 @@ class LogConfig(_Strict):
     every: int = Field(default=20, ge=1, description="log every this many steps")
 
 
+class LossConfig(_Strict):
+    """Loss weights and the points masks are compared at (OMG-Seg's values by default). The official 12,544 points
+    suit stride-4 masks of 1024 px inputs (65,536 cells); small inputs can take fewer (the cost of the mask losses
+    grows with the points: importance sampling draws oversample_ratio x num_points candidates per mask)."""
+
+    class_weight: float = Field(default=2.0, ge=0)
+    mask_weight: float = Field(default=5.0, ge=0)
+    dice_weight: float = Field(default=5.0, ge=0)
+    objectness_weight: float = Field(default=2.0, ge=0, description="focal loss on the iou (objectness) head")
+    no_object_weight: float = Field(default=0.1, ge=0, description="CE weight of the void class")
+    num_points: int = Field(default=12544, ge=1)
+    oversample_ratio: float = Field(default=3.0, ge=1)
+    importance_sample_ratio: float = Field(default=0.75, ge=0, le=1)
+
+
 class TrainConfig(_Strict):
     """One training run (see the module docstring for the official defaults).
 
@@ -151,6 +166,7 @@ class TrainConfig(_Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
 
     _source: str = PrivateAttr(default="train config")
 

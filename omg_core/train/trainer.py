@@ -28,7 +28,7 @@ from omg_core.model.outputs import OMGOutputs
 from omg_core.train.batch import TrainingBatch, collate
 from omg_core.train.config import TrainConfig, check_train_config
 from omg_core.train.datasets import TrainingDataset
-from omg_core.train.losses import SetCriterion
+from omg_core.train.losses import CriterionConfig, SetCriterion
 from omg_core.train.optim import build_optimizer, build_scheduler
 from omg_core.train.sampler import CoTrainingSampler
 
@@ -120,7 +120,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.steps)
         self.sampler = CoTrainingSampler([len(d) for d in self.datasets], [d.ratio for d in config.datasets],
                                          config.batch_size, config.seed, rank, world_size)
-        self.criterion = SetCriterion()
+        self.criterion = SetCriterion(CriterionConfig(**config.loss.model_dump()))
         self.step = 0
         self._timer = _Timer()
         self._install_timers()
