@@ -198,3 +198,18 @@ def test_check_model_name_and_init_weights(tmp_path: Path) -> None:
         "model.name: unknown model 'omg-tinny'; did you mean 'omg-tiny'? known models:")
     assert check_error(tmp_path, changed(**{"model.init_weights": "w.safetensors"})) == (
         f"model.init_weights: no such file '{tmp_path / 'w.safetensors'}'")
+
+
+def test_an_explicit_dataset_seed_option_is_used(tmp_path) -> None:
+    from omg_core.train.config import build_datasets, validate_train_config
+
+    def config(seed_options: dict) -> object:
+        return validate_train_config({
+            "datasets": [{"name": "a", "kind": "shapes-world", "family": "panoptic", "ratio": 1,
+                          "options": {"num_samples": 4, "image_size": [64, 64], **seed_options}}],
+            "steps": 2, "output_dir": str(tmp_path)})
+
+    first = build_datasets(config({"seed": 5}))[0].get(0)
+    again = build_datasets(config({"seed": 5}))[0].get(0)
+    other = build_datasets(config({"seed": 6}))[0].get(0)
+    assert torch.equal(first.frames, again.frames) and not torch.equal(first.frames, other.frames)

@@ -346,8 +346,11 @@ def build_datasets(config: TrainConfig) -> list[TrainingDataset]:
             except OMGError as error:
                 raise TrainConfigError(str(error)) from None
         try:
-            dataset = builder(name=spec.name, family=spec.family, seed=config.dataset_seed(position),
-                              vocabulary=vocabulary, **spec.options)
+            options = dict(spec.options)
+            seed = options.pop("seed", None)  # an explicit seed option wins over the derived one
+            dataset = builder(name=spec.name, family=spec.family,
+                              seed=seed if seed is not None else config.dataset_seed(position),
+                              vocabulary=vocabulary, **options)
         except OMGError as error:
             # builders name their options ("options.image_size: ..."); a vocabulary that misses classes is the
             # vocabulary field's problem
