@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("omg_data.cli", "data_group", "generate and convert datasets (the shapes world)"),
     "convert": ("omg_core.weights.cli", "convert_command", "convert the official OMG-Seg checkpoint to safetensors"),
     "doctor": ("omg_core.doctor", "doctor_command", "show torch/CUDA, compilers and the fused kernels' builds"),
+    "train": ("omg_core.train.cli", "train_command", "co-train the model on every dataset of a config (torchrun: DDP)"),
 }
 
 EXIT_SOME_FAILED = 1  # omg run: some inputs failed, the others were written

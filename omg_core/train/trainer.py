@@ -152,7 +152,23 @@ class Trainer:
                 self.evaluate()
             if self.step % self.config.checkpoint.every == 0 or self.step == self.config.steps:
                 self.save()
+        if self.step == self.config.steps and self.is_main:
+            self.save_weights()
         return records
+
+    @property
+    def weights_path(self) -> Path:
+        return self.output_dir / "model.safetensors"
+
+    def save_weights(self) -> Path:
+        """The whole model (frozen backbone included) as one safetensors file that ``omg run --weights`` and
+        ``OMGPredictor.from_pretrained`` load."""
+        from omg_core.result_writer import atomic_path
+        from omg_core.weights.io import save_weights
+
+        with atomic_path(self.weights_path) as temporary:
+            save_weights(self.model, temporary, metadata={"trained_steps": str(self.step)})
+        return self.weights_path
 
     def train_step(self) -> StepRecord:
         """One optimizer step over ``grad_accumulation`` micro-batches."""
@@ -252,7 +268,8 @@ class Trainer:
         path = None
         if self.is_main:
             path = save_checkpoint(self.checkpoint_dir, self.step, self.model, self.optimizer, self.scheduler,
-                                   self.sampler.state_dict(), keep_last=self.config.checkpoint.keep_last)
+                                   self.sampler.state_dict(), keep_last=self.config.checkpoint.keep_last,
+                                   config_text=self.config.model_dump_json())
         if self.world_size > 1:
             torch.distributed.barrier()
         return path
