@@ -169,3 +169,33 @@ def test_two_ranks_equal_one_rank_with_the_doubled_batch(tmp_path: Path) -> None
         torch.testing.assert_close(ddp["params"][name], parameter.detach(), rtol=1e-4, atol=1e-6)
         moved += not torch.equal(parameter, start)
     assert moved > 10  # the steps changed the weights, so equality above is not trivial
+
+
+def test_accumulation_and_bf16_autocast_train(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, ["panoptic", "interactive"], grad_accumulation=2, amp="bfloat16")
+    trainer = Trainer(config)
+    start = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    (record,) = trainer.fit(max_steps=1)
+    assert len(record.datasets) == 2 and record.samples == 4  # two micro-batches of 2 in one optimizer step
+    assert all(math.isfinite(value) for value in record.losses.values())
+    changed = [name for name, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, start[name])]
+    assert changed
+
+
+def test_omg_train_refuses_a_bad_config_in_one_line_before_anything_runs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from omg_core.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets:\n  - {name: a, kind: shapes-world, family: panoptic, ratio: 0}\nsteps: 3\n"
+                   f"output_dir: {tmp_path / 'out'}\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.yaml: datasets[0].ratio" in result.output and len(result.output.strip().splitlines()) == 1
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("datasets:\n  - {name: a, kind: imagenet, family: panoptic, ratio: 1}\nsteps: 3\n"
+                       f"output_dir: {tmp_path / 'out'}\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(unknown)])
+    assert result.exit_code == 2 and "imagenet" in result.output and "shapes-world" in result.output
+    assert not (tmp_path / "out").exists()
