@@ -299,3 +299,19 @@ def test_generated_files_are_what_the_loader_reads(tmp_path: Path) -> None:
     assert alias == (VOCABULARY_DIR / "coco_panoptic.json").read_text()
     assert set(BUILT_IN) == {spec.name for spec in generator.SPECS}
     assert tuple(generator.COCO_PANOPTIC_NAMES) == load_vocabulary("coco").dataset_names
+
+
+def test_shapes_world_vocabularies_follow_the_world_and_flag_the_held_out_classes_unseen() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from omg_core.model.vocabulary import load_vocabulary, seen_flags
+    from omg_data.synthetic.classes import HELD_OUT, shapes_world_categories
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "gen_shapes_vocabulary.py"
+    assert subprocess.run([sys.executable, str(tool), "--check"]).returncode == 0
+    everything, seen = load_vocabulary("shapes-world"), load_vocabulary("shapes-world-seen")
+    assert everything.texts == tuple(c.name for c in shapes_world_categories())
+    flags = seen_flags(list(everything.texts), list(seen.texts))
+    assert {text for text, flag in zip(everything.texts, flags) if not flag} == set(HELD_OUT)
