@@ -1,0 +1,207 @@
+"""Zero-shot classification of single-shape crops among the 64 colour x shape classes.
+
+The classifier is the one OMG builds from CLIP: each class's text embedding is the normalised mean of its ViLD
+prompt embeddings, and a crop takes the class of highest cosine similarity. Figures are reported separately for
+the 58 seen and the 6 held-out classes, and for the colour and the shape word alone (read off the 64-way
+prediction), which tells a model that confuses shapes from one that confuses colours.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omg_core.clip_train.data import (
+    crop_resize,
+    held_out_flags,
+    mask_box,
+    normalize_images,
+    square_box,
+    thing_class_names,
+    thing_rows,
+)
+from omg_core.errors import InputError
+from omg_core.model.prompt_templates import VILD_TEMPLATES
+from omg_data.synthetic.world import ShapesWorld
+
+EVAL_MARGIN = 0.25  # crop margin around a shape, fraction of its longer side (training draws 0.1 .. 0.5)
+
+
+@dataclass(frozen=True)
+class ClassCrops:
+    """Single-shape test crops.
+
+    Arguments:
+      images: N x 3 x S x S uint8 RGB.
+      labels: N int64 indices into `names`.
+      names: the 64 class names.
+      held_out: per name, whether it is a held-out class.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    names: tuple[str, ...]
+    held_out: tuple[bool, ...]
+
+
+@functools.lru_cache(maxsize=4)
+def class_crops(world_seed: int, num_per_class: int, image_size: int, world_size: int | None = None) -> ClassCrops:
+    """`num_per_class` crops of unoccluded shapes of each of the 64 classes, from shapes-world scenes of
+    `world_seed` (cached; do not modify the returned tensors).
+
+    Arguments:
+      world_seed: the test world's seed (use one the training stream does not use).
+      num_per_class: crops per class.
+      image_size: crop side S.
+      world_size: side of the rendered scenes (default max(64, 2 S), as in training).
+
+    Returns:
+      ClassCrops with 64 * num_per_class crops, in the order they were found.
+    """
+    if num_per_class < 1:
+        raise InputError(f"num_per_class must be at least 1, got {num_per_class}")
+    names = tuple(thing_class_names())
+    index_of = {name: i for i, name in enumerate(names)}
+    side = int(world_size) if world_size is not None else max(64, 2 * int(image_size))
+    world = ShapesWorld(seed=world_seed, image_size=(side, side))
+    counts = [0] * len(names)
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    # ~4 things a scene over 64 classes: the last class fills after a few times 16 * num_per_class scenes
+    max_scenes = 200 * num_per_class + 1000
+    scene = 0
+    while min(counts) < num_per_class:
+        if scene >= max_scenes:
+            raise RuntimeError(f"{max_scenes} scenes did not give {num_per_class} crops of every class")
+        sample, polygons = world.image_with_polygons(scene)
+        scene += 1
+        _, whole = thing_rows(sample, set(polygons))
+        for row in whole:
+            label = index_of[sample.categories.by_id(int(sample.class_ids[row])).name]
+            if counts[label] >= num_per_class:
+                continue
+            box = square_box(mask_box(sample.masks[row, 0]), EVAL_MARGIN, side, side)
+            images.append(crop_resize(sample.frames[0], box, image_size))
+            labels.append(label)
+            counts[label] += 1
+    return ClassCrops(
+        images=torch.stack(images),  # N x 3 x S x S
+        labels=torch.tensor(labels, dtype=torch.int64),
+        names=names,
+        held_out=tuple(held_out_flags()),
+    )
+
+
+@torch.no_grad()
+def class_text_embeddings(
+    model: nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    names: list[str] | tuple[str, ...],
+    templates: tuple[str, ...] = VILD_TEMPLATES,
+) -> torch.Tensor:
+    """Prompt-ensembled class embeddings, as OMG's backbone builds its vocabulary.
+
+    Arguments:
+      model: has `encode_text(tokens) -> N x D`.
+      tokenizer: sentences -> N x L token ids.
+      names: K class names.
+      templates: prompts with one "{}".
+
+    Returns:
+      K x D L2-normalised embeddings: the normalised mean of each class's normalised prompt embeddings.
+    """
+    device = _device_of(model)
+    sentences = [template.format(name) for name in names for template in templates]
+    encoded = F.normalize(model.encode_text(tokenizer(sentences).to(device)).float(), dim=-1)  # K T x D
+    per_class = encoded.view(len(names), len(templates), -1).mean(dim=1)  # K x D
+    return F.normalize(per_class, dim=-1)
+
+
+@torch.no_grad()
+def image_embeddings(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """N x 3 x S x S uint8 -> N x D L2-normalised CLIP image embeddings."""
+    device = _device_of(model)
+    chunks = [
+        F.normalize(model.encode_image(normalize_images(images[start:start + batch_size].to(device))).float(), dim=-1)
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+def accuracy_figures(
+    predictions: torch.Tensor, labels: torch.Tensor, names: tuple[str, ...], held_out: tuple[bool, ...]
+) -> dict[str, float | int]:
+    """
+    Arguments:
+      predictions: N predicted class indices.
+      labels: N true class indices.
+      names: class names "colour shape".
+      held_out: per class, whether it is held out.
+
+    Returns:
+      {"seen", "held_out", "all", "colour", "shape"}: top-1 accuracies in [0, 1] (colour and shape over all
+      crops: the predicted class has the right colour word / shape word), and "num_seen", "num_held_out" crops.
+    """
+    colour = [name.split(" ")[0] for name in names]
+    shape = [name.split(" ")[-1] for name in names]
+    correct = predictions == labels
+    is_held_out = torch.tensor(held_out, dtype=torch.bool)[labels]
+    pred_list, label_list = predictions.tolist(), labels.tolist()
+    colour_ok = [colour[p] == colour[t] for p, t in zip(pred_list, label_list)]
+    shape_ok = [shape[p] == shape[t] for p, t in zip(pred_list, label_list)]
+
+    def mean(values: torch.Tensor) -> float:
+        return float(values.float().mean()) if values.numel() else float("nan")
+
+    return {
+        "seen": mean(correct[~is_held_out]),
+        "held_out": mean(correct[is_held_out]),
+        "all": mean(correct),
+        "colour": sum(colour_ok) / max(1, len(colour_ok)),
+        "shape": sum(shape_ok) / max(1, len(shape_ok)),
+        "num_seen": int((~is_held_out).sum()),
+        "num_held_out": int(is_held_out.sum()),
+    }
+
+
+def zero_shot_accuracy(
+    model: nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    world_seed: int = 10_000,
+    num_per_class: int = 10,
+    image_size: int = 64,
+    batch_size: int = 256,
+) -> dict[str, float | int]:
+    """Classify single-shape crops among all 64 colour x shape classes by text embedding.
+
+    Arguments:
+      model: an open_clip CLIP (or anything with `encode_image` and `encode_text`); left in the mode it came in.
+      tokenizer: the model's tokenizer.
+      world_seed: seed of the test scenes.
+      num_per_class: crops per class (64 * num_per_class crops in all).
+      image_size: crop side, normally the training image size.
+      batch_size: crops per image-tower call.
+
+    Returns:
+      `accuracy_figures` of the predictions.
+    """
+    crops = class_crops(world_seed, num_per_class, image_size)
+    was_training = model.training
+    model.eval()
+    try:
+        text = class_text_embeddings(model, tokenizer, crops.names)  # K x D
+        images = image_embeddings(model, crops.images, batch_size)  # N x D
+    finally:
+        model.train(was_training)
+    predictions = (images @ text.T).argmax(dim=1).cpu()  # N
+    return accuracy_figures(predictions, crops.labels, crops.names, crops.held_out)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
