@@ -199,3 +199,24 @@ def test_omg_train_refuses_a_bad_config_in_one_line_before_anything_runs(tmp_pat
     result = CliRunner().invoke(main, ["train", "--config", str(unknown)])
     assert result.exit_code == 2 and "imagenet" in result.output and "shapes-world" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_training_on_a_trained_clip_ships_it_inside_the_weights(tmp_path: Path) -> None:
+    from omg_core.clip_train.train import build_clip, save_clip_weights
+    from omg_core.model.predictor import load_model
+
+    clip, _ = build_clip(seed=11)
+    clip_file = tmp_path / "clip.safetensors"
+    save_clip_weights(clip, clip_file)
+    config = tiny_config(tmp_path, ["panoptic"], steps=1, model={"name": "omg-tiny", "clip_weights": str(clip_file)})
+    trainer = Trainer(config)
+    torch.testing.assert_close(trainer.model.backbone.stem[0].weight, clip.visual.trunk.stem[0].weight, rtol=0,
+                               atol=0)
+    trainer.fit()
+    clip_file.unlink()  # the shipped file must not need the CLIP file any more
+    loaded = load_model(trainer.weights_path)
+    assert loaded.config.backbone.clip_weights is None
+    torch.testing.assert_close(loaded.backbone.stem[0].weight, clip.visual.trunk.stem[0].weight, rtol=0, atol=0)
+    state = dict(trainer.model.state_dict())
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,7 @@ class ClipConvNeXtBackbone(nn.Module):
         pretrained_tag: str | None = None,
         channels: tuple[int, int, int, int] = (192, 384, 768, 1536),
         templates: tuple[str, ...] = VILD_TEMPLATES,
+        clip_weights: str | os.PathLike[str] | None = None,
     ) -> None:
         """
         Arguments:
@@ -70,6 +72,8 @@ class ClipConvNeXtBackbone(nn.Module):
             weights without touching the network.
           channels: expected channels of the four stages; checked against the built trunk.
           templates: prompt templates used by `encode_vocabulary`.
+          clip_weights: a safetensors file of the whole open_clip model (its state_dict keys), loaded strictly over
+            the built model before its parts are taken; e.g. a CLIP trained by omg_core.clip_train.
         """
         super().__init__()
         register_open_clip_configs()
@@ -81,6 +85,8 @@ class ClipConvNeXtBackbone(nn.Module):
         with warnings.catch_warnings(), _without_random_init_notice():
             warnings.simplefilter("ignore")  # open_clip warns when no pretrained weights are requested
             clip_model = open_clip.create_model(clip_model_name, pretrained=pretrained_tag)
+        if clip_weights is not None:
+            _load_clip_file(clip_model, Path(clip_weights))
         trunk = getattr(clip_model.visual, "trunk", None)
         if trunk is None or not hasattr(trunk, "stages") or not hasattr(trunk, "stem"):
             raise ValueError(f"open_clip model {clip_model_name!r} has no timm ConvNeXt trunk; use a convnext_* model")
@@ -222,3 +228,16 @@ class ClipConvNeXtBackbone(nn.Module):
     def clear_vocabulary_cache(self) -> None:
         """Forget cached vocabulary embeddings (needed after loading new text-tower weights)."""
         self._vocabulary_cache.clear()
+
+
+def _load_clip_file(clip_model: nn.Module, path: Path) -> None:
+    """Load an open_clip state_dict saved as safetensors, naming the file and the keys when it does not fit."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone.clip_weights: {path} does not exist; train one with "
+                                "`python -m omg_core.clip_train.train` or fix the path")
+    result = clip_model.load_state_dict(load_file(str(path)), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"backbone.clip_weights {path} does not fit this CLIP: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")

@@ -15,6 +15,9 @@ class BackboneConfig(_Strict):
     clip_model_name: str = "convnext_large_d_320"
     pretrained_tag: str = "laion2b_s29b_b131k_ft_soup"
     channels: tuple[int, int, int, int] = (192, 384, 768, 1536)
+    #: a safetensors file of the whole open_clip model (open_clip key layout, e.g. written by omg_core.clip_train)
+    #: loaded over the built CLIP; for CLIPs trained here, which open_clip has no pretrained tag for
+    clip_weights: str | None = None
 
 
 class PixelDecoderConfig(_Strict):

@@ -72,6 +72,7 @@ class OMGModel(nn.Module):
             backbone_cfg.clip_model_name,
             backbone_cfg.pretrained_tag if load_clip_weights else None,
             backbone_cfg.channels,
+            clip_weights=backbone_cfg.clip_weights,
         )
         self.pixel_decoder = MSDeformAttnPixelDecoder(
             backbone_cfg.channels, pixel_cfg.feat_channels, pixel_cfg.mask_channels, pixel_cfg.num_layers,

@@ -30,7 +30,7 @@ from omg_core.errors import ConfigError, InputError, OMGError
 from omg_core.train.datasets import DATASET_BUILDERS, FAMILIES, Family, TrainingDataset
 
 #: Path fields of TrainConfig, as dotted keys (relative values in a file are relative to that file's folder).
-TRAIN_PATH_FIELDS: tuple[str, ...] = ("output_dir", "model.init_weights")
+TRAIN_PATH_FIELDS: tuple[str, ...] = ("output_dir", "model.init_weights", "model.clip_weights")
 
 # Official epochs 8 and 11 of 12 (schedule_12e.py MultiStepLR), as fractions of the run.
 OFFICIAL_MILESTONE_FRACTIONS: tuple[float, ...] = (8 / 12, 11 / 12)
@@ -49,6 +49,9 @@ class TrainModelConfig(_Strict):
 
     name: str = Field(default="omg-tiny", min_length=1, description="registered model (omg_core.model.list_models)")
     init_weights: Path | None = Field(default=None, description="safetensors file to start from; None: random init")
+    clip_weights: Path | None = Field(
+        default=None, description="the frozen CLIP's weights (an open_clip safetensors file, e.g. from "
+        "omg_core.clip_train); part of the model's config, so a resumed run rebuilds the same backbone")
 
 
 class DatasetConfig(_Strict):
@@ -388,6 +391,9 @@ def check_train_config(config: TrainConfig, world_size: int = 1) -> list[Trainin
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise TrainConfigError(f"{source}: model.name: unknown model {config.model.name!r}; {hint}known models: "
                                f"{', '.join(list_models())}")
+    clip = config.model.clip_weights
+    if clip is not None and not Path(clip).is_file():
+        raise TrainConfigError(f"{source}: model.clip_weights: no such file {str(clip)!r}")
     weights = config.model.init_weights
     if weights is not None and not weights.is_file():
         raise TrainConfigError(f"{source}: model.init_weights: no such file {str(weights)!r}")

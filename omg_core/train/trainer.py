@@ -104,7 +104,9 @@ class Trainer:
         self.datasets = datasets if datasets is not None else check_train_config(config, world_size)
         self.on_step = on_step
         torch.manual_seed(config.seed)  # every rank builds the same initial weights
-        self.model: OMGModel = create_model(config.model.name).to(self.device)
+        overrides = ({"backbone": {"clip_weights": str(config.model.clip_weights)}}
+                     if config.model.clip_weights is not None else {})
+        self.model: OMGModel = create_model(config.model.name, **overrides).to(self.device)
         if config.model.init_weights is not None:
             from omg_core.weights.io import load_weights
 
@@ -166,8 +168,12 @@ class Trainer:
         from omg_core.result_writer import atomic_path
         from omg_core.weights.io import save_weights
 
+        # the file holds the backbone's weights itself: its config must not send loaders to this machine's CLIP file
+        portable = self.model.config.model_copy(
+            update={"backbone": self.model.config.backbone.model_copy(update={"clip_weights": None})})
         with atomic_path(self.weights_path) as temporary:
-            save_weights(self.model, temporary, metadata={"trained_steps": str(self.step)})
+            save_weights(self.model, temporary, metadata={"trained_steps": str(self.step),
+                                                          "config": portable.model_dump_json()})
         return self.weights_path
 
     def train_step(self) -> StepRecord:
