@@ -175,4 +175,26 @@ def test_from_pretrained_offline_names_the_file(tmp_path: Path, monkeypatch: pyt
     assert str(tmp_path / "omg-convnext-large" / "model.safetensors") in message
     assert "omg convert omg_seg_convl.pth" in message
     with pytest.raises(hub.WeightsNotAvailableError, match="released weights"):
-        hub.from_pretrained("omg-tiny")
+        hub.from_pretrained("no-such-model")
+
+
+def test_packaged_weights_load_offline_by_name(tmp_path, monkeypatch) -> None:
+    import warnings
+
+    import omg_core.weights.hub as hub
+    from omg_core.model.build import create_model
+    from omg_core.model.predictor import load_model
+    from omg_core.weights.io import save_weights
+
+    torch.manual_seed(4)
+    shipped = create_model("omg-tiny")
+    monkeypatch.setattr(hub, "EMBEDDED_DIR", tmp_path)
+    with pytest.raises(hub.WeightsNotAvailableError, match="ships its weights inside the package"):
+        create_model("omg-tiny", pretrained=True)
+    save_weights(shipped, tmp_path / "omg-tiny.safetensors")
+    for model in (create_model("omg-tiny", pretrained=True), load_model("omg-tiny")):
+        for name, value in shipped.state_dict().items():
+            assert torch.equal(model.state_dict()[name], value), name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "random weights" warning once weights ship
+        load_model("omg-tiny")

@@ -654,7 +654,7 @@ def build_predictor(model_config: RunModelConfig) -> OMGPredictor:
 def load_model(name_or_path: str | os.PathLike[str], model_name: str | None = None) -> OMGModel:
     """A model from a weights file (with `model_name`'s config when the file does not record one), or a registered
     model by name: its released weights (see omg_core.weights.hub), else random weights with a warning."""
-    from omg_core.weights.hub import RELEASED_CHECKPOINTS, from_pretrained
+    from omg_core.weights.hub import RELEASED_CHECKPOINTS, embedded_weights, from_pretrained
 
     if model_name is not None and model_name not in list_models():
         raise OMGError(f"unknown model {model_name!r}; available models: {', '.join(list_models())}")
@@ -665,7 +665,7 @@ def load_model(name_or_path: str | os.PathLike[str], model_name: str | None = No
             raise OMGError(f"{name!r} is neither a weights file nor a model; available models: "
                            f"{', '.join(list_models())}")
         return from_pretrained(name_or_path, config=config)
-    if name in RELEASED_CHECKPOINTS:
+    if name in RELEASED_CHECKPOINTS or embedded_weights(name) is not None:
         return from_pretrained(name)
     warnings.warn(f"model {name!r} has no released weights and no weights file was given: running with random "
                   "weights (predictions are meaningless; set model.weights)", stacklevel=3)

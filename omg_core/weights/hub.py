@@ -16,6 +16,18 @@ HF_REPO_ID = "LXT/OMG_Seg"
 # Named model -> the official checkpoint file in the Hugging Face repository.
 RELEASED_CHECKPOINTS: dict[str, str] = {"omg-convnext-large": "omg_seg_convl.pth"}
 WEIGHTS_FILE_NAME = "model.safetensors"
+#: Models whose weights ship inside the package, in EMBEDDED_DIR: no download, they work offline.
+EMBEDDED_WEIGHTS: dict[str, str] = {"omg-tiny": "omg-tiny.safetensors"}
+EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
+
+
+def embedded_weights(name: str) -> Path | None:
+    """The packaged weights file of model ``name``, or None when this installation has none."""
+    file_name = EMBEDDED_WEIGHTS.get(name)
+    if file_name is None:
+        return None
+    path = EMBEDDED_DIR / file_name
+    return path if path.is_file() else None
 
 
 class WeightsNotAvailableError(OMGError, RuntimeError):
@@ -91,9 +103,10 @@ def from_pretrained(name_or_path: str | os.PathLike[str], config: ModelConfig | 
     """Build a model and load weights.
 
     Arguments:
-      name_or_path: a safetensors file, a folder holding model.safetensors, or a named model with released
-        weights (omg-convnext-large: converted from LXT/OMG_Seg's omg_seg_convl.pth; the CLIP backbone and text
-        tower come from open_clip's laion2b_s29b_b131k_ft_soup weights).
+      name_or_path: a safetensors file, a folder holding model.safetensors, a model whose weights ship in the
+        package (EMBEDDED_WEIGHTS, offline), or a named model with released weights (omg-convnext-large: converted
+        from LXT/OMG_Seg's omg_seg_convl.pth; the CLIP backbone and text tower come from open_clip's
+        laion2b_s29b_b131k_ft_soup weights).
       config: the model config; by default read from the file's metadata or the named config.
       strict: see load_weights.
 
@@ -104,10 +117,19 @@ def from_pretrained(name_or_path: str | os.PathLike[str], config: ModelConfig | 
     if path.exists():
         return _load_local(path, config, strict)
     name = str(name_or_path)
+    packaged = embedded_weights(name)
+    if packaged is not None:
+        return _load_local(packaged, config, strict)
+    if name in EMBEDDED_WEIGHTS:
+        raise WeightsNotAvailableError(
+            f"{name!r} ships its weights inside the package ({EMBEDDED_DIR / EMBEDDED_WEIGHTS[name]}), but this "
+            "installation has no such file: reinstall omg-seg, or train them with "
+            "`omg train --config configs/train/shapes-tiny.yaml` and pass --weights OUTPUT/model.safetensors"
+        )
     if name not in RELEASED_CHECKPOINTS:
         raise WeightsNotAvailableError(
             f"{name!r} is neither an existing file/folder nor a model with released weights "
-            f"({', '.join(RELEASED_CHECKPOINTS)})"
+            f"({', '.join([*EMBEDDED_WEIGHTS, *RELEASED_CHECKPOINTS])})"
         )
     weights = _download_official(name)
     config = config or get_model_config(name)
