@@ -40,7 +40,7 @@ def train_command(config_path: Path, resume: bool, steps: int | None, output_dir
             (Path(config.output_dir) / "checkpoints").iterdir()):
         raise InputError(f"{config.output_dir} already holds checkpoints; pass --resume to continue that run or "
                          "choose another output folder (--output)")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # whole lines in logs
     group_started = False
     if world_size > 1:
         import torch.distributed as dist
@@ -56,10 +56,18 @@ def train_command(config_path: Path, resume: bool, steps: int | None, output_dir
                       disable=rank != 0 or not console.is_terminal) as progress:
             bar = progress.add_task("train", total=config.steps, status="")
 
+            plain = rank == 0 and not console.is_terminal  # logs and pipes get a line per logged step instead
+
             def show(record) -> None:  # loss and throughput of the step just done
                 rate = record.samples * world_size / max(record.seconds["total"], 1e-9)
-                progress.update(bar, completed=record.step,
-                                status=f"loss {record.losses['loss']:.3f}  {rate:.1f} samples/s")
+                status = f"loss {record.losses['loss']:.3f}  {rate:.1f} samples/s"
+                progress.update(bar, completed=record.step, status=status)
+                if plain and (record.step % config.log.every == 0 or record.step == config.steps):
+                    console.print(f"step {record.step}/{config.steps}  {status}", highlight=False)
+
+            if rank == 0:
+                console.print(f"training {config.model.name} on {len(datasets)} dataset(s) for {config.steps} steps "
+                              f"({world_size} process(es)); writing to {config.output_dir}", highlight=False)
 
             trainer = Trainer(config, datasets, rank, world_size, chosen, on_step=show)
             if resume and not trainer.resume():
