@@ -19,7 +19,14 @@ import torch
 from omg_core.config import RunConfig, RunModelConfig
 from omg_core.errors import InputError, OMGError, TaskNotImplementedError
 from omg_core.registry import TaskHandle, TaskRegistry
-from omg_core.run_inputs import InputSource, iter_frames, plan_inputs, read_image, read_prompts
+from omg_core.run_inputs import (
+    InputSource,
+    declared_frame_count,
+    iter_frames,
+    plan_inputs,
+    read_image,
+    read_prompts,
+)
 from omg_core.task_info import validate_options
 from omg_core.task_io import Prompts, QueryPlan, TaskRequest
 
@@ -288,9 +295,10 @@ def run_task(
         for done, (index, source) in enumerate(indexed, start=1):
             if source.path in failed_paths:
                 continue
-            if can_stream and _streams(config, source):
+            count = declared_frame_count(source) if can_stream and config.video_mode != "offline" else None
+            if can_stream and _streams(config, count):
                 try:
-                    paths, drawn = _run_streamed(registry, handle, predictor, writer, source, index, prompts,
+                    paths, drawn = _run_streamed(registry, handle, predictor, writer, source, index, count, prompts,
                                                  vocabulary, options, overlay_dir if config.overlays else None)
                 except InputError as error:
                     failures.append(SampleFailure(source.path, str(error)))
@@ -361,14 +369,11 @@ def _check_video_mode(config: RunConfig, handle: TaskHandle) -> None:
                          "omg_open_video_stream); use --video-mode offline")
 
 
-def _streams(config: RunConfig, source: InputSource) -> bool:
-    """Whether this video runs as a stream: always in stream mode; in auto mode when it is longer than
-    ``stream_min_frames`` (or its container does not say how long it is)."""
+def _streams(config: RunConfig, count: int | None) -> bool:
+    """Whether a video of ``count`` declared frames runs as a stream: always in stream mode; in auto mode when it is
+    longer than ``stream_min_frames`` (or its container does not say how long it is)."""
     if config.video_mode != "auto":
         return config.video_mode == "stream"
-    from omg_core.run_inputs import declared_frame_count
-
-    count = declared_frame_count(source)
     return count is None or count > config.stream_min_frames
 
 
@@ -379,18 +384,19 @@ def _run_streamed(
     writer: Any,
     source: InputSource,
     index: int,
+    count: int | None,
     prompts: Prompts | None,
     vocabulary: RunVocabulary | None,
     options: Any,
     overlay_dir: Path | None,
 ) -> tuple[list[Path], list[Path]]:
     """One video decoded and written tube by tube: frames read lazily, each tube's results written (and its overlay
-    frames encoded) before the next is read. Returns (files written, overlay files)."""
-    from omg_core.run_inputs import declared_frame_count, frame_names, source_size
+    frames encoded) before the next is read; ``count`` is the frame count the container declares. Returns (files
+    written, overlay files)."""
+    from omg_core.run_inputs import frame_names, source_size
 
     info = handle.info
     height, width = source_size(source)
-    count = declared_frame_count(source)
     request = TaskRequest(
         task=info.name, modality=info.modality, pixels=torch.zeros((0, 3, height, width), dtype=torch.uint8),
         source=source.path, prompts=prompts, vocabulary=vocabulary.texts if vocabulary else None, options=options,
@@ -402,7 +408,7 @@ def _run_streamed(
     decoder = handle.open_video_stream(request, plan)
     if decoder is None:
         raise InputError(f"{source.name}: task {info.name!r} declined to stream this video; use --video-mode offline")
-    overlay = registry.open_overlay_stream(handle, overlay_dir, _overlay_name(source)) if overlay_dir else None
+    overlay = registry.open_overlay_stream(handle, overlay_dir, source.name) if overlay_dir else None
     written: list[Path] = []
     try:
         for chunk in predictor.stream_video(request, plan, iter_frames(source), count, request.frame_names):
@@ -417,10 +423,6 @@ def _run_streamed(
             overlay.abort()
         raise
     return written, [Path(path) for path in drawn]
-
-
-def _overlay_name(source: InputSource) -> str:
-    return source.path.name if source.path.is_dir() else source.path.stem
 
 
 def _frame_names(source: InputSource, pixels: torch.Tensor) -> tuple[str, ...] | None:

@@ -401,15 +401,18 @@ class VideoResultWriter(ResultWriter):
             return stem
         return super().stem(result, index)
 
+    def __init__(self, task: TaskInfo, output_dir: Path) -> None:
+        super().__init__(task, output_dir)
+        self._video_stems: dict[int, str] = {}  # streamed videos in progress: index -> stem
+
     def video_stem(self, result: TaskResult, index: int) -> str:
         """The stem of streamed video ``index``: chosen at its first tube, the same for every later one."""
-        stems: dict[int, str] = self.__dict__.setdefault("_video_stems", {})
-        if index not in stems:
-            stems[index] = self.stem(result, index)
-        return stems[index]
+        if index not in self._video_stems:
+            self._video_stems[index] = self.stem(result, index)
+        return self._video_stems[index]
 
     def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
-        self.__dict__.setdefault("_video_stems", {}).pop(index, None)
+        self._video_stems.pop(index, None)
         return []
 
     @staticmethod
@@ -587,6 +590,7 @@ class YouTubeVisWriter(VideoResultWriter):
         self.tracks: list[dict[str, Any]] = []
         self.videos: list[dict[str, Any]] = []
         self.vocabulary: tuple[str, ...] | None = None
+        self._streamed: dict[int, dict[str, Any]] = {}  # streamed videos in progress: index -> stem, frame names
 
     def write(self, result: TaskResult, index: int) -> list[Path]:
         from omg_core.postprocess import encode_rles
@@ -621,7 +625,7 @@ class YouTubeVisWriter(VideoResultWriter):
         data: TrackFrames = _expect(result, (TrackFrames,), "youtube-vis-json")
         _check_vocabulary(self.vocabulary, data.vocabulary, "youtube-vis-json")
         self.vocabulary = data.vocabulary
-        state = self.__dict__.setdefault("_streamed", {}).setdefault(index, {"frame_names": []})
+        state = self._streamed.setdefault(index, {"frame_names": []})
         state["stem"] = self.video_stem(result, index)
         state["frame_names"].extend(self.frame_stems(result, data.num_frames))
         spill = self._spill_path(index)
@@ -633,7 +637,7 @@ class YouTubeVisWriter(VideoResultWriter):
     def finish_video(self, result: TaskResult | None, index: int) -> list[Path]:
         from omg_core.results import TrackSelection
 
-        state = self.__dict__.setdefault("_streamed", {}).pop(index, None)
+        state = self._streamed.pop(index, None)
         if result is None or state is None:
             raise ValueError(f"video {index}: finish_video needs the TrackSelection of a video written by write_chunk")
         data: TrackSelection = _expect(result, (TrackSelection,), "youtube-vis-json")

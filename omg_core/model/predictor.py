@@ -513,8 +513,8 @@ def _video_tubes(
     tubes = plan.tubes or VideoTubes()
     planned = (tube_bounds(num_frames, tubes.clip_size, tubes.clip_size_small, tubes.small_clip_thr, tubes.overlap)
                if num_frames else [])
-    if tubes.overlap:
-        raise InputError("streaming videos with overlapping tubes is not supported; use overlap 0")
+    if tubes.overlap:  # every official setting uses overlap 0
+        raise InputError(f"tubes that overlap (VideoTubes.overlap={tubes.overlap}) are not supported; use overlap 0")
 
     def sizes() -> Iterator[int]:
         yield from (end - start for start, end in planned)
