@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from omg_core.clip_train.data import ShapesWorldPairs, normalize_images, thing_class_names
+from omg_core.clip_train.data import ShapesWorldPairs, normalize_images, thing_class_names, training_vocabulary
 from omg_core.clip_train.train import (
     TrainSettings,
     backbone_state_dict_from_clip,
@@ -25,6 +25,7 @@ from omg_core.clip_train.train import (
     parameter_groups,
     save_clip_weights,
     train,
+    vocabulary_loss,
 )
 from omg_core.clip_train.zero_shot import accuracy_figures, class_crops, class_text_embeddings, zero_shot_accuracy
 from omg_core.errors import InputError
@@ -118,6 +119,34 @@ def test_loss_with_distinct_keys_is_clip_loss_and_equal_keys_are_positives() -> 
     big = torch.tensor(100.0)
     assert float(contrastive_loss(embeddings, embeddings, big, torch.tensor([0, 0, 1, 2]))) < 1e-3
     assert float(contrastive_loss(embeddings, embeddings, big, torch.arange(4))) == pytest.approx(0.5 * math.log(2), abs=1e-5)
+
+
+def test_vocabulary_loss_classifies_crops_against_every_name_and_skips_scenes() -> None:
+    generator = torch.Generator().manual_seed(1)
+    vocabulary = F.normalize(torch.randn(5, 8, generator=generator), dim=-1)
+    images = F.normalize(torch.randn(3, 8, generator=generator), dim=-1)
+    labels = torch.tensor([2, -1, 4])  # the middle pair is a whole scene
+    scale = torch.tensor(7.0)
+    expected = F.cross_entropy(scale * images[[0, 2]] @ vocabulary.T, torch.tensor([2, 4]))
+    assert torch.allclose(vocabulary_loss(images, vocabulary, scale, labels), expected, atol=1e-6)
+    # an image equal to its class text, orthogonal to the rest, costs almost nothing; scenes alone cost exactly 0
+    orthogonal = torch.eye(5, 8)
+    assert float(vocabulary_loss(orthogonal[[3]], orthogonal, torch.tensor(100.0), torch.tensor([3]))) < 1e-6
+    assert float(vocabulary_loss(images, vocabulary, scale, torch.full((3,), -1))) == 0.0
+
+
+def test_training_vocabulary_names_every_class_unless_held_out_are_excluded() -> None:
+    everything = training_vocabulary()
+    assert len(everything) == 69 and set(NAMES) <= set(everything) and set(STUFF) <= set(everything)
+    without = training_vocabulary(exclude_held_out=True)
+    assert len(without) == 69 - len(HELD_OUT) and not set(without) & set(HELD_OUT)
+
+
+def test_batches_carry_the_crops_labels() -> None:
+    batch = ShapesWorldPairs(seed=3, image_size=32).batch(0, 12)
+    assert len(batch.labels) == 12
+    for label, caption, key in zip(batch.labels, batch.captions, batch.keys):
+        assert (label == "" and key == caption) or (label in caption and key == label)
 
 
 def test_schedule_and_decay_groups() -> None:

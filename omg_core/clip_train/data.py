@@ -67,11 +67,13 @@ class ClipBatch:
       images: B x 3 x S x S uint8 RGB.
       captions: B sentences.
       keys: B positive keys (`ClipPair.key`): equal keys are positives of each other.
+      labels: B class names shown by crops ("" for whole scenes).
     """
 
     images: torch.Tensor
     captions: list[str]
     keys: list[str]
+    labels: list[str]
 
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
@@ -206,6 +208,7 @@ class ShapesWorldPairs:
             images=torch.stack([p.image for p in pairs]),  # B x 3 x S x S
             captions=[p.caption for p in pairs],
             keys=[p.key for p in pairs],
+            labels=[p.label for p in pairs],
         )
 
     # ------------------------------------------------------------------------------------------ kinds
@@ -259,3 +262,9 @@ def thing_class_names() -> list[str]:
 def held_out_flags() -> list[bool]:
     """For each of `thing_class_names()`: whether it is a held-out (open-vocabulary test) class."""
     return [c.held_out for c in shapes_world_categories() if c.is_thing]
+
+
+def training_vocabulary(exclude_held_out: bool = False) -> list[str]:
+    """Every shapes-world class name (things then stuff, in category-id order) a crop can be classified as;
+    without the held-out ones when they are kept out of training."""
+    return [c.name for c in shapes_world_categories() if not (exclude_held_out and c.held_out)]

@@ -2,7 +2,10 @@
 
     python -m omg_core.clip_train.train --out DIR --minutes M --seed S [--image-size 64 --batch-size 64 ...]
 
-Symmetric InfoNCE with open_clip's learnable logit scale (clamped at 100), AdamW without weight decay on norms,
+Symmetric InfoNCE with open_clip's learnable logit scale (clamped at 100), plus a vocabulary loss: each crop is
+also classified against the text embeddings of every class name (one caption template per step). In a batch of
+64 random pairs colour alone tells most captions apart, so InfoNCE barely teaches shape; the whole vocabulary puts
+all eight shapes of a colour side by side as negatives on every step. AdamW without weight decay on norms,
 biases, embeddings and the scale, linear warm-up then cosine decay to 0. A run is a pure function of its seed and
 its total step count: with --minutes alone the total is fixed from the speed of the first warm-up steps (the
 warm-up does not depend on it) and recorded, so `--steps N` repeats the run. Weights are written with safetensors
@@ -28,12 +31,20 @@ from pathlib import Path
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from omg_core.clip_train.data import PIXEL_MEAN, PIXEL_STD, ShapesWorldPairs, normalize_images
+from omg_core.clip_train.data import (
+    CROP_TEMPLATES,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    ShapesWorldPairs,
+    normalize_images,
+    training_vocabulary,
+)
 from omg_core.clip_train.zero_shot import zero_shot_accuracy
 from omg_core.errors import InputError
 from omg_core.model.backbone import register_open_clip_configs
@@ -72,6 +83,7 @@ class TrainSettings:
       eval_world_seed: seed of the test scenes (keep it away from `seed`).
       checkpoint_minutes: minutes between resumable checkpoints.
       threads: torch CPU threads (None: torch's default).
+      vocabulary_loss_weight: weight of the crops' classification against every class name (0: InfoNCE only).
     """
 
     out: str
@@ -94,6 +106,7 @@ class TrainSettings:
     eval_world_seed: int = 10_000
     checkpoint_minutes: float = 10.0
     threads: int | None = None
+    vocabulary_loss_weight: float = 1.0
 
     def check(self) -> None:
         """Raises InputError naming the first impossible setting."""
@@ -107,6 +120,8 @@ class TrainSettings:
             raise InputError(f"--image-size must be a multiple of 32 (the ConvNeXt stride), got {self.image_size}")
         if self.steps is None and min(self.warmup_steps, CALIBRATION_STEPS) < 5:
             raise InputError("with --warmup-steps below 5 the run cannot time itself; give --steps")
+        if self.vocabulary_loss_weight < 0:
+            raise InputError(f"--vocabulary-loss-weight must be non-negative, got {self.vocabulary_loss_weight}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("--lr must be positive and --weight-decay non-negative")
 
@@ -221,6 +236,28 @@ def contrastive_loss(
     return 0.5 * (one_direction(logits) + one_direction(logits.T))
 
 
+def vocabulary_loss(
+    image_embeddings: torch.Tensor, vocabulary_embeddings: torch.Tensor, logit_scale: torch.Tensor,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy of each crop against the whole class vocabulary (scenes, label -1, are left out).
+
+    Arguments:
+      image_embeddings: B x D L2-normalised.
+      vocabulary_embeddings: K x D L2-normalised, one per class name.
+      logit_scale: the temperature multiplier exp(t) (a scalar).
+      labels: B int64 indices into the vocabulary, -1 for pairs that are not a single-class crop.
+
+    Returns:
+      the scalar mean over crops (0 when the batch has none).
+    """
+    crops = labels >= 0
+    if not bool(crops.any()):
+        return image_embeddings.sum() * 0.0
+    logits = logit_scale * image_embeddings[crops] @ vocabulary_embeddings.T  # C x K
+    return F.cross_entropy(logits, labels[crops])
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups: decay on matrices and convolutions, none on biases, norms, embeddings and the logit scale."""
     decay, no_decay = [], []
@@ -245,21 +282,24 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int | None)
 
 # ----------------------------------------------------------------------------------------------------- batches
 class _BatchStream(Dataset):
-    """Batch b of the pair stream, tokenised, with its keys as small integers (built in the loader workers)."""
+    """Batch b of the pair stream, tokenised, with its keys as small integers and its crops' indices into
+    `vocabulary` (-1 for scenes), built in the loader workers."""
 
-    def __init__(self, pairs: ShapesWorldPairs, batch_size: int, tokenizer: object) -> None:
+    def __init__(self, pairs: ShapesWorldPairs, batch_size: int, tokenizer: object, vocabulary: list[str]) -> None:
         self.pairs = pairs
         self.batch_size = batch_size
         self.tokenizer = tokenizer
+        self.vocabulary_index = {name: i for i, name in enumerate(vocabulary)}
 
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         batch = self.pairs.batch(index, self.batch_size)
         ids = {key: i for i, key in enumerate(dict.fromkeys(batch.keys))}
         keys = torch.tensor([ids[key] for key in batch.keys], dtype=torch.int64)  # B
-        return batch.images, self.tokenizer(batch.captions), keys  # B x 3 x S x S, B x L, B
+        labels = torch.tensor([self.vocabulary_index.get(label, -1) for label in batch.labels], dtype=torch.int64)
+        return batch.images, self.tokenizer(batch.captions), keys, labels  # B x 3 x S x S, B x L, B, B
 
 
 def _batches(stream: _BatchStream, start: int, num_workers: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -342,7 +382,8 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
         total_steps = settings.steps or saved_total
     pairs = ShapesWorldPairs(seed=settings.seed, image_size=settings.image_size, world_size=settings.world_size,
                              exclude_held_out=settings.exclude_held_out)
-    stream = _BatchStream(pairs, settings.batch_size, tokenizer)
+    vocabulary = training_vocabulary(settings.exclude_held_out)
+    stream = _BatchStream(pairs, settings.batch_size, tokenizer, vocabulary)
     budget_s = settings.minutes * 60.0
     calibrate_until = min(settings.warmup_steps, CALIBRATION_STEPS)
     log = (out / LOG_FILE).open("a", encoding="utf-8")
@@ -368,7 +409,7 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
                 per_step = (now - (calibration_start or started)) / max(1, step - first_step - 2)
                 total_steps = step + max(1, int(0.97 * (budget_s - (now - started)) / per_step))
                 write({"event": "calibrated", "step": step, "seconds_per_step": per_step, "total_steps": total_steps})
-            images, tokens, keys = next(batches)
+            images, tokens, keys, labels = next(batches)
             window_wait += time.perf_counter() - now
             lr = lr_at(step, settings.lr, settings.warmup_steps, total_steps)
             for group in optimizer.param_groups:
@@ -376,8 +417,17 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
                 image_embeddings = model.encode_image(normalize_images(images.to(device)), normalize=True)
                 text_embeddings = model.encode_text(tokens.to(device), normalize=True)
+                if settings.vocabulary_loss_weight > 0:
+                    # one template per step, in turn, so every sentence form is used as a classifier
+                    template = CROP_TEMPLATES[step % len(CROP_TEMPLATES)]
+                    vocabulary_tokens = tokenizer([template.format(name) for name in vocabulary])
+                    vocabulary_embeddings = model.encode_text(vocabulary_tokens.to(device), normalize=True)
             loss = contrastive_loss(image_embeddings.float(), text_embeddings.float(), model.logit_scale.exp(),
                                     keys.to(device))
+            if settings.vocabulary_loss_weight > 0:
+                loss = loss + settings.vocabulary_loss_weight * vocabulary_loss(
+                    image_embeddings.float(), vocabulary_embeddings.float(), model.logit_scale.exp(),
+                    labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -462,6 +512,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-world-seed", type=int, default=defaults.eval_world_seed)
     parser.add_argument("--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--vocabulary-loss-weight", type=float, default=defaults.vocabulary_loss_weight,
+                        help="weight of classifying each crop against every class name (0: InfoNCE only)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     return parser
 
