@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from omg_core.task_io import TaskResult
 
 
+def temporary_beside(final: Path) -> Path:
+    """Create an empty temporary file in ``final``'s folder (created if needed) for writing ``final`` atomically.
+
+    mkstemp creates files readable by their owner only (0600); the file gets the mode an ordinary ``open`` would
+    give (0666 less the umask), so results renamed into place can be read by whoever could read a plain file.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(handle)
+    umask = os.umask(0o022)  # reading the umask means setting it; it is put back at once
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
+    return Path(name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, the file written there is synced
@@ -40,10 +55,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.write_text(json.dumps(data))
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = temporary_beside(final)
     try:
         yield temporary
         with open(temporary, "rb+") as written:

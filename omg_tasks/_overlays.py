@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omg_core.hookspecs import hookimpl
-from omg_core.result_writer import OverlayStream, atomic_path, write_bytes_atomic
+from omg_core.result_writer import OverlayStream, atomic_path, temporary_beside, write_bytes_atomic
 from omg_core.task_info import TaskInfo
 
 if TYPE_CHECKING:  # torch, NumPy and PIL load when a picture is drawn, not when `omg tasks` discovers this plugin
@@ -458,18 +458,13 @@ class VideoFileEncoder:
             self._temporary.unlink(missing_ok=True)
 
     def _open(self, first: Image.Image) -> None:
-        import tempfile
-
         import av
 
         first_array = _even(first)
         height, width = first_array.shape[:2]
         for codec in VIDEO_CODECS:
             path = self.stem_path.with_name(f"{self.stem_path.name}.mp4")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-            os.close(handle)
-            temporary = Path(name)
+            temporary = temporary_beside(path)
             container = av.open(str(temporary), mode="w", format="mp4")
             try:  # everything up to the first encoded frame: a failure here means the encoder is unusable
                 stream = container.add_stream(codec, rate=self.fps)

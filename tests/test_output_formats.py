@@ -4,6 +4,8 @@ wins, tryfirst overrides the built-in writers, and a plugin with no task of its 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,20 @@ def test_hook_wrappers_of_a_plugin_without_a_task_take_part(plugin_site: Path, t
     import omg_wrap
 
     assert omg_wrap.SEEN == [("decode", "bright"), ("open writer", "semantic", "semantic-png", True)]
+
+
+def test_atomically_written_files_get_an_ordinary_files_mode(tmp_path: Path) -> None:
+    # mkstemp makes 0600 files: results renamed from them were unreadable to anyone but their writer
+    from omg_core.result_writer import atomic_path
+    from omg_tasks._overlays import write_video
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.json") as temporary:
+            temporary.write_text("{}")
+        video = write_video(iter([Image.new("RGB", (16, 16))] * 2), tmp_path / "clip")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE(video.stat().st_mode) == 0o644
+    assert not list(tmp_path.glob(".*partial"))

@@ -47,6 +47,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omg_core.errors import ConfigError, OMGError
+from omg_core.result_writer import temporary_beside
 from omg_core.train.rng import Generator, capture_rng_state, restore_rng_state
 
 MODEL_FILE = "model.safetensors"
@@ -59,7 +60,7 @@ _VERSION = 1
 _STEP_FOLDER = re.compile(r"step_(\d{8,})")
 # what an interrupted save leaves behind: the folder being written, a displaced older copy of the same step, a folder
 # being pruned, a pointer being written
-_LEFTOVER = re.compile(r"\.(step_\d{8,}\.(partial|old|deleting)-.+|latest\.tmp-.+)")
+_LEFTOVER = re.compile(r"\.(step_\d{8,}\.(partial|old|deleting)-.+|latest\.tmp-.+|latest\..+\.partial)")
 _TAGS = ("__tensor__", "__tuple__", "__dict__")
 
 
@@ -157,6 +158,9 @@ def save_checkpoint(
     name = _folder_name(step)
     final = directory / name
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=directory))
+    umask = os.umask(0o022)  # mkdtemp makes 0700 folders; a checkpoint gets an ordinary folder's mode
+    os.umask(umask)
+    os.chmod(partial, 0o777 & ~umask)
     displaced: Path | None = None
     try:
         save_file(model_tensors, partial / MODEL_FILE)
@@ -303,9 +307,9 @@ def _write_durably(path: Path, text: str) -> None:
 
 
 def _write_pointer(directory: Path, name: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=".latest.tmp-", dir=directory)
+    temporary = temporary_beside(directory / LATEST_FILE)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        with open(temporary, "w", encoding="utf-8") as file:
             file.write(name + "\n")
             file.flush()
             os.fsync(file.fileno())
