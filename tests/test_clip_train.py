@@ -16,7 +16,6 @@ from torch import nn
 from omg_core.clip_train.data import ShapesWorldPairs, normalize_images, thing_class_names, training_vocabulary
 from omg_core.clip_train.train import (
     TrainSettings,
-    backbone_state_dict_from_clip,
     build_clip,
     contrastive_loss,
     load_checkpoint,
@@ -29,7 +28,7 @@ from omg_core.clip_train.train import (
 )
 from omg_core.clip_train.zero_shot import accuracy_figures, class_crops, class_text_embeddings, zero_shot_accuracy
 from omg_core.errors import InputError
-from omg_core.model.backbone import ClipConvNeXtBackbone
+from omg_core.model.backbone import ClipConvNeXtBackbone, backbone_state_dict_from_clip, clip_state_dict_from_backbone
 from omg_data.synthetic.classes import COLOURS, HELD_OUT, STUFF
 
 NAMES = thing_class_names()
@@ -183,6 +182,24 @@ def test_weights_round_trip_and_backbone_layout(tmp_path: Path) -> None:
         assert torch.allclose(backbone.embed_pooled_features(pooled), model.encode_image(images), atol=1e-5)
         expected = class_text_embeddings(model, tokenizer, ["red star", "blue circle"])
     assert torch.allclose(backbone.encode_vocabulary(["red star", "blue circle"]), expected, atol=1e-5)
+    clip_state = load_file(str(path))
+    round_trip = clip_state_dict_from_backbone(backbone_state_dict_from_clip(clip_state))
+    assert round_trip.keys() == clip_state.keys() and all(torch.equal(round_trip[k], clip_state[k]) for k in clip_state)
+
+
+def test_clip_weights_may_be_a_trained_omg_file_whose_clip_is_taken(tmp_path: Path) -> None:
+    from omg_core.model import create_model
+    from omg_core.weights.io import save_weights
+
+    clip, _ = build_clip(seed=3)
+    clip_path = tmp_path / "clip.safetensors"
+    save_clip_weights(clip, clip_path)
+    trained = create_model("omg-tiny", backbone={"clip_weights": str(clip_path)})
+    omg_path = save_weights(trained, tmp_path / "model.safetensors")  # backbone.* keys, and the head's
+    again = create_model("omg-tiny", backbone={"clip_weights": str(omg_path)})
+    for key, value in trained.backbone.state_dict().items():
+        assert torch.equal(again.backbone.state_dict()[key], value), key
+    assert not torch.equal(create_model("omg-tiny").backbone.stem[0].weight, trained.backbone.stem[0].weight)
 
 
 # ------------------------------------------------------------------------------------------------------- zero-shot

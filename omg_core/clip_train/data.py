@@ -25,7 +25,7 @@ from omg_data.synthetic.world import ShapesWorld
 
 # The sentences a crop's class name goes into: OMG's classifier prompts and the bare name ("red star").
 CROP_TEMPLATES: tuple[str, ...] = (*VILD_TEMPLATES, "{}")
-PAIR_KINDS: tuple[str, ...] = ("scene", "thing", "stuff")
+PAIR_KINDS: tuple[str, ...] = ("scene", "thing", "stuff", "isolated")
 # A tag in the per-pair generator's seed, so pair draws never share a stream with the world's own
 # (ShapesWorld seeds images with [seed, 0, index] and videos with [seed, 1, index]).
 _PAIR_STREAM = 2
@@ -141,7 +141,10 @@ class ShapesWorldPairs:
         shapes are enlarged from real detail).
       exclude_held_out: never show the held-out colour x shape classes (an ablation: by default CLIP sees every
         class, only the segmenter trains without the held-out ones).
-      mix: probabilities of a whole scene, a thing crop and a stuff crop.
+      mix: weights of a whole scene, a thing crop, a stuff crop and an isolated thing (a thing crop with everything
+        but the thing painted one flat grey). The isolated things are a curriculum: among clutter and textured
+        backgrounds a ConvNeXt (or a plain CNN) stays at chance on shape for ~700 steps of 64 crops, while on a
+        flat background it reaches 65% in 300; what it learns there carries over to crops in context.
       pairs_per_scene: consecutive pairs cut from one rendered scene.
       margin: range of the crop margin around a thing, as a fraction of its longer side.
       templates: sentences a crop's class name fills (one "{}" each).
@@ -153,15 +156,17 @@ class ShapesWorldPairs:
         image_size: int = 64,
         world_size: int | None = None,
         exclude_held_out: bool = False,
-        mix: tuple[float, float, float] = (0.2, 0.6, 0.2),
+        mix: tuple[float, ...] = (0.15, 0.45, 0.15, 0.25),
         pairs_per_scene: int = 4,
         margin: tuple[float, float] = (0.1, 0.5),
         templates: tuple[str, ...] = CROP_TEMPLATES,
     ) -> None:
         if image_size < 16:
             raise InputError(f"image_size must be at least 16, got {image_size}; pass a larger --image-size")
+        if len(mix) == 3:  # (scene, thing, stuff): no isolated things
+            mix = (*mix, 0.0)
         if len(mix) != len(PAIR_KINDS) or any(p < 0 for p in mix) or sum(mix) <= 0:
-            raise InputError(f"mix must be three non-negative weights (scene, thing, stuff), got {mix}")
+            raise InputError(f"mix must be four non-negative weights (scene, thing, stuff, isolated), got {mix}")
         if pairs_per_scene < 1:
             raise InputError(f"pairs_per_scene must be at least 1, got {pairs_per_scene}")
         if not templates or any(t.count("{}") != 1 for t in templates):
@@ -195,8 +200,8 @@ class ShapesWorldPairs:
         sample, whole = self.scene(index // self.pairs_per_scene)
         kind = PAIR_KINDS[int(rng.choice(len(PAIR_KINDS), p=self.mix))]
         rows, whole_rows = thing_rows(sample, whole)
-        if kind == "thing" and rows:
-            return self._thing_pair(sample, rows, whole_rows, rng)
+        if kind in ("thing", "isolated") and rows:
+            return self._thing_pair(sample, rows, whole_rows, rng, isolated=kind == "isolated")
         if kind == "scene":
             return self._scene_pair(sample, rng)
         return self._stuff_pair(sample, rng)  # also when a scene happens to keep no thing
@@ -221,7 +226,7 @@ class ShapesWorldPairs:
         return ClipPair(image=image, caption=caption, label="", kind="scene")
 
     def _thing_pair(
-        self, sample: Sample, rows: list[int], whole_rows: list[int], rng: np.random.Generator
+        self, sample: Sample, rows: list[int], whole_rows: list[int], rng: np.random.Generator, isolated: bool = False
     ) -> ClipPair:
         if whole_rows:
             row = whole_rows[int(rng.integers(len(whole_rows)))]
@@ -230,9 +235,15 @@ class ShapesWorldPairs:
         name = sample.categories.by_id(int(sample.class_ids[row])).name
         margin = float(rng.uniform(*self.margin))
         shift = (float(rng.uniform(-0.1, 0.1)), float(rng.uniform(-0.1, 0.1)))
-        box = square_box(mask_box(sample.masks[row, 0]), margin, self.world_size, self.world_size, shift)
-        image = crop_resize(sample.frames[0], box, self.image_size)
-        return ClipPair(image=image, caption=self._caption(name, rng), label=name, kind="thing")
+        mask = sample.masks[row, 0]  # H x W
+        box = square_box(mask_box(mask), margin, self.world_size, self.world_size, shift)
+        picture = sample.frames[0]
+        if isolated:
+            grey = int(rng.integers(64, 193))
+            picture = torch.where(mask[None], picture, torch.full_like(picture, grey))
+        image = crop_resize(picture, box, self.image_size)
+        return ClipPair(image=image, caption=self._caption(name, rng), label=name,
+                        kind="isolated" if isolated else "thing")
 
     def _stuff_pair(self, sample: Sample, rng: np.random.Generator) -> ClipPair:
         stuff = [r for r in range(len(sample.class_ids)) if not bool(sample.is_thing[r])]

@@ -181,33 +181,6 @@ def load_clip_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(load_file(str(path)), strict=True)
 
 
-def backbone_state_dict_from_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Renames an open_clip ConvNeXt CLIP state_dict to the keys of omg_core's ClipConvNeXtBackbone.
-
-    visual.trunk.stem/stages -> stem/stages (the multi-scale trunk), visual.trunk.head.norm -> clip_pooled_norm,
-    visual.head -> clip_pooled_proj (the pooled-feature path into the joint space), the rest (the text tower and
-    the logit scale) -> text.*. `backbone.load_state_dict(result)` then loads strictly; call
-    `backbone.clear_vocabulary_cache()` afterwards.
-    """
-    renames = (
-        ("visual.trunk.stem.", "stem."),
-        ("visual.trunk.stages.", "stages."),
-        ("visual.trunk.head.norm.", "clip_pooled_norm."),
-        ("visual.head.", "clip_pooled_proj."),
-    )
-    mapped = {}
-    for key, value in state.items():
-        for old, new in renames:
-            if key.startswith(old):
-                mapped[new + key[len(old):]] = value
-                break
-        else:
-            if key.startswith("visual."):
-                raise ValueError(f"{key} has no place in ClipConvNeXtBackbone (expected a timm ConvNeXt CLIP)")
-            mapped["text." + key] = value
-    return mapped
-
-
 # ------------------------------------------------------------------------------------------------ loss and schedule
 def contrastive_loss(
     image_embeddings: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: torch.Tensor, keys: torch.Tensor

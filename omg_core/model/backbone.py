@@ -230,14 +230,70 @@ class ClipConvNeXtBackbone(nn.Module):
         self._vocabulary_cache.clear()
 
 
+#: open_clip ConvNeXt CLIP key prefixes -> ClipConvNeXtBackbone key prefixes; every other key (the text tower and
+#: the logit scale) goes under "text.".
+CLIP_TO_BACKBONE_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("visual.trunk.stem.", "stem."),
+    ("visual.trunk.stages.", "stages."),
+    ("visual.trunk.head.norm.", "clip_pooled_norm."),
+    ("visual.head.", "clip_pooled_proj."),
+)
+
+
+def backbone_state_dict_from_clip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Renames an open_clip ConvNeXt CLIP state_dict to the keys of ClipConvNeXtBackbone.
+
+    visual.trunk.stem/stages -> stem/stages (the multi-scale trunk), visual.trunk.head.norm -> clip_pooled_norm,
+    visual.head -> clip_pooled_proj (the pooled-feature path into the joint space), the rest (the text tower and
+    the logit scale) -> text.*. `backbone.load_state_dict(result)` then loads strictly; call
+    `backbone.clear_vocabulary_cache()` afterwards.
+    """
+    mapped = {}
+    for key, value in state.items():
+        for old, new in CLIP_TO_BACKBONE_PREFIXES:
+            if key.startswith(old):
+                mapped[new + key[len(old):]] = value
+                break
+        else:
+            if key.startswith("visual."):
+                raise ValueError(f"{key} has no place in ClipConvNeXtBackbone (expected a timm ConvNeXt CLIP)")
+            mapped["text." + key] = value
+    return mapped
+
+
+def clip_state_dict_from_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `backbone_state_dict_from_clip`: ClipConvNeXtBackbone keys back to open_clip's."""
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith("text."):
+            mapped[key[len("text."):]] = value
+            continue
+        for old, new in CLIP_TO_BACKBONE_PREFIXES:
+            if key.startswith(new):
+                mapped[old + key[len(new):]] = value
+                break
+        else:
+            raise ValueError(f"backbone key {key} has no open_clip counterpart")
+    return mapped
+
+
 def _load_clip_file(clip_model: nn.Module, path: Path) -> None:
-    """Load an open_clip state_dict saved as safetensors, naming the file and the keys when it does not fit."""
+    """Load a CLIP from safetensors, naming the file and the keys when it does not fit.
+
+    The file is either an open_clip state_dict (what omg_core.clip_train writes) or OMG weights (keys under
+    "backbone.", e.g. the packaged omg-tiny), whose frozen CLIP is taken: so a training config can start from the
+    CLIP that ships inside a trained model.
+    """
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise FileNotFoundError(f"backbone.clip_weights: {path} does not exist; train one with "
                                 "`python -m omg_core.clip_train.train` or fix the path")
-    result = clip_model.load_state_dict(load_file(str(path)), strict=False)
+    state = load_file(str(path))
+    if any(key.startswith("backbone.") for key in state):
+        state = clip_state_dict_from_backbone({key[len("backbone."):]: value for key, value in state.items()
+                                               if key.startswith("backbone.")})
+    result = clip_model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"backbone.clip_weights {path} does not fit this CLIP: missing {result.missing_keys[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]}")
