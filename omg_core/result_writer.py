@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from omg_common.file_modes import give_ordinary_mode
+
 if TYPE_CHECKING:
     from omg_core.task_info import TaskInfo
     from omg_core.task_io import TaskResult
@@ -38,10 +40,7 @@ def temporary_beside(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(handle)
-    umask = os.umask(0o022)  # reading the umask means setting it; it is put back at once
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+    return give_ordinary_mode(name)
 
 
 @contextlib.contextmanager

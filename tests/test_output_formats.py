@@ -194,3 +194,15 @@ def test_atomically_written_files_get_an_ordinary_files_mode(tmp_path: Path) -> 
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
     assert stat.S_IMODE(video.stat().st_mode) == 0o644
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_safetensors_weights_and_checkpoints_get_an_ordinary_files_mode(tmp_path: Path) -> None:
+    # safetensors' save_file writes 0600 whatever the umask
+    from omg_core.weights.io import save_weights
+
+    previous = os.umask(0o022)
+    try:
+        path = save_weights({"w": torch.zeros(2)}, tmp_path / "w.safetensors")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

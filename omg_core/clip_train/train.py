@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from omg_common.file_modes import give_ordinary_mode
 from omg_core.clip_train.data import (
     CROP_TEMPLATES,
     PIXEL_MEAN,
@@ -171,6 +172,7 @@ def save_clip_weights(model: nn.Module, path: str | Path, metadata: dict[str, st
     """Writes the model's state_dict (open_clip key layout, float32) to a safetensors file."""
     state = {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(path), metadata={"format": "pt", "model": CLIP_MODEL_NAME, **(metadata or {})})
+    give_ordinary_mode(path)
 
 
 def load_clip_weights(model: nn.Module, path: str | Path) -> None:
@@ -297,6 +299,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
                 "elapsed_s": f"{elapsed_s:.3f}", "settings": json.dumps(dataclasses.asdict(settings))}
     temporary = path.with_suffix(".tmp")
     save_file(state, str(temporary), metadata=metadata)
+    give_ordinary_mode(temporary)
     temporary.replace(path)
 
 

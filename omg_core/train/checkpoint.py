@@ -46,6 +46,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from omg_common.file_modes import give_ordinary_mode
 from omg_core.errors import ConfigError, OMGError
 from omg_core.result_writer import temporary_beside
 from omg_core.train.rng import Generator, capture_rng_state, restore_rng_state
@@ -158,14 +159,14 @@ def save_checkpoint(
     name = _folder_name(step)
     final = directory / name
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=directory))
-    umask = os.umask(0o022)  # mkdtemp makes 0700 folders; a checkpoint gets an ordinary folder's mode
-    os.umask(umask)
-    os.chmod(partial, 0o777 & ~umask)
+    give_ordinary_mode(partial)  # mkdtemp makes 0700 folders
     displaced: Path | None = None
     try:
         save_file(model_tensors, partial / MODEL_FILE)
+        give_ordinary_mode(partial / MODEL_FILE)
         _fsync_file(partial / MODEL_FILE)
         save_file(_storable(tensors), partial / OPTIMIZER_FILE)
+        give_ordinary_mode(partial / OPTIMIZER_FILE)
         _fsync_file(partial / OPTIMIZER_FILE)
         state["files"] = {file: (partial / file).stat().st_size for file in (MODEL_FILE, OPTIMIZER_FILE)}
         _write_durably(partial / STATE_FILE, json.dumps(state))

@@ -11,6 +11,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omg_common.file_modes import give_ordinary_mode
 from omg_core.errors import OMGError
 
 FORMAT_TAG = "omg-seg"
@@ -67,7 +68,7 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | Path,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={key: str(value) for key, value in header.items()})
-    return path
+    return give_ordinary_mode(path)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
