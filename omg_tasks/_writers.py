@@ -446,6 +446,21 @@ class VspwPngWriter(VideoResultWriter):
                 for name, frame in zip(self.frame_stems(result, data.num_frames), classes)]
 
 
+def _vipseg_first_number(label: int) -> int:
+    # VIPSeg reads a raw value v >= 125 as a thing ((class + 1) * 100 + n): class 0's tracks start at n = 25
+    return 25 if label == 0 else 0
+
+
+def _vipseg_thing_capacity(label: int) -> int:
+    """How many tracks of class `label` one VIPSeg mask can number."""
+    return 100 - _vipseg_first_number(label)
+
+
+def _vipseg_thing_value(label: int, number: int) -> int:
+    """The raw VIPSeg value of the `number`-th (0-based) track of thing class `label`."""
+    return (label + 1) * 100 + _vipseg_first_number(label) + number
+
+
 class VipsegPngWriter(VideoResultWriter):
     """``panomasks/<video>/<frame>.png``: 16-bit raw VIPSeg values, as the data set's panomasks and our VIPSeg
     evaluator read them: 0 void, a stuff segment of class c is c + 1, the n-th thing track of class c in the video is
@@ -504,14 +519,14 @@ class VipsegPngWriter(VideoResultWriter):
             key = (segment.id, segment.label)
             if key not in values:
                 self._check_thing_class(segment, data)
-                first = 25 if segment.label == 0 else 0
                 number = counts.get(segment.label, 0)
                 counts[segment.label] = number + 1
-                if number == 100 - first:
-                    warnings.warn(f"vipseg-png: video {video!r} has more than {100 - first} tracks of class "
+                capacity = _vipseg_thing_capacity(segment.label)
+                if number == capacity:
+                    warnings.warn(f"vipseg-png: video {video!r} has more than {capacity} tracks of class "
                                   f"{segment.label} ({data.vocabulary[segment.label]!r}); VIPSeg masks hold "
-                                  f"{100 - first}, so the later ones are left void", stacklevel=2)
-                values[key] = 0 if number >= 100 - first else (segment.label + 1) * 100 + first + number
+                                  f"{capacity}, so the later ones are left void", stacklevel=2)
+                values[key] = 0 if number >= capacity else _vipseg_thing_value(segment.label, number)
             if values[key]:
                 chunk_values[segment.id] = values[key]
         return chunk_values
@@ -542,8 +557,7 @@ class VipsegPngWriter(VideoResultWriter):
             else:
                 values[segment.id] = self._stuff_value(segment, data)
         for label, segments in things.items():
-            first = 25 if label == 0 else 0  # (0 + 1) * 100 + n must reach 125 to read as a thing
-            capacity = 100 - first
+            capacity = _vipseg_thing_capacity(label)
             if len(segments) > capacity:
                 kept = sorted(segments, key=lambda segment: -segment.score)[:capacity]
                 warnings.warn(f"vipseg-png: video {video!r} has {len(segments)} tracks of class {label} "
@@ -551,7 +565,7 @@ class VipsegPngWriter(VideoResultWriter):
                               f"{len(segments) - capacity} lowest-scored are left void", stacklevel=2)
                 segments = [segment for segment in segments if segment in kept]
             for number, segment in enumerate(sorted(segments, key=lambda segment: segment.id)):
-                values[segment.id] = (label + 1) * 100 + first + number
+                values[segment.id] = _vipseg_thing_value(label, number)
         return values
 
     @staticmethod

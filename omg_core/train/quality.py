@@ -335,16 +335,28 @@ class FamilyScorer(FigureScorer):
         return family_figures(self.metric, self.dataset)
 
 
-class OpenPanopticScorer(FigureScorer):
-    """ov-seg PQ averaged over the held-out classes that occur in the ground truth (panoptic-family dataset of a
-    world with held-out classes)."""
+class _HeldOutScorer(FigureScorer):
+    """A scorer of the held-out classes of one `family` dataset: its vocabulary, their labels and the seen flags
+    the open-vocabulary task is run with."""
 
-    def __init__(self, dataset: TrainingDataset, registry: TaskRegistry, seen: Sequence[bool] | None = None) -> None:
-        _check_family(dataset, "panoptic")
+    family: str = ""
+
+    def __init__(self, dataset: TrainingDataset, seen: Sequence[bool] | None = None) -> None:
+        _check_family(dataset, self.family)
         self.dataset = dataset
         self.vocabulary = _vocabulary(dataset)
         self.seen = seen
         self.held_out = held_out_labels(dataset)
+
+
+class OpenPanopticScorer(_HeldOutScorer):
+    """ov-seg PQ averaged over the held-out classes that occur in the ground truth (panoptic-family dataset of a
+    world with held-out classes)."""
+
+    family = "panoptic"
+
+    def __init__(self, dataset: TrainingDataset, registry: TaskRegistry, seen: Sequence[bool] | None = None) -> None:
+        super().__init__(dataset, seen)
         self.metric = create_family_metric(registry, dataset)
 
     def update(self, run: QualityRunner, index: int) -> None:
@@ -363,16 +375,14 @@ class OpenPanopticScorer(FigureScorer):
         return {"PQ": _percent(value), "classes": float(len(present)), "objects": float(objects)}
 
 
-class OpenInteractiveScorer(FigureScorer):
+class OpenInteractiveScorer(_HeldOutScorer):
     """ov-interactive label accuracy: one click per held-out-class object (interactive-family dataset of a world
     with held-out classes; the click is the one training evaluation scores)."""
 
+    family = "interactive"
+
     def __init__(self, dataset: TrainingDataset, seen: Sequence[bool] | None = None) -> None:
-        _check_family(dataset, "interactive")
-        self.dataset = dataset
-        self.vocabulary = _vocabulary(dataset)
-        self.seen = seen
-        self.held_out = held_out_labels(dataset)
+        super().__init__(dataset, seen)
         self.metric = LabelAccuracy()
 
     def update(self, run: QualityRunner, index: int) -> None:
@@ -397,15 +407,13 @@ class OpenInteractiveScorer(FigureScorer):
         return {"accuracy": _percent(figures["accuracy"]), "objects": float(figures["count"])}
 
 
-class OpenVideoInstanceScorer(FigureScorer):
+class OpenVideoInstanceScorer(_HeldOutScorer):
     """ov-vis AP over the held-out categories (video-instance-family dataset of a world with held-out classes)."""
 
+    family = "video-instance"
+
     def __init__(self, dataset: TrainingDataset, registry: TaskRegistry, seen: Sequence[bool] | None = None) -> None:
-        _check_family(dataset, "video-instance")
-        self.dataset = dataset
-        self.vocabulary = _vocabulary(dataset)
-        self.seen = seen
-        self.held_out = held_out_labels(dataset)
+        super().__init__(dataset, seen)
         self.metric = create_family_metric(registry, dataset)
 
     def update(self, run: QualityRunner, index: int) -> None:
