@@ -44,7 +44,7 @@ def test_odd_sizes_are_padded_to_32(model: OMGModel) -> None:
     assert outputs.image_size == (50, 70) and outputs.padded_size == (64, 96)
     assert outputs.mask_logits.shape[-2:] == (16, 24)
     full = outputs.mask_logits_at_image_size()
-    assert full.shape == (1, 10, 50, 70)
+    assert full.shape == (1, model.config.transformer_decoder.num_queries, 50, 70)
     expected = torch.nn.functional.interpolate(outputs.mask_logits, size=(64, 96), mode="bilinear",
                                                align_corners=False)[..., :50, :70]
     torch.testing.assert_close(full, expected)
@@ -143,9 +143,9 @@ def test_box_and_point_prompts_together(model: OMGModel, images: torch.Tensor) -
 def test_open_vocabulary_ensemble_output(model: OMGModel, images: torch.Tensor) -> None:
     seen = torch.tensor([True, False, True])
     outputs = model(OMGInputs(images=images, class_names=CLASSES, seen_classes=seen))
-    assert outputs.clip_logits.shape == outputs.in_vocab_logits.shape == (2, 10, 4)
+    assert outputs.clip_logits.shape == outputs.in_vocab_logits.shape == (2, model.config.transformer_decoder.num_queries, 4)
     probabilities = outputs.class_logits.exp()
-    torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, 10), atol=1e-5, rtol=0)
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(probabilities.shape[:2]), atol=1e-5, rtol=0)
     # The void probability of the trained classifier is kept as is.
     torch.testing.assert_close(probabilities[..., -1], outputs.in_vocab_logits.softmax(-1)[..., -1],
                                atol=1e-5, rtol=0)
@@ -196,7 +196,7 @@ def test_named_configs_and_errors() -> None:
         create_model("omg-huge")
     with pytest.raises(ValueError, match="num_layerz"):
         get_model_config("omg-tiny", transformer_decoder={"num_layerz": 2})
-    assert get_model_config("omg-tiny", transformer_decoder={"num_layers": 2}).transformer_decoder.num_queries == 10
+    assert get_model_config("omg-tiny", transformer_decoder={"num_layers": 2}).transformer_decoder.num_queries == 32
 
 
 @torch.no_grad()

@@ -27,13 +27,18 @@ def _image() -> torch.Tensor:
     return torch.randint(0, 256, (3, 40, 60), dtype=torch.uint8, generator=generator)
 
 
-def test_default_vocabulary_is_coco_panoptic(predictor: OMGPredictor) -> None:
+def test_default_vocabulary_is_the_models(predictor: OMGPredictor) -> None:
+    vocabulary = load_vocabulary("shapes-world")  # omg-tiny's default_vocabulary
+    assert len(vocabulary.texts) == 69 and sum(vocabulary.is_thing) == 64
+    outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan())
+    assert outputs.class_logits.shape == (1, 32, len(vocabulary.texts) + 1)
+    assert outputs.mask_logits.shape == (1, 32, 16, 16) and outputs.image_size == (40, 60)
+
+
+def test_coco_vocabulary_names() -> None:
     vocabulary = load_vocabulary("coco_panoptic")
     assert len(vocabulary.texts) == 133 and sum(vocabulary.is_thing) == 80
     assert vocabulary.dataset_names[0] == "person" and vocabulary.dataset_names[-1] == "rug-merged"
-    outputs = predictor(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan())
-    assert outputs.class_logits.shape == (1, 10, 134)
-    assert outputs.mask_logits.shape == (1, 10, 16, 16) and outputs.image_size == (40, 60)
     assert load_vocabulary("coco").texts == vocabulary.texts  # coco_panoptic is an alias of coco
     with pytest.raises(InputError, match="did you mean 'coco'"):
         load_vocabulary("cocoo")
@@ -43,7 +48,7 @@ def test_plan_vocabulary_prompts_and_prompt_only(predictor: OMGPredictor) -> Non
     request = TaskRequest(task="interactive", modality="image", pixels=_image())
     prompts = Prompts(points=torch.tensor([[[10.0, 12.0]], [[30.0, 20.0]]]), point_labels=torch.tensor([[1], [1]]))
     both = predictor(request, QueryPlan(prompts=prompts, vocabulary=("cat", "dog")))
-    assert both.class_logits.shape == (1, 12, 3) and both.num_learned_queries == 10
+    assert both.class_logits.shape == (1, 34, 3) and both.num_learned_queries == 32
     only = predictor(request, QueryPlan(False, prompts=prompts, vocabulary=("cat", "dog")))
     assert only.class_logits.shape == (1, 2, 3) and only.num_learned_queries == 0
     assert only.is_prompt_query.all()
@@ -55,7 +60,7 @@ def test_video_request(predictor: OMGPredictor) -> None:
     pixels = torch.stack([_image(), _image().flip(-1)])
     outputs = predictor(TaskRequest(task="video-instance", modality="video", pixels=pixels),
                         QueryPlan(vocabulary=("cat",), seen_classes=torch.tensor([False])))
-    assert outputs.mask_logits.shape == (1, 10, 2, 16, 16) and outputs.clip_logits is not None
+    assert outputs.mask_logits.shape == (1, 32, 2, 16, 16) and outputs.clip_logits is not None
 
 
 @pytest.mark.parametrize(
@@ -85,7 +90,7 @@ def test_build_predictor(tmp_path: Path) -> None:
     loaded = build_predictor(RunModelConfig(name="omg-tiny", weights=tmp_path / "tiny.safetensors", dtype="bfloat16"))
     assert torch.equal(loaded.model.transformer_decoder.query_feat.weight, source.transformer_decoder.query_feat.weight)
     outputs = loaded(TaskRequest(task="panoptic", modality="image", pixels=_image()), QueryPlan(vocabulary=("a",)))
-    assert outputs.class_logits.shape == (1, 10, 2)
+    assert outputs.class_logits.shape == (1, 32, 2)
     with pytest.raises(OMGError, match="available models"):
         build_predictor(RunModelConfig(name="omg-huge"))
     with pytest.raises(OMGError, match="does not exist"):

@@ -32,7 +32,7 @@ def test_image_tasks_return_typed_results_at_the_input_size(predictor: OMGPredic
     predictor.set_image(_image())
     panoptic = predictor.panoptic()
     assert isinstance(panoptic, PanopticMap) and panoptic.segment_ids.shape == (40, 60)
-    assert len(panoptic.vocabulary) == 133 and panoptic.vocabulary[0] == "person"
+    assert len(panoptic.vocabulary) == 69 and panoptic.vocabulary[0] == "red circle"  # omg-tiny's shapes-world
     instances = predictor.instance(max_per_image=7)
     assert isinstance(instances, Instances) and instances.masks.shape[1:] == (40, 60) and len(instances) <= 7
     semantic = predictor.semantic()
@@ -144,8 +144,8 @@ def test_set_image_accepts_files_arrays_and_pil(predictor: OMGPredictor, tmp_pat
 
 def test_seen_classes_follow_the_word_overlap_rule_unless_overridden(predictor: OMGPredictor,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    # omg-tiny's training vocabulary is COCO: "zebra" and "person" (a synonym list in COCO's text) are seen
-    assert predictor.seen_flags(["zebra", "red star", "person"]) == [True, False, True]
+    # omg-tiny trained on shapes-world-seen: "red star" is seen, "orange star" (held out) and "zebra" are not
+    assert predictor.seen_flags(["zebra", "red star", "orange star"]) == [False, True, False]
     used = []
     decode = predictor.model.decode
 
@@ -156,10 +156,10 @@ def test_seen_classes_follow_the_word_overlap_rule_unless_overridden(predictor: 
     monkeypatch.setattr(predictor.model, "decode", spy)
     predictor.set_image(_image())
     by_rule = predictor.open_vocabulary(classes=["zebra", "red star"])
-    overridden = predictor.open_vocabulary(classes=["zebra", "red star"], seen=[False, True])
+    overridden = predictor.open_vocabulary(classes=["zebra", "red star"], seen=[True, False])
     closed = predictor.panoptic()
-    assert used == [[True, False], [False, True], None]  # the ensemble only for open-vocabulary tasks
-    assert by_rule.vocabulary == overridden.vocabulary == ("zebra", "red star") and len(closed.vocabulary) == 133
+    assert used == [[False, True], [True, False], None]  # the ensemble only for open-vocabulary tasks
+    assert by_rule.vocabulary == overridden.vocabulary == ("zebra", "red star") and len(closed.vocabulary) == 69
 
 
 def test_the_video_ensemble_pools_clip_features_over_whole_tracks(predictor: OMGPredictor) -> None:

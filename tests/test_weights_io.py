@@ -57,7 +57,7 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path: Pa
     message = str(error.value)
     assert "transformer_decoder.query_feat.weight" in message
     assert "transformer_decoder.extra.weight" in message
-    assert "pixel_decoder.mask_features.bias: file (5,) vs model (32,)" in message
+    assert "pixel_decoder.mask_features.bias: file (5,) vs model (64,)" in message
     report = load_weights(model, path, strict=False)
     assert report.missing == ["transformer_decoder.query_feat.weight"]
     assert report.unexpected == ["transformer_decoder.extra.weight"]

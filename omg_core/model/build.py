@@ -35,14 +35,19 @@ def _omg_convnext_large() -> dict[str, Any]:
 
 @register_model_config("omg-tiny")
 def _omg_tiny() -> dict[str, Any]:
-    # For tests: convnext_atto CLIP (random weights, offline), 1 encoder layer, 3 decoder layers, 10 queries.
+    # The embedded default, sized for the shapes world: a convnext_atto CLIP trained here (omg_core.clip_train),
+    # 2 deformable layers and 6 decoder layers of width 64, and 32 queries (a scene holds at most 6 things, a
+    # crowd and 5 stuff regions: 12 segments, so 32 leaves the ~2.5x margin the official 300 leave over COCO's
+    # ~100). Its weights ship under omg_core/weights/embedded/ (see MODEL_CARD.md there).
     return {
         "name": "omg-tiny",
         "backbone": {"clip_model_name": "omg-tiny-convnext-atto", "pretrained_tag": "",
                      "channels": (40, 80, 160, 320)},
-        "pixel_decoder": {"feat_channels": 32, "mask_channels": 32, "num_layers": 1, "num_heads": 4,
-                          "num_points": 2, "ffn_dim": 64, "num_groups": 8},
-        "transformer_decoder": {"num_layers": 3, "num_heads": 4, "ffn_dim": 64, "num_queries": 10},
+        "pixel_decoder": {"feat_channels": 64, "mask_channels": 64, "num_layers": 2, "num_heads": 4,
+                          "num_points": 4, "ffn_dim": 256, "num_groups": 8},
+        "transformer_decoder": {"num_layers": 6, "num_heads": 4, "ffn_dim": 256, "num_queries": 32},
+        "default_vocabulary": "shapes-world",
+        "training_vocabulary": "shapes-world-seen",
     }
 
 

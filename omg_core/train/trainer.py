@@ -221,7 +221,7 @@ class Trainer:
         samples = [dataset.get(index, np.random.default_rng(seed)) for index, seed in zip(spec.indices, spec.seeds)]
         # a loss-point seed per sample, from its sampler seed (and so equal on any rank and after a resume)
         point_seeds = [int(np.random.default_rng([seed, 1]).integers(0, 2**62)) for seed in spec.seeds]
-        return collate(samples, dataset).to(self.device), point_seeds
+        return collate(samples, dataset, self.model.config.prompt_encoding).to(self.device), point_seeds
 
     def _forward(self, batch: TrainingBatch) -> OMGOutputs:
         """The model's forward (the head's time: everything but the backbone, which its hooks time)."""
