@@ -265,3 +265,19 @@ def test_ensemble_of_an_empty_mask_stays_finite_when_clip_underflows() -> None:
     out = geometric_ensemble(in_vocab, clip, torch.tensor([True, False]), valid_queries=torch.tensor([False]))
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, torch.log(in_vocab.softmax(-1) + 1e-8))  # exponent 0: the trained classifier
+
+
+def test_sam_prompt_content_is_the_mean_feature_under_positive_clicks_and_box_centre() -> None:
+    from omg_core.model.prompt_encoder import features_at_prompts
+
+    # 2 x 3 cells at stride 4 (an 8 x 12 padded image); each cell's feature is (its index, 1)
+    cells = torch.arange(6, dtype=torch.float32).view(1, 1, 2, 3)
+    features = torch.cat([cells, torch.ones_like(cells)], dim=1)  # 1 x 2 x 2 x 3
+    points = torch.tensor([[[[1.5, 1.5], [9.5, 5.5]], [[5.5, 5.5], [0.0, 0.0]]]])  # cell centres (0,0), (2,1), (1,1)
+    labels = torch.tensor([[[1, 1], [1, -1]]])  # the second prompt's second click is padding
+    content = features_at_prompts(features, points, labels, None)
+    torch.testing.assert_close(content, torch.tensor([[[2.5, 1.0], [4.0, 1.0]]]))
+    boxes = torch.tensor([[[0.0, 0.0, 3.0, 3.0], [8.0, 0.0, 11.0, 3.0]]])  # centres in cells 0 and 2
+    torch.testing.assert_close(features_at_prompts(features, None, None, boxes), torch.tensor([[[0.0, 1.0], [2.0, 1.0]]]))
+    negative_only = features_at_prompts(features, points[:, :1, :1], torch.tensor([[[0]]]), None)
+    assert torch.equal(negative_only, torch.zeros(1, 1, 2))  # no positive click: no content from the features

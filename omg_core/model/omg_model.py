@@ -84,8 +84,8 @@ class OMGModel(nn.Module):
         )
         self.prompt_encoder: PromptEncoder | BoxQueryPromptEncoder | None = None
         if config.enable_prompts:
-            encoder_class = PromptEncoder if config.prompt_encoding == "sam" else BoxQueryPromptEncoder
-            self.prompt_encoder = encoder_class(pixel_cfg.feat_channels)
+            self.prompt_encoder = (PromptEncoder(pixel_cfg.feat_channels, pixel_cfg.mask_channels)
+                                   if config.prompt_encoding == "sam" else BoxQueryPromptEncoder(pixel_cfg.feat_channels))
         self.ov_classifier = OpenVocabularyClassifier(
             pixel_cfg.feat_channels, self.backbone.embed_dim, config.open_vocabulary.logit_scale
         )
@@ -179,9 +179,15 @@ class OMGModel(nn.Module):
 
         prompt_feat = prompt_pos = prompt_valid = None
         if inputs.has_prompts:
-            prompt_feat, prompt_pos, prompt_valid = self.prompt_encoder(
-                image_size, inputs.points, inputs.point_labels, inputs.boxes
-            )
+            if isinstance(self.prompt_encoder, PromptEncoder):  # prompts refer to the first frame of a clip
+                first_frames = mask_features.view(batch, frames_per_sample, *mask_features.shape[1:])[:, 0]
+                prompt_feat, prompt_pos, prompt_valid = self.prompt_encoder(
+                    image_size, inputs.points, inputs.point_labels, inputs.boxes, first_frames
+                )
+            else:
+                prompt_feat, prompt_pos, prompt_valid = self.prompt_encoder(
+                    image_size, inputs.points, inputs.point_labels, inputs.boxes
+                )
         predictions = self.transformer_decoder(mask_features, features.multi_scale_features, frames_per_sample,
                                                prompt_feat, prompt_pos, inputs.use_learned_queries)
 
