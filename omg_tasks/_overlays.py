@@ -223,7 +223,7 @@ def _objects_layer(masks: np.ndarray, order: list[int], present: np.ndarray, tex
     for k in order:
         if present[k]:
             region[masks[k]] = k + 1
-    for k in range(len(masks)):
+    for k in order:  # only the objects painted get a label (not those under the score floor)
         if present[k]:
             layer.labels.append((texts[k], _top_left(masks[k]), colour(keys[k])))
     return layer
