@@ -84,7 +84,8 @@ def test_shapes_tiny_loads_and_passes_the_checks() -> None:
     datasets = check_train_config(config)
     assert sorted(d.family for d in datasets) == sorted(FAMILIES)  # every family the shapes world gives
     assert [d.name for d in datasets] == [d.name for d in config.datasets]
-    assert config.model.name == "omg-tiny" and config.grad_clip == 0.01 and config.optimizer.lr == 1e-4
+    assert config.model.name == "omg-tiny" and config.grad_clip == 0.01 and config.optimizer.lr == 2e-4
+    assert config.model.clip_weights is not None and config.model.clip_weights.name == "omg-tiny.safetensors"
     for dataset in datasets:
         sample = dataset.get(1)
         assert sample.frames.shape[-2:] == (128, 128)
