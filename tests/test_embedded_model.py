@@ -73,8 +73,12 @@ def test_pretrained_loads_offline_and_differs_from_random(monkeypatch: pytest.Mo
 def test_quality_floors_on_a_small_held_out_world(predictor: OMGPredictor) -> None:
     from omg_core.train.quality import measure_quality
 
-    torch.set_num_threads(1)
-    report = measure_quality(predictor, seed=QUALITY_SEED, num_samples=QUALITY_SCENES)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: one thread avoids OpenMP contention; put back for the tests after
+    try:
+        report = measure_quality(predictor, seed=QUALITY_SEED, num_samples=QUALITY_SCENES)
+    finally:
+        torch.set_num_threads(threads)
     missed = {key: (report.figures[key], floor) for key, floor in FLOORS.items()
               if math.isnan(report.figures[key]) or report.figures[key] < floor}
     assert not missed, f"figures below their floors (measured, floor): {missed}"

@@ -178,8 +178,8 @@ def test_two_ranks_equal_one_rank_with_the_doubled_batch(tmp_path: Path) -> None
         if not parameter.requires_grad:
             continue
         # Adam divides by sqrt(v): where a gradient is ~0, float-order noise of the summed gradients becomes ~1e-6
-        # of parameter change; a real mismatch moves a weight by a whole step (lr 1e-3 here), 100x this tolerance
-        torch.testing.assert_close(ddp["params"][name], parameter.detach(), rtol=1e-4, atol=1e-5)
+        # of parameter change; a real mismatch moves a weight by a whole step (lr 1e-3 here), 20x this tolerance
+        torch.testing.assert_close(ddp["params"][name], parameter.detach(), rtol=1e-4, atol=5e-5)
         moved += not torch.equal(parameter, start)
     assert moved > 10  # the steps changed the weights, so equality above is not trivial
 
