@@ -349,11 +349,10 @@ class _HeldOutScorer(FigureScorer):
         self.held_out = held_out_labels(dataset)
 
 
-class OpenPanopticScorer(_HeldOutScorer):
-    """ov-seg PQ averaged over the held-out classes that occur in the ground truth (panoptic-family dataset of a
-    world with held-out classes)."""
+class _HeldOutFamilyMetricScorer(_HeldOutScorer):
+    """A held-out scorer that runs open-vocabulary `task` on whole scenes into its family's metric."""
 
-    family = "panoptic"
+    task: str = ""
 
     def __init__(self, dataset: TrainingDataset, registry: TaskRegistry, seen: Sequence[bool] | None = None) -> None:
         super().__init__(dataset, seen)
@@ -361,8 +360,16 @@ class OpenPanopticScorer(_HeldOutScorer):
 
     def update(self, run: QualityRunner, index: int) -> None:
         sample = self.dataset.get(index)
-        result = run("ov-seg", sample, self.vocabulary, seen=self.seen)
+        result = run(self.task, sample, self.vocabulary, seen=self.seen)
         update_family_metric(self.metric, self.dataset, sample, result, index)
+
+
+class OpenPanopticScorer(_HeldOutFamilyMetricScorer):
+    """ov-seg PQ averaged over the held-out classes that occur in the ground truth (panoptic-family dataset of a
+    world with held-out classes)."""
+
+    family = "panoptic"
+    task = "ov-seg"
 
     def compute(self) -> dict[str, float]:
         with self.metric.sync_context():  # per-class counts over every rank
@@ -407,19 +414,11 @@ class OpenInteractiveScorer(_HeldOutScorer):
         return {"accuracy": _percent(figures["accuracy"]), "objects": float(figures["count"])}
 
 
-class OpenVideoInstanceScorer(_HeldOutScorer):
+class OpenVideoInstanceScorer(_HeldOutFamilyMetricScorer):
     """ov-vis AP over the held-out categories (video-instance-family dataset of a world with held-out classes)."""
 
     family = "video-instance"
-
-    def __init__(self, dataset: TrainingDataset, registry: TaskRegistry, seen: Sequence[bool] | None = None) -> None:
-        super().__init__(dataset, seen)
-        self.metric = create_family_metric(registry, dataset)
-
-    def update(self, run: QualityRunner, index: int) -> None:
-        sample = self.dataset.get(index)
-        result = run("ov-vis", sample, self.vocabulary, seen=self.seen)
-        update_family_metric(self.metric, self.dataset, sample, result, index)
+    task = "ov-vis"
 
     def compute(self) -> dict[str, float]:
         with self.metric.sync_context():  # the videos of every rank
