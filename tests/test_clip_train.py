@@ -14,6 +14,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from omg_core.clip_train.data import ShapesWorldPairs, normalize_images, thing_class_names, training_vocabulary
+from omg_core.clip_train.regions import (
+    ShapesWorldRegions,
+    region_embeddings,
+    region_loss,
+    region_zero_shot_accuracy,
+    segment_mask_logits,
+)
 from omg_core.clip_train.train import (
     TrainSettings,
     build_clip,
@@ -29,6 +36,7 @@ from omg_core.clip_train.train import (
 from omg_core.clip_train.zero_shot import accuracy_figures, class_crops, class_text_embeddings, zero_shot_accuracy
 from omg_core.errors import InputError
 from omg_core.model.backbone import ClipConvNeXtBackbone, backbone_state_dict_from_clip, clip_state_dict_from_backbone
+from omg_core.model.mask_pooling import mask_pooled_sums
 from omg_data.synthetic.classes import COLOURS, HELD_OUT, STUFF
 
 NAMES = thing_class_names()
@@ -264,18 +272,84 @@ def test_colour_and_shape_accuracy_read_the_words_of_the_prediction() -> None:
     assert figures["colour"] == pytest.approx(3 / 4) and figures["shape"] == pytest.approx(1 / 4)
 
 
+# --------------------------------------------------------------------------------------------------------- regions
+def test_segment_masks_go_to_stride_4_and_a_thin_one_keeps_the_cells_it_touches() -> None:
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 0:8, 0:8] = True  # 2 x 2 cells fully inside
+    masks[1, 5, 0:16] = True  # a 1-pixel line: no cell is half covered
+    logits = segment_mask_logits(masks)
+    assert logits.shape == (2, 4, 4)
+    assert (logits[0] > 0).sum() == 4 and bool((logits[0, :2, :2] > 0).all())
+    assert (logits[1] > 0).sum() == 4 and bool((logits[1, 1] > 0).all())
+
+
+def test_region_batches_are_deterministic_and_padded() -> None:
+    regions = ShapesWorldRegions(seed=3, image_size=64)
+    first, again = regions.batch(1, 3), ShapesWorldRegions(seed=3, image_size=64).scenes(3, 3)
+    assert torch.equal(first.images, again.images) and torch.equal(first.mask_logits, again.mask_logits)
+    assert first.images.shape == (3, 3, 64, 64) and first.mask_logits.shape[-2:] == (16, 16)
+    for scene, names in enumerate(first.names):
+        assert all((first.mask_logits[scene, q] > 0).any() for q in range(len(names)))
+        assert bool((first.mask_logits[scene, len(names):] < 0).all())  # padding rows are empty
+    with pytest.raises(InputError, match="multiple of 32"):
+        ShapesWorldRegions(image_size=100)
+
+
+def test_region_embeddings_are_what_omg_computes_from_the_same_clip(tmp_path: Path) -> None:
+    # what the region loss trains must be what OMG's out-of-vocabulary classifier reads at inference
+    model, _ = build_clip(seed=2)
+    model.eval()
+    save_clip_weights(model, tmp_path / "clip.safetensors")
+    backbone = ClipConvNeXtBackbone("omg-tiny-convnext-atto", channels=(40, 80, 160, 320),
+                                    clip_weights=tmp_path / "clip.safetensors")
+    batch = ShapesWorldRegions(seed=4, image_size=64).batch(0, 2)
+    with torch.no_grad():
+        ours, valid = region_embeddings(model, batch.images, batch.mask_logits, "masks")
+        res5 = backbone(normalize_images(batch.images))["res5"]
+        sums, areas = mask_pooled_sums(res5, batch.mask_logits, "masks")
+        theirs = F.normalize(backbone.embed_pooled_features(sums / (areas[..., None] + 1e-8)), dim=-1)
+    assert torch.equal(valid, areas > 0)
+    torch.testing.assert_close(ours[valid], theirs[valid], atol=1e-5, rtol=1e-4)
+
+
+def test_region_loss_classifies_labelled_regions_and_skips_padding() -> None:
+    generator = torch.Generator().manual_seed(0)
+    embeddings = F.normalize(torch.randn(2, 3, 8, generator=generator), dim=-1)
+    vocabulary = F.normalize(torch.randn(5, 8, generator=generator), dim=-1)
+    labels = torch.tensor([[0, 4, -1], [2, -1, -1]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    scale = torch.tensor(10.0)
+    expected = F.cross_entropy(10.0 * embeddings[labels >= 0] @ vocabulary.T, labels[labels >= 0])
+    torch.testing.assert_close(region_loss(embeddings, valid, vocabulary, scale, labels), expected)
+    nothing = region_loss(embeddings, torch.zeros_like(valid), vocabulary, scale, labels)
+    assert nothing.item() == 0.0
+
+
+def test_region_zero_shot_counts_every_thing_and_an_untrained_clip_is_near_chance() -> None:
+    untrained, tokenizer = build_clip(seed=0)
+    figures = region_zero_shot_accuracy(untrained, tokenizer, world_seed=77, num_scenes=12, image_size=64,
+                                        batch_size=5)
+    scenes = ShapesWorldRegions(seed=76, image_size=64).scenes(0, 12)
+    things = sum(name in NAMES for names in scenes.names for name in names)
+    assert figures["num_seen"] + figures["num_held_out"] == things > 12
+    assert figures["all"] < 0.2 and untrained.training
+
+
 # ----------------------------------------------------------------------------------------------------- real runs
 def test_short_run_lowers_the_loss_and_writes_safetensors_only(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["--out", str(out), "--minutes", "2", "--steps", "30", "--image-size", "64", "--batch-size", "8",
                  "--warmup-steps", "5", "--lr", "2e-3", "--num-workers", "0", "--log-every", "10",
-                 "--eval-per-class", "1", "--seed", "5"]) == 0
+                 "--eval-per-class", "1", "--seed", "5", "--region-batch-size", "2", "--region-image-size", "64",
+                 "--region-eval-scenes", "4"]) == 0
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) == 3 and losses[-1] < losses[0]
     card = json.loads((out / "clip_card.json").read_text())
     assert card["steps"] == 30 and card["finished_schedule"] and card["seed"] == 5
     assert set(card["zero_shot"]) >= {"seen", "held_out", "colour", "shape"}
+    assert set(card["region_zero_shot"]) >= {"seen", "held_out", "colour", "shape", "pool_at"}
+    assert set(card["masked_crop_zero_shot"]) >= {"seen", "held_out", "colour", "shape", "crop_size"}
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "clip.safetensors", "clip_card.json",
                                                      "log.jsonl"]
     model, _ = build_clip(weights=out / "clip.safetensors")
@@ -291,7 +365,8 @@ def test_short_run_lowers_the_loss_and_writes_safetensors_only(tmp_path: Path) -
 def test_a_run_is_reproducible_from_its_seed(tmp_path: Path) -> None:
     def run(folder: str, seed: int) -> dict[str, torch.Tensor]:
         train(TrainSettings(out=str(tmp_path / folder), steps=3, seed=seed, image_size=32, batch_size=4,
-                            warmup_steps=2, num_workers=0, eval_per_class=1))
+                            warmup_steps=2, num_workers=0, eval_per_class=1, region_batch_size=1,
+                            region_image_size=64, region_eval_scenes=2))
         return load_file(str(tmp_path / folder / "clip.safetensors"))
 
     first, second, other = run("a", 7), run("b", 7), run("c", 8)
@@ -304,3 +379,33 @@ def test_bad_settings_are_input_errors(tmp_path: Path) -> None:
         TrainSettings(out=str(tmp_path), image_size=50).check()
     with pytest.raises(InputError, match="--resume"):
         train(TrainSettings(out=str(tmp_path / "none"), steps=1), resume=True)
+    with pytest.raises(InputError, match="--init"):
+        TrainSettings(out=str(tmp_path), init=str(tmp_path / "missing.safetensors")).check()
+    with pytest.raises(InputError, match="region-image-size"):
+        TrainSettings(out=str(tmp_path), region_image_size=100).check()
+
+
+def test_init_starts_a_second_stage_from_earlier_weights(tmp_path: Path) -> None:
+    earlier, _ = build_clip(seed=11)
+    save_clip_weights(earlier, tmp_path / "stage1.safetensors")
+    train(TrainSettings(out=str(tmp_path / "stage2"), steps=1, lr=1e-12, warmup_steps=1, image_size=32, batch_size=4,
+                        num_workers=0, eval_per_class=1, region_batch_size=1, region_image_size=64,
+                        region_eval_scenes=2, init=str(tmp_path / "stage1.safetensors")))
+    later = load_file(str(tmp_path / "stage2" / "clip.safetensors"))
+    # one step at a vanishing learning rate: still the earlier weights, not a fresh initialisation
+    for key, value in earlier.state_dict().items():
+        torch.testing.assert_close(later[key], value.float(), atol=1e-6, rtol=0)
+
+
+def test_evaluating_a_weights_file_gives_the_cards_three_figure_sets(tmp_path: Path) -> None:
+    from omg_core.clip_train.zero_shot import evaluate_weights
+
+    model, _ = build_clip(seed=4)
+    save_clip_weights(model, tmp_path / "clip.safetensors")
+    figures = evaluate_weights(tmp_path / "clip.safetensors", world_seed=55, per_class=1, scenes=3, image_size=32,
+                               scene_size=64)
+    assert set(figures) == {"zero_shot", "masked_crop_zero_shot", "region_zero_shot"}
+    crops, pooled = figures["masked_crop_zero_shot"], figures["region_zero_shot"]
+    # both classify the same things of the same scenes, one by its masked crop, one by pooled features
+    assert crops["num_seen"] + crops["num_held_out"] == pooled["num_seen"] + pooled["num_held_out"] > 3
+    assert figures["zero_shot"]["num_seen"] == 58

@@ -98,10 +98,9 @@ def test_demo_ov_vis_tracks_the_demo_objects_with_their_colours(tmp_path: Path) 
     tracks = json.loads((out / "results.json").read_text())
     categories = {c["id"]: c["name"] for c in json.loads((out / "videos.json").read_text())["categories"]}
     confident = [categories[t["category_id"]] for t in tracks if t["score"] >= 0.5]
-    # the shipped model tells colours apart but not yet shapes of held-out classes (model card, limits): every
-    # confident track has a colour of a demo object, and each demo colour is tracked
-    colours = {name.split()[0] for name in truth["things"]}
-    assert len(confident) >= 3 and {name.split()[0] for name in confident} == colours, (confident, truth)
+    # open vocabulary on the demo: both held-out classes, which the segmenter never saw, are tracked and named
+    assert set(truth["held_out_things"]) <= set(confident), (confident, truth)
+    assert len(confident) >= 3
     assert list((out / "overlays").glob("*.mp4")) or list((out / "overlays").glob("*.gif"))
 
 

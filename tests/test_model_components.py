@@ -122,6 +122,23 @@ def test_geometric_ensemble_on_hand_numbers() -> None:
         geometric_ensemble(in_vocab, out_vocab, torch.tensor([True]))
 
 
+def test_geometric_ensemble_lets_the_clip_vote_on_some_classes_only() -> None:
+    # classes: cat (thing, seen), dog (thing, unseen), grass (stuff, seen); the CLIP votes on the things only
+    in_vocab = torch.log(torch.tensor([[0.4, 0.2, 0.2, 0.2]]))  # over classes 0.5 / 0.25 / 0.25, void 0.2
+    out_vocab = torch.log(torch.tensor([[0.2, 0.2, 0.6]]))  # its grass opinion must not count
+    seen, things = torch.tensor([True, False, True]), torch.tensor([True, True, False])
+    result = geometric_ensemble(in_vocab, out_vocab, seen, alpha=0.4, beta=0.8, clip_classes=things).exp()[0]
+    clip_over_things = [0.5, 0.5]  # softmax over the voters only
+    cat = 0.5 ** 0.6 * clip_over_things[0] ** 0.4
+    dog = 0.25 ** 0.2 * clip_over_things[1] ** 0.8
+    grass = 0.25  # exponent 0: the trained classifier's probability
+    total = cat + dog + grass
+    assert result.tolist() == pytest.approx([cat / total * 0.8, dog / total * 0.8, grass / total * 0.8, 0.2],
+                                            abs=1e-6)
+    with pytest.raises(ValueError, match="clip_classes"):
+        geometric_ensemble(in_vocab, out_vocab, seen, clip_classes=torch.tensor([True]))
+
+
 def test_mask_pool_averages_inside_masks_and_empty_masks_give_zero() -> None:
     features = torch.arange(8.0).view(1, 2, 2, 2)  # channel 0: 0..3, channel 1: 4..7
     masks = torch.tensor([[[1.0, -1.0], [1.0, -1.0]], [[-1.0, -1.0], [-1.0, -1.0]]])[None]

@@ -162,23 +162,32 @@ def test_seen_classes_follow_the_word_overlap_rule_unless_overridden(predictor: 
     assert by_rule.vocabulary == overridden.vocabulary == ("zebra", "red star") and len(closed.vocabulary) == 69
 
 
-def test_the_video_ensemble_pools_clip_features_over_whole_tracks(predictor: OMGPredictor) -> None:
+@pytest.mark.parametrize("clip_classifier", ["pooled", "masked-crops"])
+def test_the_video_ensemble_pools_clip_features_over_whole_tracks(predictor: OMGPredictor,
+                                                                  clip_classifier: str) -> None:
     from omg_core.model.ov_classifier import geometric_ensemble
     from omg_core.task_io import QueryPlan, TaskRequest, VideoTubes
 
-    video = _video(6)
-    seen = torch.tensor([True, False])
-    plan = QueryPlan(vocabulary=("red star", "blue circle"), seen_classes=seen, tubes=VideoTubes(clip_size_small=2))
-    outputs = predictor(TaskRequest(task="ov-vis", modality="video", pixels=video), plan)
-    # by hand: CLIP features of all six frames pooled inside each track's masks (three tubes, matched), once
     model = predictor.model
-    with torch.inference_mode():
-        res5 = model.encode_frames(video.float()).res5
-        sums, areas = model.clip_pool_sums(res5, outputs.mask_logits)
-        text = model.encode_vocabulary_prototypes(["red star", "blue circle"])
-        clip_logits = model.clip_logits_from_pooled(sums, areas, text)
-        config = model.config.open_vocabulary
-        expected = geometric_ensemble(outputs.in_vocab_logits, clip_logits, seen, config.alpha, config.beta, areas > 0)
+    config = model.config
+    model.config = config.model_copy(update={"open_vocabulary": config.open_vocabulary.model_copy(
+        update={"clip_classifier": clip_classifier})})
+    try:
+        video = _video(6)
+        seen = torch.tensor([True, False])
+        plan = QueryPlan(vocabulary=("red star", "blue circle"), seen_classes=seen,
+                         tubes=VideoTubes(clip_size_small=2))
+        outputs = predictor(TaskRequest(task="ov-vis", modality="video", pixels=video), plan)
+        # by hand: the CLIP classifier's sums over all six frames inside each track's masks (three tubes, matched)
+        with torch.inference_mode():
+            sums, areas = model.clip_sums(model.encode_frames(video.float()), outputs.mask_logits)
+            text = model.encode_vocabulary_prototypes(["red star", "blue circle"])
+            clip_logits = model.clip_logits_from_pooled(sums, areas, text)
+            ov = model.config.open_vocabulary
+            expected = geometric_ensemble(outputs.in_vocab_logits, clip_logits, seen, ov.alpha, ov.beta, areas > 0,
+                                          model.clip_voters(torch.tensor([True, True])))
+    finally:
+        model.config = config
     torch.testing.assert_close(outputs.class_logits, expected, rtol=1e-4, atol=1e-4)
     assert outputs.mask_logits.shape[2] == 6
 

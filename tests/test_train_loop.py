@@ -88,9 +88,26 @@ def test_collate_pads_images_and_prompts(tmp_path: Path) -> None:
         assert bool((clicks.inputs.point_labels[row, count:] == -1).all())
     with pytest.raises(ValueError, match="prompt_encoding"):
         collate(samples, interactive, "clicks")
+    boxed = [interactive.get(i, np.random.default_rng(i)) for i in range(3)]
+    for sample in boxed:
+        sample.prompts.is_box[:] = True  # as box_fraction 1 draws them
+    with pytest.raises(ValueError, match="box_fraction: 0"):
+        collate(boxed, interactive, "sam")
+    assert collate(boxed, interactive, "official").inputs.boxes is not None
     clip = collate([video.get(0, np.random.default_rng(0))], video)
     assert clip.inputs.images.shape[:3] == (1, 2, 3) and clip.targets[0].masks.dim() == 4
     assert clip.inputs.class_names == list(video.vocabulary.texts)
+
+
+def test_box_prompts_for_a_sam_style_model_fail_the_config_check_not_the_first_batch(tmp_path: Path) -> None:
+    from omg_core.train.config import TrainConfigError, check_train_config
+
+    config = tiny_config(tmp_path, ["panoptic", "interactive"])
+    config.datasets[1].options["box_fraction"] = 0.5
+    with pytest.raises(TrainConfigError, match=r"datasets\[1\]\.options\.box_fraction.*set box_fraction: 0"):
+        check_train_config(config)
+    config.datasets[1].options["box_fraction"] = 0.0
+    assert len(check_train_config(config)) == 2
 
 
 def test_a_sample_gets_the_same_loss_points_in_any_batch(tmp_path: Path) -> None:

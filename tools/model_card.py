@@ -1,9 +1,10 @@
 """Writes omg_core/weights/embedded/MODEL_CARD.md from what the runs measured.
 
-    python tools/model_card.py --clip-card runs/clip-tiny/clip_card.json --train-run runs/shapes-tiny \
+    python tools/model_card.py --clip-card runs/clip-tiny/clip_card.json --clip-card runs/clip-tiny-r/clip_card.json \
+        --train-run runs/shapes-tiny \
         --train-wall-s 2400 --quality quality.json [--out omg_core/weights/embedded/MODEL_CARD.md]
 
-Every number in the card comes from these files: the CLIP run's card (steps, minutes, zero-shot accuracy), the
+Every number in the card comes from these files: the CLIP runs' cards (one per stage, in order) (steps, minutes, zero-shot accuracy), the
 OMG run's train_log.jsonl (steps, evaluations), its wall time, and `tools/quality_table.py --json` output.
 """
 
@@ -14,12 +15,48 @@ import json
 import sys
 from pathlib import Path
 
+from omg_core.clip_train.train import TrainSettings
 from omg_core.weights.hub import EMBEDDED_DIR, EMBEDDED_WEIGHTS
 from omg_data.synthetic.classes import COLOURS, HELD_OUT, SHAPES, STUFF
 
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+# Settings a card may predate: their value in runs made before they existed.
+_PREDATING = {"region_batch_size": 0, "init": None}
+
+
+def clip_command(card: dict) -> str:
+    """The command that repeats a CLIP run: every setting that differs from today's defaults."""
+    settings = {**_PREDATING, **card["settings"]}
+    defaults = TrainSettings(out="")
+    parts = ["python -m omg_core.clip_train.train", f"--out {settings['out']}", f"--minutes {settings['minutes']:g}",
+             f"--steps {card['steps']}"]
+    for name, value in settings.items():
+        if name in ("out", "minutes", "steps") or not hasattr(defaults, name) or value == getattr(defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "")
+        else:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(part for part in parts if part)
+
+
+def clip_stage_row(card: dict) -> str:
+    settings = {**_PREDATING, **card["settings"]}
+    losses = "contrastive + vocabulary loss"
+    data = (f"shapes-world scenes, thing / stuff / isolated-thing crops at {card['image_size']} px with ViLD-template "
+            f"captions, batch {card['batch_size']}")
+    if settings["region_batch_size"]:
+        losses += " + region loss"
+        data += (f"; {settings['region_batch_size']} whole {settings.get('region_image_size', 128)} px scenes a step, "
+                 "every segment mask-pooled")
+    start = f", from `{settings['init']}`" if settings["init"] else ""
+    return (f"| CLIP ({losses}{start}) | {data}, lr {settings['lr']:g} | {card['steps']} | {card['seed']} | "
+            f"{card['minutes']:.1f} min |")
 
 
 def quality_rows(quality: dict) -> list[str]:
@@ -34,7 +71,8 @@ def quality_rows(quality: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clip-card", type=Path, required=True)
+    parser.add_argument("--clip-card", type=Path, required=True, action="append",
+                        help="a CLIP run's clip_card.json; repeat for each training stage, in order")
     parser.add_argument("--train-run", type=Path, required=True)
     parser.add_argument("--train-wall-s", type=float, required=True, help="wall time of `omg train`, seconds")
     parser.add_argument("--quality", type=Path, required=True)
@@ -42,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=EMBEDDED_DIR / "MODEL_CARD.md")
     arguments = parser.parse_args(argv)
 
-    clip = json.loads(arguments.clip_card.read_text())
+    stages = [json.loads(path.read_text()) for path in arguments.clip_card]
+    clip = stages[-1]
     quality = json.loads(arguments.quality.read_text())
     log = [json.loads(line) for line in (arguments.train_run / "train_log.jsonl").read_text().splitlines()]
     steps = max(record["step"] for record in log if record.get("kind") == "train")
     weights = EMBEDDED_DIR / EMBEDDED_WEIGHTS["omg-tiny"]
     zero_shot = clip["zero_shot"]
-    settings = clip["settings"]
+    region = clip.get("region_zero_shot")
+    last_out = clip["settings"]["out"]
     lines = [
         "# omg-tiny: the embedded default model",
         "",
@@ -79,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Reproducing it (2 CPU cores)",
         "",
         "```",
-        f"python -m omg_core.clip_train.train --out runs/clip-tiny --minutes 60 --steps {clip['steps']}",
-        "omg train --config configs/train/shapes-tiny.yaml   # with model.clip_weights: ../../runs/clip-tiny/clip.safetensors",
+        *[clip_command(card) for card in stages],
+        f"omg train --config configs/train/shapes-tiny.yaml   # with model.clip_weights: ../../{last_out}/clip.safetensors",
         "python tools/pack_embedded.py runs/shapes-tiny/model.safetensors",
         "```",
         "",
@@ -89,9 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| stage | data | steps | seed | wall time (2 cores) |",
         "| --- | --- | ---: | ---: | ---: |",
-        f"| CLIP (contrastive + vocabulary loss) | shapes-world scenes, thing / stuff / isolated-thing crops at "
-        f"{clip['image_size']} px with ViLD-template captions, batch {clip['batch_size']}, lr {settings['lr']:g} | "
-        f"{clip['steps']} | {clip['seed']} | {clip['minutes']:.1f} min |",
+        *[clip_stage_row(card) for card in stages],
         f"| OMG head (co-training) | `configs/train/shapes-tiny.yaml`: 7 families at 128 px, batch 4, lr 2e-4 | "
         f"{steps} | 0 | {arguments.train_wall_s / 60:.1f} min |",
         "",
@@ -105,6 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         f"| {percent(zero_shot['seen'])} | {percent(zero_shot['held_out'])} | {percent(zero_shot['colour'])} | "
         f"{percent(zero_shot['shape'])} |",
         "",
+        *([] if region is None else [
+            f"Things of {region['scenes']} whole {region['image_size']} px scenes of the same world seed, each "
+            "classified by its ground-truth mask's pooled CLIP features (pooled on the mask grid, as omg-tiny's "
+            "out-of-vocabulary classifier pools them):",
+            "",
+            "| seen classes | held-out classes | colour right | shape right |",
+            "| ---: | ---: | ---: | ---: |",
+            f"| {percent(region['seen'])} | {percent(region['held_out'])} | {percent(region['colour'])} | "
+            f"{percent(region['shape'])} |",
+            "",
+        ]),
         "## Quality",
         "",
         f"Measured by `python tools/quality_table.py --num {quality['num_samples']} --json ...` on world seed "

@@ -10,8 +10,8 @@ as the reference:
   panoptic agreement   share of pixels with the same class in both modes
   panoptic VPQ         VPQ of the streamed video against the offline one (omg_eval's VPQ, windows 1/2/3/4)
 
-Usage: python tools/stream_vs_offline.py [--weights FILE] [--videos 6] [--frames 30] [--seed 11]
-Without --weights it runs omg-tiny with seeded random weights (the figures then describe the plumbing, not a model).
+Usage: python tools/stream_vs_offline.py [--weights FILE | --random] [--videos 6] [--frames 30] [--seed 11]
+By default it runs the packaged omg-tiny; --random uses seeded random weights (figures about the plumbing only).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def panoptic_ids(video: PanopticVideo, void: int) -> tuple[torch.Tensor, torch.T
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", help="a safetensors file (default: omg-tiny, seeded random weights)")
+    parser.add_argument("--weights", help="a safetensors file (default: the packaged weights of --model)")
+    parser.add_argument("--random", action="store_true", help="seeded random weights instead of trained ones")
     parser.add_argument("--model", default="omg-tiny")
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--frames", type=int, default=30)
@@ -74,7 +75,10 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
-    model = load_model(args.weights, args.model) if args.weights else create_model(args.model)
+    if args.random:
+        model = create_model(args.model)
+    else:
+        model = load_model(args.weights, args.model) if args.weights else create_model(args.model, pretrained=True)
     predictor = OMGPredictor(model, registry=discover_tasks())
     world = ShapesWorld(seed=args.seed, image_size=(96, 128))
     num_classes = len(predictor.default_vocabulary.texts)
@@ -97,7 +101,7 @@ def main() -> None:
         agree["panoptic"][1] += offline_classes.numel()
         panoptic_metric.update(streamed_ids, offline_ids)
     figures = {
-        "model": args.weights or f"{args.model} (seeded random weights)",
+        "model": f"{args.model} (seeded random weights)" if args.random else args.weights or f"{args.model} (packaged)",
         "videos": args.videos, "frames": args.frames,
         "semantic_pixel_agreement": agree["semantic"][0] / agree["semantic"][1],
         "semantic_miou_stream_vs_offline": float(semantic_metric.compute()["mIoU"]),

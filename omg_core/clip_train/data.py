@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from omg_core.errors import InputError
 from omg_core.model.config import ModelConfig
+from omg_core.model.masked_crops import MASKED_CROP_FILL, MASKED_CROP_MARGIN, crop_resize, mask_box, square_box
 from omg_core.model.prompt_templates import VILD_TEMPLATES
 from omg_data.sample import Sample
 from omg_data.synthetic.classes import shapes_world_categories
@@ -26,16 +26,13 @@ from omg_data.synthetic.world import ShapesWorld
 # The sentences a crop's class name goes into: OMG's classifier prompts and the bare name ("red star").
 CROP_TEMPLATES: tuple[str, ...] = (*VILD_TEMPLATES, "{}")
 PAIR_KINDS: tuple[str, ...] = ("scene", "thing", "stuff", "isolated")
-ISOLATED_MARGIN = 0.2  # an isolated thing's crop margin, as a fraction of its longer side
+ISOLATED_MARGIN = MASKED_CROP_MARGIN  # an isolated thing's crop margin: omg-tiny's masked crops are framed alike
 # A tag in the per-pair generator's seed, so pair draws never share a stream with the world's own
 # (ShapesWorld seeds images with [seed, 0, index] and videos with [seed, 1, index]).
 _PAIR_STREAM = 2
 # OMG normalises its input with these ([0, 255] RGB, ImageNet statistics), so CLIP is trained and tested with them.
 PIXEL_MEAN: tuple[float, float, float] = ModelConfig.model_fields["pixel_mean"].default
 PIXEL_STD: tuple[float, float, float] = ModelConfig.model_fields["pixel_std"].default
-
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, ends exclusive
-
 
 @dataclass(frozen=True)
 class ClipPair:
@@ -84,47 +81,6 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     return (images.float() - mean) / std
 
 
-def mask_box(mask: torch.Tensor) -> Box:
-    """The bounding box of the True pixels of an H x W mask (which must have some)."""
-    rows = torch.nonzero(mask.any(dim=1)).flatten()
-    cols = torch.nonzero(mask.any(dim=0)).flatten()
-    if rows.numel() == 0:
-        raise ValueError("mask_box needs a mask with at least one pixel set")
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def square_box(box: Box, margin: float, height: int, width: int, shift: tuple[float, float] = (0.0, 0.0)) -> Box:
-    """A square around `box`, `margin` times its longer side wider on each side, moved by `shift` (fractions of
-    the square's side) and then slid back inside the image (a square larger than the image is cut to it)."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
-    side_px = max(1, min(int(round(side)), height, width))
-    cx = (x0 + x1) / 2.0 + shift[0] * side_px
-    cy = (y0 + y1) / 2.0 + shift[1] * side_px
-    left = int(round(cx - side_px / 2.0))
-    top = int(round(cy - side_px / 2.0))
-    left = min(max(left, 0), width - side_px)
-    top = min(max(top, 0), height - side_px)
-    return left, top, left + side_px, top + side_px
-
-
-def crop_resize(image: torch.Tensor, box: Box, size: int) -> torch.Tensor:
-    """
-    Arguments:
-      image: 3 x H x W uint8.
-      box: the region to cut (x0, y0, x1, y1).
-      size: output side.
-
-    Returns:
-      3 x size x size uint8, resized with antialiasing (crops are usually enlarged, scenes shrunk).
-    """
-    x0, y0, x1, y1 = box
-    region = image[:, y0:y1, x0:x1].float()[None]  # 1 x 3 x h x w
-    if region.shape[-2:] != (size, size):
-        region = F.interpolate(region, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return region[0].round().clamp(0, 255).to(torch.uint8)
-
-
 def thing_rows(sample: Sample, whole_instances: set[int]) -> tuple[list[int], list[int]]:
     """Rows of a sample's non-crowd things: (all of them, those not occluded by another shape)."""
     rows = [r for r in range(len(sample.class_ids)) if bool(sample.is_thing[r]) and not bool(sample.is_crowd[r])]
@@ -163,7 +119,7 @@ class ShapesWorldPairs:
         pairs_per_scene: int = 4,
         margin: tuple[float, float] = (0.1, 0.5),
         templates: tuple[str, ...] = CROP_TEMPLATES,
-        isolated_grey: tuple[int, int] = (128, 128),
+        isolated_grey: tuple[int, int] = (MASKED_CROP_FILL, MASKED_CROP_FILL),
     ) -> None:
         if image_size < 16:
             raise InputError(f"image_size must be at least 16, got {image_size}; pass a larger --image-size")

@@ -5,7 +5,9 @@
 Symmetric InfoNCE with open_clip's learnable logit scale (clamped at 100), plus a vocabulary loss: each crop is
 also classified against the text embeddings of every class name (one caption template per step). In a batch of
 64 random pairs colour alone tells most captions apart, so InfoNCE barely teaches shape; the whole vocabulary puts
-all eight shapes of a colour side by side as negatives on every step. AdamW without weight decay on norms,
+all eight shapes of a colour side by side as negatives on every step. An optional region loss
+(omg_core.clip_train.regions, off by default) classifies segments of whole scenes by their mask-pooled features;
+`--init` starts a run from an earlier run's weights. AdamW without weight decay on norms,
 biases, embeddings and the scale, linear warm-up then cosine decay to 0. A run is a pure function of its seed and
 its total step count: with --minutes alone the total is fixed from the speed of the first warm-up steps (the
 warm-up does not depend on it) and recorded, so `--steps N` repeats the run. Weights are written with safetensors
@@ -46,6 +48,13 @@ from omg_core.clip_train.data import (
     normalize_images,
     training_vocabulary,
 )
+from omg_core.clip_train.regions import (
+    ShapesWorldRegions,
+    masked_crop_zero_shot_accuracy,
+    region_embeddings,
+    region_loss,
+    region_zero_shot_accuracy,
+)
 from omg_core.clip_train.zero_shot import zero_shot_accuracy
 from omg_core.errors import InputError
 from omg_core.model.backbone import register_open_clip_configs
@@ -85,6 +94,13 @@ class TrainSettings:
       checkpoint_minutes: minutes between resumable checkpoints.
       threads: torch CPU threads (None: torch's default).
       vocabulary_loss_weight: weight of the crops' classification against every class name (0: InfoNCE only).
+      region_batch_size: whole scenes per step for the region loss (0: none, the default). Each segment's mask
+        pools the scene's stride-32 features as OMG's out-of-vocabulary classifier does, and the pooled embedding
+        is classified against every class name (omg_core.clip_train.regions).
+      region_image_size: side of those scenes and of the evaluation's whole scenes (OMG's shapes-world inputs are 128).
+      region_loss_weight: weight of the region loss.
+      region_eval_scenes: test scenes of the mask-pooled zero-shot figures (200 hold about 770 things).
+      init: a clip.safetensors file to start from instead of random weights (a second stage of training).
     """
 
     out: str
@@ -108,6 +124,11 @@ class TrainSettings:
     checkpoint_minutes: float = 10.0
     threads: int | None = None
     vocabulary_loss_weight: float = 1.0
+    region_batch_size: int = 0
+    region_image_size: int = 128
+    region_loss_weight: float = 1.0
+    region_eval_scenes: int = 200
+    init: str | None = None
 
     def check(self) -> None:
         """Raises InputError naming the first impossible setting."""
@@ -123,6 +144,14 @@ class TrainSettings:
             raise InputError("with --warmup-steps below 5 the run cannot time itself; give --steps")
         if self.vocabulary_loss_weight < 0:
             raise InputError(f"--vocabulary-loss-weight must be non-negative, got {self.vocabulary_loss_weight}")
+        if self.region_batch_size < 0 or self.region_loss_weight < 0:
+            raise InputError("--region-batch-size and --region-loss-weight must be non-negative")
+        if self.region_eval_scenes < 1:
+            raise InputError(f"--region-eval-scenes must be at least 1, got {self.region_eval_scenes}")
+        if self.region_image_size < 32 or self.region_image_size % 32:
+            raise InputError(f"--region-image-size must be a multiple of 32, got {self.region_image_size}")
+        if self.init is not None and not Path(self.init).is_file():
+            raise InputError(f"--init {self.init} does not exist; give a clip.safetensors file from an earlier run")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("--lr must be positive and --weight-decay non-negative")
 
@@ -260,9 +289,12 @@ class _BatchStream(Dataset):
     """Batch b of the pair stream, tokenised, with its keys as small integers and its crops' indices into
     `vocabulary` (-1 for scenes), built in the loader workers."""
 
-    def __init__(self, pairs: ShapesWorldPairs, batch_size: int, tokenizer: object, vocabulary: list[str]) -> None:
+    def __init__(self, pairs: ShapesWorldPairs, batch_size: int, tokenizer: object, vocabulary: list[str],
+                 regions: ShapesWorldRegions | None = None, region_batch_size: int = 0) -> None:
         self.pairs = pairs
         self.batch_size = batch_size
+        self.regions = regions
+        self.region_batch_size = region_batch_size
         self.tokenizer = tokenizer
         self.vocabulary_index = {name: i for i, name in enumerate(vocabulary)}
 
@@ -274,7 +306,17 @@ class _BatchStream(Dataset):
         ids = {key: i for i, key in enumerate(dict.fromkeys(batch.keys))}
         keys = torch.tensor([ids[key] for key in batch.keys], dtype=torch.int64)  # B
         labels = torch.tensor([self.vocabulary_index.get(label, -1) for label in batch.labels], dtype=torch.int64)
-        return batch.images, self.tokenizer(batch.captions), keys, labels  # B x 3 x S x S, B x L, B, B
+        if self.regions is None or self.region_batch_size == 0:
+            empty = torch.zeros(0, dtype=torch.uint8)
+            return batch.images, self.tokenizer(batch.captions), keys, labels, empty, empty.float(), empty.long()
+        scenes = self.regions.batch(index, self.region_batch_size)
+        region_labels = torch.full(scenes.mask_logits.shape[:2], -1, dtype=torch.int64)  # R x Q
+        for r, names in enumerate(scenes.names):
+            region_labels[r, :len(names)] = torch.tensor([self.vocabulary_index.get(n, -1) for n in names],
+                                                         dtype=torch.int64)
+        # B x 3 x S x S, B x L, B, B; R x 3 x S' x S', R x Q x S'/4 x S'/4, R x Q
+        return (batch.images, self.tokenizer(batch.captions), keys, labels, scenes.images, scenes.mask_logits,
+                region_labels)
 
 
 def _batches(stream: _BatchStream, start: int, num_workers: int) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -348,7 +390,7 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
         torch.set_num_threads(settings.threads)
     device = _device(settings.device)
 
-    model, tokenizer = build_clip(settings.seed)
+    model, tokenizer = build_clip(settings.seed, settings.init)
     model.to(device).train()
     optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.lr,
                                   betas=(0.9, 0.98), eps=1e-6)
@@ -359,7 +401,9 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
     pairs = ShapesWorldPairs(seed=settings.seed, image_size=settings.image_size, world_size=settings.world_size,
                              exclude_held_out=settings.exclude_held_out)
     vocabulary = training_vocabulary(settings.exclude_held_out)
-    stream = _BatchStream(pairs, settings.batch_size, tokenizer, vocabulary)
+    regions = (ShapesWorldRegions(settings.seed, settings.region_image_size, settings.exclude_held_out)
+               if settings.region_batch_size else None)
+    stream = _BatchStream(pairs, settings.batch_size, tokenizer, vocabulary, regions, settings.region_batch_size)
     budget_s = settings.minutes * 60.0
     calibrate_until = min(settings.warmup_steps, CALIBRATION_STEPS)
     log = (out / LOG_FILE).open("a", encoding="utf-8")
@@ -385,7 +429,8 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
                 per_step = (now - (calibration_start or started)) / max(1, step - first_step - 2)
                 total_steps = step + max(1, int(0.97 * (budget_s - (now - started)) / per_step))
                 write({"event": "calibrated", "step": step, "seconds_per_step": per_step, "total_steps": total_steps})
-            images, tokens, keys, labels = next(batches)
+            images, tokens, keys, labels, region_images, region_masks, region_labels = next(batches)
+            use_regions = settings.region_batch_size > 0 and settings.region_loss_weight > 0
             window_wait += time.perf_counter() - now
             lr = lr_at(step, settings.lr, settings.warmup_steps, total_steps)
             for group in optimizer.param_groups:
@@ -393,17 +438,23 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
                 image_embeddings = model.encode_image(normalize_images(images.to(device)), normalize=True)
                 text_embeddings = model.encode_text(tokens.to(device), normalize=True)
-                if settings.vocabulary_loss_weight > 0:
+                if settings.vocabulary_loss_weight > 0 or use_regions:
                     # one template per step, in turn, so every sentence form is used as a classifier
                     template = CROP_TEMPLATES[step % len(CROP_TEMPLATES)]
                     vocabulary_tokens = tokenizer([template.format(name) for name in vocabulary])
                     vocabulary_embeddings = model.encode_text(vocabulary_tokens.to(device), normalize=True)
+                if use_regions:
+                    pooled, pooled_valid = region_embeddings(model, region_images, region_masks)
             loss = contrastive_loss(image_embeddings.float(), text_embeddings.float(), model.logit_scale.exp(),
                                     keys.to(device))
             if settings.vocabulary_loss_weight > 0:
                 loss = loss + settings.vocabulary_loss_weight * vocabulary_loss(
                     image_embeddings.float(), vocabulary_embeddings.float(), model.logit_scale.exp(),
                     labels.to(device))
+            if use_regions:
+                loss = loss + settings.region_loss_weight * region_loss(
+                    pooled.float(), pooled_valid, vocabulary_embeddings.float(), model.logit_scale.exp(),
+                    region_labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -423,6 +474,10 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
                 figures = zero_shot_accuracy(model, tokenizer, settings.eval_world_seed, settings.eval_per_class,
                                              settings.image_size)
                 write({"event": "zero_shot", "step": step, **figures})
+                if settings.region_batch_size:
+                    figures = region_zero_shot_accuracy(model, tokenizer, settings.eval_world_seed,
+                                                        settings.region_eval_scenes, settings.region_image_size)
+                    write({"event": "region_zero_shot", "step": step, **figures})
             if time.perf_counter() - last_checkpoint >= settings.checkpoint_minutes * 60.0:
                 save_checkpoint(out / CHECKPOINT_FILE, model, optimizer, step, total_steps, settings,
                                 previous_s + time.perf_counter() - started)
@@ -434,6 +489,13 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
     figures = zero_shot_accuracy(model, tokenizer, settings.eval_world_seed, settings.eval_per_class,
                                  settings.image_size)
     write({"event": "zero_shot", "step": step, **figures})
+    region_figures = region_zero_shot_accuracy(model, tokenizer, settings.eval_world_seed, settings.region_eval_scenes,
+                                               settings.region_image_size)
+    write({"event": "region_zero_shot", "step": step, **region_figures})
+    crop_figures = masked_crop_zero_shot_accuracy(model, tokenizer, settings.eval_world_seed,
+                                                  settings.region_eval_scenes, settings.region_image_size,
+                                                  settings.image_size)
+    write({"event": "masked_crop_zero_shot", "step": step, **crop_figures})
     log.close()
     save_checkpoint(out / CHECKPOINT_FILE, model, optimizer, step, total_steps, settings, previous_s + train_s)
     save_clip_weights(model, out / WEIGHTS_FILE, {"seed": str(settings.seed), "steps": str(step),
@@ -459,6 +521,12 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
         "open_clip": open_clip.__version__,
         "zero_shot": {"world_seed": settings.eval_world_seed, "per_class": settings.eval_per_class,
                       "prompts": "ViLD templates, embeddings averaged", **figures},
+        "region_zero_shot": {"world_seed": settings.eval_world_seed, "scenes": settings.region_eval_scenes,
+                             "image_size": settings.region_image_size, "pool_at": "masks",
+                             "prompts": "ViLD templates, embeddings averaged", **region_figures},
+        "masked_crop_zero_shot": {"world_seed": settings.eval_world_seed, "scenes": settings.region_eval_scenes,
+                                  "image_size": settings.region_image_size, "crop_size": settings.image_size,
+                                  "prompts": "ViLD templates, embeddings averaged", **crop_figures},
         "settings": dataclasses.asdict(settings),
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -490,6 +558,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--vocabulary-loss-weight", type=float, default=defaults.vocabulary_loss_weight,
                         help="weight of classifying each crop against every class name (0: InfoNCE only)")
+    parser.add_argument("--region-batch-size", type=int, default=defaults.region_batch_size,
+                        help="whole scenes per step for the mask-pooled region loss (0: none)")
+    parser.add_argument("--region-image-size", type=int, default=defaults.region_image_size)
+    parser.add_argument("--region-loss-weight", type=float, default=defaults.region_loss_weight)
+    parser.add_argument("--region-eval-scenes", type=int, default=defaults.region_eval_scenes)
+    parser.add_argument("--init", default=None, help="start from this clip.safetensors (a second training stage)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     return parser
 
@@ -506,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = card["zero_shot"]
     print(f"{card['steps']} steps in {card['minutes']:.2f} min; zero-shot seen {figures['seen']:.3f} "
           f"held-out {figures['held_out']:.3f} colour {figures['colour']:.3f} shape {figures['shape']:.3f}; "
+          f"masked crops of scene things: seen {card['masked_crop_zero_shot']['seen']:.3f} "
+          f"held-out {card['masked_crop_zero_shot']['held_out']:.3f}; "
           f"weights {Path(card['settings']['out']) / WEIGHTS_FILE}")
     return 0
 

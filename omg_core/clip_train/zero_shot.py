@@ -1,5 +1,10 @@
 """Zero-shot classification of single-shape crops among the 64 colour x shape classes.
 
+    python -m omg_core.clip_train.zero_shot CLIP_WEIGHTS [--json OUT]
+
+evaluates a clip.safetensors the way the trainer's card does: crops in context, masked crops of scene things and
+mask-pooled scene things (omg_core.clip_train.regions).
+
 The classifier is the one OMG builds from CLIP: each class's text embedding is the normalised mean of its ViLD
 prompt embeddings, and a crop takes the class of highest cosine similarity. Figures are reported separately for
 the 58 seen and the 6 held-out classes, and for the colour and the shape word alone (read off the 64-way
@@ -8,24 +13,21 @@ prediction), which tells a model that confuses shapes from one that confuses col
 
 from __future__ import annotations
 
+import argparse
 import functools
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omg_core.clip_train.data import (
-    crop_resize,
-    held_out_flags,
-    mask_box,
-    normalize_images,
-    square_box,
-    thing_class_names,
-    thing_rows,
-)
+from omg_core.clip_train.data import held_out_flags, normalize_images, thing_class_names, thing_rows
 from omg_core.errors import InputError
+from omg_core.model.masked_crops import crop_resize, mask_box, square_box
 from omg_core.model.prompt_templates import VILD_TEMPLATES
 from omg_data.synthetic.world import ShapesWorld
 
@@ -205,3 +207,48 @@ def zero_shot_accuracy(
 def _device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def evaluate_weights(weights: str | Path, world_seed: int = 10_000, per_class: int = 10, scenes: int = 200,
+                     image_size: int = 64, scene_size: int = 128) -> dict[str, dict[str, float | int]]:
+    """The three zero-shot figure sets of a clip.safetensors (the card's "zero_shot", "masked_crop_zero_shot" and
+    "region_zero_shot")."""
+    from omg_core.clip_train.regions import masked_crop_zero_shot_accuracy, region_zero_shot_accuracy
+    from omg_core.clip_train.train import build_clip
+
+    model, tokenizer = build_clip(weights=weights)
+    model.eval()
+    return {
+        "zero_shot": {"world_seed": world_seed, "per_class": per_class,
+                      **zero_shot_accuracy(model, tokenizer, world_seed, per_class, image_size)},
+        "masked_crop_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size,
+                                  "crop_size": image_size,
+                                  **masked_crop_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size,
+                                                                   image_size)},
+        "region_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size, "pool_at": "masks",
+                             **region_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size)},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command-line entry; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m omg_core.clip_train.zero_shot", description=__doc__.split("\n")[0])
+    parser.add_argument("weights", type=Path, help="a clip.safetensors from omg_core.clip_train.train")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--world-seed", type=int, default=10_000)
+    parser.add_argument("--image-size", type=int, default=64, help="the CLIP's training crop size")
+    arguments = parser.parse_args(argv)
+    try:
+        figures = evaluate_weights(arguments.weights, arguments.world_seed, image_size=arguments.image_size)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if arguments.json is not None:
+        arguments.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -158,6 +158,19 @@ class ClipConvNeXtBackbone(nn.Module):
         return x.reshape(*leading, x.shape[-1])
 
     @torch.no_grad()
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings of whole images (open_clip's encode_image: average pool of the last stage, then
+        the head).
+
+        Arguments:
+          images: N x 3 x H x W normalised images.
+
+        Returns:
+          N x D CLIP image embeddings (not normalised).
+        """
+        return self.embed_pooled_features(self.forward(images)["res5"].mean(dim=(-2, -1)))
+
+    @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """
         Arguments:

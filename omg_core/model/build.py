@@ -46,6 +46,8 @@ def _omg_tiny() -> dict[str, Any]:
         "pixel_decoder": {"feat_channels": 64, "mask_channels": 64, "num_layers": 2, "num_heads": 4,
                           "num_points": 4, "ffn_dim": 256, "num_groups": 8},
         "transformer_decoder": {"num_layers": 6, "num_heads": 4, "ffn_dim": 256, "num_queries": 32},
+        # the tiny CLIP's dense features carry colour but not shape at 128 px (omg_core.model.masked_crops)
+        "open_vocabulary": {"clip_classifier": "masked-crops"},
         "default_vocabulary": "shapes-world",
         "training_vocabulary": "shapes-world-seen",
     }

@@ -44,6 +44,15 @@ class OpenVocabularyConfig(_Strict):
     # Fixed (not learned) log temperature of the classifier: logits = exp(logit_scale) * cosine, for both the
     # trained and the CLIP logits. 4.6052 is the official head's constant (np.log(1 / 0.01) to 4 decimals).
     logit_scale: float = 4.6052
+    # How the frozen CLIP sees a mask. "pooled" (official): its stride-32 features pooled under the mask, on the grid
+    # `pool_at` names (omg_core.model.mask_pooling; "features" is the official one). "masked-crops": the mask's object
+    # cut out on flat grey and embedded by the whole CLIP image tower (omg_core.model.masked_crops), for CLIPs too
+    # small to carry shape in their dense features.
+    clip_classifier: Literal["pooled", "masked-crops"] = "pooled"
+    pool_at: Literal["features", "masks"] = "features"
+    crop_size: int = Field(64, ge=32, multiple_of=32)  # masked crops: the side the CLIP was trained at
+    crop_margin: float = Field(0.2, ge=0.0)  # masked crops: margin around the mask's box, fraction of its longer side
+    crop_fill: float = Field(128.0, ge=0.0, le=255.0)  # masked crops: the value outside the mask, in [0, 255]
 
 
 class ModelConfig(_Strict):

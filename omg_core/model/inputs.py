@@ -24,6 +24,8 @@ class OMGInputs:
       per class, scored by the best prototype; or None.
     seen_classes: K bool flags (True = seen in training). When given, class scores use the FC-CLIP geometric
       ensemble with the mask-pooled CLIP classifier; when None, the trained classifier alone.
+    thing_classes: K bool flags (True = thing), or None. A masked-crop CLIP classifier (omg-tiny) votes on things
+      only: it was never shown a masked stuff region, so stuff keeps the trained classifier's score.
     use_learned_queries: False runs only the prompt queries (prompt-only tasks such as interactive segmentation);
       prompts are independent of learned queries, so their predictions are the same either way.
     """
@@ -35,6 +37,7 @@ class OMGInputs:
     class_names: list[str] | tuple[str, ...] | None = None
     text_embeddings: torch.Tensor | None = None
     seen_classes: torch.Tensor | None = None
+    thing_classes: torch.Tensor | None = None
     use_learned_queries: bool = True
 
     @property
@@ -101,3 +104,6 @@ class OMGInputs:
         if self.seen_classes is not None and tuple(self.seen_classes.shape) != (num_classes,):
             raise ValueError(f"seen_classes must hold one flag per class ({num_classes},), "
                              f"got {tuple(self.seen_classes.shape)}")
+        if self.thing_classes is not None and tuple(self.thing_classes.shape) != (num_classes,):
+            raise ValueError(f"thing_classes must hold one flag per class ({num_classes},), "
+                             f"got {tuple(self.thing_classes.shape)}")

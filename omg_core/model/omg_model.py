@@ -12,6 +12,8 @@ from omg_core.model.backbone import ClipConvNeXtBackbone
 from omg_core.model.box_query_encoder import BoxQueryPromptEncoder
 from omg_core.model.config import ModelConfig
 from omg_core.model.inputs import OMGInputs
+from omg_core.model.mask_pooling import mask_pooled_sums
+from omg_core.model.masked_crops import masked_crops
 from omg_core.model.outputs import AuxiliaryPrediction, OMGOutputs
 from omg_core.model.ov_classifier import OpenVocabularyClassifier, geometric_ensemble
 from omg_core.model.pixel_decoder import MSDeformAttnPixelDecoder
@@ -27,6 +29,7 @@ class FrameFeatures:
     mask_features: N x C x Hp/4 x Wp/4 per-pixel embeddings.
     multi_scale_features: per level N x C x h_l x w_l (strides 32, 16, 8).
     image_size: (H, W) of the input before padding; padded_size: after padding to size_divisibility.
+    pixels: N x 3 x H x W the frames in [0, 255] (masked-crop classification cuts its crops from them), or None.
     """
 
     res5: torch.Tensor
@@ -34,25 +37,27 @@ class FrameFeatures:
     multi_scale_features: list[torch.Tensor]
     image_size: tuple[int, int]
     padded_size: tuple[int, int]
+    pixels: torch.Tensor | None = None
 
     def frames(self, start: int, end: int) -> FrameFeatures:
         """The features of frames [start, end) (a video tube)."""
         return FrameFeatures(self.res5[start:end], self.mask_features[start:end],
                              [level[start:end] for level in self.multi_scale_features], self.image_size,
-                             self.padded_size)
+                             self.padded_size, None if self.pixels is None else self.pixels[start:end])
 
     def to(self, device: torch.device | str) -> FrameFeatures:
         return FrameFeatures(self.res5.to(device), self.mask_features.to(device),
                              [level.to(device) for level in self.multi_scale_features], self.image_size,
-                             self.padded_size)
+                             self.padded_size, None if self.pixels is None else self.pixels.to(device))
 
     @staticmethod
     def cat(parts: list[FrameFeatures]) -> FrameFeatures:
         """Frames of several encodings of one video, in order."""
         first = parts[0]
+        pixels = None if any(p.pixels is None for p in parts) else torch.cat([p.pixels for p in parts])
         return FrameFeatures(torch.cat([p.res5 for p in parts]), torch.cat([p.mask_features for p in parts]),
                              [torch.cat(levels) for levels in zip(*(p.multi_scale_features for p in parts))],
-                             first.image_size, first.padded_size)
+                             first.image_size, first.padded_size, pixels)
 
 
 class OMGModel(nn.Module):
@@ -135,7 +140,8 @@ class OMGModel(nn.Module):
         normalized, padded_size = self.preprocess(frames.to(self.pixel_mean.dtype))
         backbone_features = self.backbone(normalized)
         mask_features, multi_scale_features = self.pixel_decoder(backbone_features)
-        return FrameFeatures(backbone_features["res5"], mask_features, multi_scale_features, image_size, padded_size)
+        return FrameFeatures(backbone_features["res5"], mask_features, multi_scale_features, image_size, padded_size,
+                             frames)
 
     def forward(self, inputs: OMGInputs) -> OMGOutputs:
         """
@@ -205,11 +211,11 @@ class OMGModel(nn.Module):
         class_logits = in_vocab_logits
         clip_logits = None
         if inputs.seen_classes is not None:
-            pooled_sums, areas = self.clip_pool_sums(features.res5, final.mask_logits)
+            pooled_sums, areas = self.clip_sums(features, final.mask_logits)
             clip_logits = self.clip_logits_from_pooled(pooled_sums, areas, text_embeddings)
             ov_cfg = self.config.open_vocabulary
             class_logits = geometric_ensemble(in_vocab_logits, clip_logits, inputs.seen_classes, ov_cfg.alpha,
-                                              ov_cfg.beta, areas > 0)
+                                              ov_cfg.beta, areas > 0, self.clip_voters(inputs.thing_classes))
 
         num_learned = self.transformer_decoder.num_queries if inputs.use_learned_queries else 0
         total_queries = final.query_embeddings.shape[1]
@@ -232,25 +238,79 @@ class OMGModel(nn.Module):
                        for logits, p in zip(stage_logits[:-1], predictions[:-1])],
         )
 
+    def clip_voters(self, thing_classes: torch.Tensor | None) -> torch.Tensor | None:
+        """The classes the CLIP classifier votes on in the ensemble: every class when pooled (OMG-Seg), the things
+        when it sees masked crops (it never saw a masked stuff region); None means every class."""
+        if self.config.open_vocabulary.clip_classifier == "masked-crops":
+            return thing_classes
+        return None
+
+    def clip_sums(self, features: FrameFeatures, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the out-of-vocabulary classifier adds up over a mask's frames, as `config.open_vocabulary.
+        clip_classifier` says: pooled CLIP features (`clip_pool_sums`) or masked-crop embeddings (`clip_crop_sums`).
+
+        Arguments:
+          features: the frames' `encode_frames` output ((B*T) frames).
+          mask_logits: B x Q x T x Hp/4 x Wp/4.
+
+        Returns:
+          B x Q x E sums and B x Q areas; `clip_logits_from_pooled(sums, areas, ...)` turns them into logits.
+        """
+        if self.config.open_vocabulary.clip_classifier == "pooled":
+            return self.clip_pool_sums(features.res5, mask_logits)
+        if features.pixels is None:
+            raise ValueError("masked-crop classification needs the frames' pixels in FrameFeatures")
+        return self.clip_crop_sums(features.pixels, mask_logits, features.image_size)
+
+    def clip_crop_sums(self, pixels: torch.Tensor, mask_logits: torch.Tensor,
+                       image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked-crop CLIP embeddings of each query's mask in every frame, weighted by the mask's area.
+
+        Arguments:
+          pixels: (B*T) x 3 x H x W frames in [0, 255].
+          mask_logits: B x Q x T x Hp/4 x Wp/4, foreground where > 0 once resized to the padded input.
+          image_size: (H, W).
+
+        Returns:
+          B x Q x D sums of area x normalised crop embedding and B x Q mask areas (pixels), summed over frames.
+        """
+        cfg = self.config.open_vocabulary
+        batch, queries, num_frames = mask_logits.shape[:3]
+        height, width = image_size
+        per_frame = mask_logits.transpose(1, 2).flatten(0, 1)  # (B*T) x Q x Hp/4 x Wp/4
+        padded = (per_frame.shape[-2] * 4, per_frame.shape[-1] * 4)
+        masks = F.interpolate(per_frame.float(), size=padded, mode="bilinear", align_corners=False)
+        masks = masks[..., :height, :width] > 0  # (B*T) x Q x H x W
+        crops, valid = zip(*(masked_crops(frame, frame_masks, cfg.crop_size, cfg.crop_margin, cfg.crop_fill)
+                             for frame, frame_masks in zip(pixels, masks)))
+        valid_mask = torch.stack(valid)  # (B*T) x Q
+        embeddings = torch.zeros(*valid_mask.shape, self.clip_dim, device=pixels.device, dtype=self.pixel_mean.dtype)
+        shown = torch.cat(crops)[valid_mask.flatten()]  # V x 3 x S x S uint8
+        if shown.shape[0]:
+            normalized = (shown.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+            embedded = torch.cat([self.backbone.embed_images(chunk) for chunk in normalized.split(256)])
+            embeddings[valid_mask] = F.normalize(embedded.float(), dim=-1).to(embeddings.dtype)
+        areas = masks.flatten(2).sum(dim=2).to(embeddings.dtype)  # (B*T) x Q
+        sums = (embeddings * areas[..., None]).view(batch, num_frames, queries, -1).sum(dim=1)
+        return sums, areas.view(batch, num_frames, queries).sum(dim=1)
+
     def clip_pool_sums(self, res5: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sums of frozen CLIP features inside each query's mask over all frames, and the mask areas: the parts of
         OMG-Seg's mask pooling that add up over video tubes (pooled = sums / areas over the whole track).
 
         Arguments:
           res5: (B*T) x C4 x h x w stride-32 backbone features.
-          mask_logits: B x Q x T x H x W (stride 4); resized bilinearly to h x w, foreground where > 0.
+          mask_logits: B x Q x T x H x W (stride 4), foreground where > 0; pooled on the grid that
+            `config.open_vocabulary.pool_at` names (see omg_core.model.mask_pooling).
 
         Returns:
-          B x Q x C4 feature sums and B x Q mask areas (in stride-32 cells).
+          B x Q x C4 feature sums and B x Q mask areas (in cells of that grid).
         """
         batch, queries, num_frames = mask_logits.shape[:3]
-        height, width = res5.shape[-2:]
-        masks = F.interpolate(mask_logits.flatten(1, 2), size=(height, width), mode="bilinear",
-                              align_corners=False).view(batch, queries, num_frames, height, width)
-        foreground = (masks > 0).to(res5.dtype)
-        clip_features = res5.view(batch, num_frames, *res5.shape[1:])  # B x T x C4 x h x w
-        sums = torch.einsum("btchw,bqthw->bqc", clip_features, foreground)
-        return sums, foreground.sum(dim=(2, 3, 4))
+        per_frame = mask_logits.transpose(1, 2).flatten(0, 1)  # (B*T) x Q x H x W, the frames of a clip consecutive
+        sums, areas = mask_pooled_sums(res5, per_frame.to(res5.dtype), self.config.open_vocabulary.pool_at)
+        sums = sums.view(batch, num_frames, queries, -1).sum(dim=1)
+        return sums, areas.view(batch, num_frames, queries).sum(dim=1)
 
     def clip_logits_from_pooled(
         self, pooled_sums: torch.Tensor, areas: torch.Tensor, text_embeddings: torch.Tensor
@@ -266,6 +326,8 @@ class OMGModel(nn.Module):
           ... x (K + 1) CLIP logits (last column void, unused by the ensemble).
         """
         pooled = pooled_sums / (areas[..., None] + 1e-8)
+        if self.config.open_vocabulary.clip_classifier == "masked-crops":
+            return self.ov_classifier.logits(pooled, text_embeddings)  # already CLIP embeddings
         clip_embeddings = self.backbone.embed_pooled_features(pooled)
         return self.ov_classifier.logits(clip_embeddings, text_embeddings)
 

@@ -33,6 +33,7 @@ def geometric_ensemble(
     alpha: float = 0.4,
     beta: float = 0.8,
     valid_queries: torch.Tensor | None = None,
+    clip_classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """FC-CLIP / OMG-Seg geometric ensemble of the trained and the frozen-CLIP classifiers.
 
@@ -47,6 +48,8 @@ def geometric_ensemble(
       alpha, beta: ensemble exponents for seen and unseen classes.
       valid_queries: ... bool, False for queries whose mask is empty at the CLIP resolution; these use the
         trained classifier only (exponent 0), as in OMG-Seg.
+      clip_classes: K bool, the classes the CLIP classifier votes on (None: all, as in OMG-Seg). The others keep
+        the trained classifier's probability (exponent 0) and the CLIP softmax runs over the voting classes only.
 
     Returns:
       ... x (K + 1) log-probabilities, last column void.
@@ -57,8 +60,14 @@ def geometric_ensemble(
                          f"got {tuple(seen_classes.shape)}")
     out_vocab_logits = out_vocab_logits[..., :num_classes]
     p_in = in_vocab_logits[..., :-1].softmax(-1)
-    p_out = out_vocab_logits.softmax(-1)
     exponent = torch.where(seen_classes.to(p_in.device), alpha, beta).to(p_in.dtype)  # K
+    if clip_classes is not None:
+        if clip_classes.shape != (num_classes,):
+            raise ValueError(f"clip_classes must have shape ({num_classes},), got {tuple(clip_classes.shape)}")
+        voters = clip_classes.to(p_in.device, torch.bool)
+        out_vocab_logits = out_vocab_logits.masked_fill(~voters, float("-inf"))
+        exponent = exponent * voters.to(p_in.dtype)
+    p_out = out_vocab_logits.softmax(-1)
     exponent = exponent.expand_as(p_in)
     if valid_queries is not None:
         exponent = exponent * valid_queries[..., None].to(p_in.dtype)

@@ -340,7 +340,8 @@ class OMGPredictor:
             seen = torch.tensor(self.seen_flags(texts), dtype=torch.bool, device=self.device)
         placeholder = torch.zeros(1, 3, 1, 1, device=self.device)  # decode does not read images
         inputs = OMGInputs(images=placeholder, points=points, point_labels=point_labels, boxes=boxes,
-                           class_names=list(texts), seen_classes=seen, use_learned_queries=plan.learned_queries)
+                           class_names=list(texts), seen_classes=seen, use_learned_queries=plan.learned_queries,
+                           thing_classes=torch.tensor([bool(t) for t in things], dtype=torch.bool, device=self.device))
         try:
             inputs.validate(self.model.clip_dim)
         except ValueError as error:  # malformed prompts or vocabulary reach the user as input errors
@@ -377,7 +378,8 @@ class OMGPredictor:
                 self.on_frames(start + len(tube_pixels), num_frames)
         assert first is not None
         track = builder.finish()
-        class_logits, in_vocab, clip_logits = self._track_class_logits(track, inputs.seen_classes, text_embeddings)
+        class_logits, in_vocab, clip_logits = self._track_class_logits(track, inputs.seen_classes, text_embeddings,
+                                                                       inputs.thing_classes)
         return self._video_outputs(track.mask_logits, class_logits, in_vocab, clip_logits, track.iou_logits, first)
 
     def stream_video(
@@ -421,7 +423,7 @@ class OMGPredictor:
             track = builder.finish()
             with self._inference():
                 class_logits, in_vocab, clip_logits = self._track_class_logits(track, inputs.seen_classes,
-                                                                               text_embeddings)
+                                                                               text_embeddings, inputs.thing_classes)
             chunk_outputs = self._video_outputs(tube.mask_logits, class_logits, in_vocab, clip_logits,
                                                 track.iou_logits, outputs)
             chunk_outputs.class_names, chunk_outputs.thing_classes = names, things
@@ -455,7 +457,7 @@ class OMGPredictor:
             outputs = self.model.decode(features, tube_inputs, num_frames=int(tube_pixels.shape[0]))
             extras = {}
             if open_vocabulary:
-                sums, areas = self.model.clip_pool_sums(features.res5, outputs.mask_logits)
+                sums, areas = self.model.clip_sums(features, outputs.mask_logits)
                 extras = {"clip_sums": sums[0], "clip_areas": areas[0]}
         tube = TubeOutputs(class_logits=outputs.class_logits[0], mask_logits=outputs.mask_logits[0],
                            raw_query_embeddings=outputs.raw_query_embeddings[0], iou_logits=outputs.iou_logits[0],
@@ -463,7 +465,8 @@ class OMGPredictor:
         return tube, outputs
 
     def _track_class_logits(
-        self, track: TrackOutputs, seen: torch.Tensor | None, text_embeddings: torch.Tensor
+        self, track: TrackOutputs, seen: torch.Tensor | None, text_embeddings: torch.Tensor,
+        things: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(class logits, in-vocabulary logits, CLIP logits or None) of tracks: the averaged logits, with the
         open-vocabulary ensemble on the features pooled over the tracks' frames when ``seen`` is given."""
@@ -475,7 +478,8 @@ class OMGPredictor:
         sums, areas = track.extras["clip_sums"].to(self.device), track.extras["clip_areas"].to(self.device)
         clip_logits = self.model.clip_logits_from_pooled(sums, areas, text_embeddings)
         ov_cfg = self.model.config.open_vocabulary
-        return geometric_ensemble(in_vocab, clip_logits, seen, ov_cfg.alpha, ov_cfg.beta, areas > 0), in_vocab, \
+        return geometric_ensemble(in_vocab, clip_logits, seen, ov_cfg.alpha, ov_cfg.beta, areas > 0,
+                                  self.model.clip_voters(things)), in_vocab, \
             clip_logits
 
     def _video_outputs(self, mask_logits: torch.Tensor, class_logits: torch.Tensor, in_vocab: torch.Tensor,

@@ -375,7 +375,8 @@ def build_datasets(config: TrainConfig) -> list[TrainingDataset]:
 def check_train_config(config: TrainConfig, world_size: int = 1) -> list[TrainingDataset]:
     """Everything that can be checked before training starts; returns the built datasets (reuse them).
 
-    Checks: the model is registered and its init weights exist; every dataset kind is known, its options valid,
+    Checks: the model is registered and its init weights exist; every dataset kind is known, its options valid
+    (interactive boxes only for a model with box-query prompts),
     its vocabulary present and covering its classes, and its first sample loads; the global batch
     (batch_size * world_size) fits in every dataset; the output folder (or, when missing, its nearest existing
     parent) accepts a file.
@@ -383,7 +384,7 @@ def check_train_config(config: TrainConfig, world_size: int = 1) -> list[Trainin
     Raises:
       TrainConfigError: one line naming the config file and the field.
     """
-    from omg_core.model.build import list_models
+    from omg_core.model.build import get_model_config, list_models
 
     source = config.source
     if config.model.name not in list_models():
@@ -398,6 +399,13 @@ def check_train_config(config: TrainConfig, world_size: int = 1) -> list[Trainin
     if weights is not None and not weights.is_file():
         raise TrainConfigError(f"{source}: model.init_weights: no such file {str(weights)!r}")
     datasets = build_datasets(config)
+    prompt_encoding = get_model_config(config.model.name).prompt_encoding
+    for position, dataset in enumerate(datasets):
+        # SAM-style encoding is trained on clicks only (omg_core.train.batch.collate); refuse now, not at the first
+        # interactive batch
+        if dataset.family == "interactive" and prompt_encoding == "sam" and getattr(dataset, "box_fraction", 0) > 0:
+            raise TrainConfigError(f"{source}: datasets[{position}].options.box_fraction: {config.model.name!r} "
+                                   "encodes prompts SAM-style and trains on clicks only; set box_fraction: 0")
     global_batch = config.batch_size * world_size
     for position, dataset in enumerate(datasets):
         if global_batch > len(dataset):
