@@ -24,20 +24,21 @@ QUALITY_SEED = 4242
 QUALITY_SCENES = 8
 MODEL_CARD = EMBEDDED_DIR / "MODEL_CARD.md"
 #: figure key -> floor (percent): the figure measured on QUALITY_SCENES scenes when the model was packed, less 5
-#: points for platform noise (0 where the model scores 0: the held-out figures, see the model card's limits)
+#: points for platform noise; the held-out figures rest on 3-4 objects there, so they keep room for one object
+#: named differently (30 points), still far above what a classifier blind to held-out shapes scores (about 3)
 FLOORS: dict[str, float] = {
-    'panoptic-PQ': 17.0,
-    'semantic-mIoU': 14.0,
-    'instance-AP': 26.2,
-    'interactive-mIoU': 75.0,
-    'video-instance-AP': 28.8,
-    'video-panoptic-VPQ': 14.2,
-    'video-semantic-mIoU': 16.4,
-    'ov-seg-PQ': 0.0,
-    'ov-interactive-accuracy': 0.0,
-    'ov-vis-AP': 0.0,
-    'vos-J&F': 60.8,
-    'referring-mIoU': 57.2,
+    'panoptic-PQ': 14.6,
+    'semantic-mIoU': 18.7,
+    'instance-AP': 36.9,
+    'interactive-mIoU': 76.7,
+    'video-instance-AP': 34.3,
+    'video-panoptic-VPQ': 16.6,
+    'video-semantic-mIoU': 26.1,
+    'ov-seg-PQ': 22.5,
+    'ov-interactive-accuracy': 45.0,
+    'ov-vis-AP': 38.4,
+    'vos-J&F': 65.4,
+    'referring-mIoU': 68.8,
 }
 
 

@@ -2,10 +2,11 @@
 
     python tools/model_card.py --clip-card runs/clip-tiny/clip_card.json --clip-card runs/clip-tiny-r/clip_card.json \
         --train-run runs/shapes-tiny \
-        --train-wall-s 2400 --quality quality.json [--out omg_core/weights/embedded/MODEL_CARD.md]
+        --train-wall-s 2400 --quality quality.json [--clip-eval clip_eval.json] [--out .../MODEL_CARD.md]
 
 Every number in the card comes from these files: the CLIP runs' cards (one per stage, in order) (steps, minutes, zero-shot accuracy), the
-OMG run's train_log.jsonl (steps, evaluations), its wall time, and `tools/quality_table.py --json` output.
+OMG run's train_log.jsonl (steps, evaluations), its wall time, `tools/quality_table.py --json` output, and
+`python -m omg_core.clip_train.zero_shot WEIGHTS --json` output for the shipped CLIP (else the last card's figures).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-run", type=Path, required=True)
     parser.add_argument("--train-wall-s", type=float, required=True, help="wall time of `omg train`, seconds")
     parser.add_argument("--quality", type=Path, required=True)
+    parser.add_argument("--clip-eval", type=Path, help="python -m omg_core.clip_train.zero_shot ... --json output")
     parser.add_argument("--notes", type=Path, help="markdown appended as the card's last section (limits, misses)")
     parser.add_argument("--out", type=Path, default=EMBEDDED_DIR / "MODEL_CARD.md")
     arguments = parser.parse_args(argv)
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     log = [json.loads(line) for line in (arguments.train_run / "train_log.jsonl").read_text().splitlines()]
     steps = max(record["step"] for record in log if record.get("kind") == "train")
     weights = EMBEDDED_DIR / EMBEDDED_WEIGHTS["omg-tiny"]
-    zero_shot = clip["zero_shot"]
-    region = clip.get("region_zero_shot")
+    evaluated = json.loads(arguments.clip_eval.read_text()) if arguments.clip_eval else clip
+    zero_shot = evaluated["zero_shot"]
+    crops = evaluated.get("masked_crop_zero_shot")
+    region = evaluated.get("region_zero_shot")
     last_out = clip["settings"]["out"]
     lines = [
         "# omg-tiny: the embedded default model",
@@ -106,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         "- **Head** (trained, 0.63 M parameters): 2 deformable-attention pixel-decoder layers and 6 masked-attention "
         "decoder layers, all 64 wide, 32 learned queries (a scene has at most 12 segments: 6 things, a crowd, "
         "5 stuff regions), SAM-style point/box prompt encoding, the CLIP-text classifier with the FC-CLIP ensemble.",
+        "- **Open-vocabulary classifier**: the FC-CLIP geometric ensemble (alpha 0.4, beta 0.8) of the trained "
+        "classifier and the frozen CLIP, which sees each thing mask as a *masked crop*: the mask's box with a 20% "
+        "margin, everything outside the mask painted grey, resized to 64 px (how the CLIP's isolated-thing training "
+        "crops look) and embedded by the whole CLIP image tower. OMG-Seg pools stride-32 features under the mask "
+        "instead; at 128 px that grid is 4 x 4 and the tiny CLIP's pooled features carry no shape (table below). "
+        "Stuff keeps the trained classifier's score (the CLIP never saw a masked stuff region).",
         "",
         "## The world",
         "",
@@ -143,15 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         f"| {percent(zero_shot['seen'])} | {percent(zero_shot['held_out'])} | {percent(zero_shot['colour'])} | "
         f"{percent(zero_shot['shape'])} |",
         "",
-        *([] if region is None else [
-            f"Things of {region['scenes']} whole {region['image_size']} px scenes of the same world seed, each "
-            "classified by its ground-truth mask's pooled CLIP features (pooled on the mask grid, as omg-tiny's "
-            "out-of-vocabulary classifier pools them):",
+        *([] if crops is None or region is None else [
+            f"The things of {region['scenes']} whole {region['image_size']} px scenes of the same world seed, each "
+            "seen through its ground-truth mask, two ways: as omg-tiny's classifier sees it (masked crop) and as "
+            "OMG-Seg's sees it (CLIP features pooled under the mask):",
             "",
-            "| seen classes | held-out classes | colour right | shape right |",
-            "| ---: | ---: | ---: | ---: |",
-            f"| {percent(region['seen'])} | {percent(region['held_out'])} | {percent(region['colour'])} | "
-            f"{percent(region['shape'])} |",
+            "| CLIP input | seen classes | held-out classes | colour right | shape right |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| masked crop, {crops['crop_size']} px | {percent(crops['seen'])} | {percent(crops['held_out'])} | "
+            f"{percent(crops['colour'])} | {percent(crops['shape'])} |",
+            f"| pooled features | {percent(region['seen'])} | {percent(region['held_out'])} | "
+            f"{percent(region['colour'])} | {percent(region['shape'])} |",
             "",
         ]),
         "## Quality",
