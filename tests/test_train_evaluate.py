@@ -13,19 +13,13 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from painted_answers import PAINTED_TASKS, painted_answer
 
 from omg_core.model.build import create_model
 from omg_core.model.predictor import OMGPredictor, display_name
 from omg_core.model.vocabulary import Vocabulary
 from omg_core.results import (
-    Instances,
-    PanopticMap,
-    PanopticVideo,
     PromptMasks,
-    Segment,
-    SemanticMap,
-    SemanticVideo,
-    Tracks,
 )
 from omg_core.train.config import build_datasets, validate_train_config
 from omg_core.train.datasets import FAMILIES, SampleListDataset, ShapesWorldDataset, TrainingSample
@@ -70,23 +64,8 @@ class GroundTruthPredictor:
         # maps are painted in row order: the spilled target last, so that it keeps the pixels it took
         order = [row for row in range(sample.num_targets) if row != self.spill] + (
             [self.spill] if self.spill is not None else [])
-        if task in ("panoptic", "video-panoptic"):
-            ids = torch.zeros(sample.ignore.shape, dtype=torch.int64)
-            for row in order:
-                ids[masks[row]] = row + 1
-            segments = [Segment(row + 1, int(labels[row]), float(scores[row]), vocabulary.is_thing[int(labels[row])])
-                        for row in range(sample.num_targets)]
-            return PanopticVideo(ids, segments, names) if task == "video-panoptic" else PanopticMap(ids[0], segments,
-                                                                                                     names)
-        if task in ("semantic", "video-semantic"):
-            ids = torch.zeros(sample.ignore.shape, dtype=torch.int64)  # class 0 on ignore pixels: not scored
-            for row in order:
-                ids[masks[row]] = labels[row]
-            return SemanticVideo(ids, names) if task == "video-semantic" else SemanticMap(ids[0], names)
-        if task == "instance":
-            return Instances(masks[:, 0], scores, labels, names)
-        if task == "video-instance":
-            return Tracks(masks, scores, labels, names)
+        if task in PAINTED_TASKS:
+            return painted_answer(task, masks, labels, scores, names, vocabulary.is_thing, order)
         if task == "interactive":
             rows, _ = object_prompts(sample)
             answer = masks[rows, 0]

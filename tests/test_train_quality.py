@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
+from painted_answers import PAINTED_TASKS, painted_answer
 
 from omg_core.errors import OMGError
 from omg_core.model.build import create_model
@@ -28,15 +29,9 @@ from omg_core.model.predictor import OMGPredictor, display_name
 from omg_core.model.vocabulary import Vocabulary, load_vocabulary
 from omg_core.registry import discover_tasks
 from omg_core.results import (
-    Instances,
-    PanopticMap,
-    PanopticVideo,
     PromptMasks,
     PromptTracks,
-    Segment,
     SemanticMap,
-    SemanticVideo,
-    Tracks,
 )
 from omg_core.task_io import Prompts
 from omg_core.train.config import load_train_config
@@ -111,24 +106,9 @@ class GroundTruthRunner:
                 masks[0] = False
         scores = torch.linspace(1.0, 0.5, max(sample.num_targets, 2))[: sample.num_targets]
         names = tuple(display_name(text) for text in vocabulary.texts) if vocabulary is not None else ()
-        if task in ("panoptic", "ov-seg", "video-panoptic"):
+        if task in PAINTED_TASKS:
             assert vocabulary is not None
-            ids = torch.zeros(sample.ignore.shape, dtype=torch.int64)
-            for row in range(sample.num_targets):
-                ids[masks[row]] = row + 1
-            segments = [Segment(row + 1, int(labels[row]), float(scores[row]), vocabulary.is_thing[int(labels[row])])
-                        for row in range(sample.num_targets)]
-            return PanopticVideo(ids, segments, names) if task == "video-panoptic" else PanopticMap(ids[0], segments,
-                                                                                                     names)
-        if task in ("semantic", "video-semantic"):
-            ids = torch.zeros(sample.ignore.shape, dtype=torch.int64)
-            for row in range(sample.num_targets):
-                ids[masks[row]] = labels[row]
-            return SemanticVideo(ids, names) if task == "video-semantic" else SemanticMap(ids[0], names)
-        if task == "instance":
-            return Instances(masks[:, 0], scores, labels, names)
-        if task in ("video-instance", "ov-vis"):
-            return Tracks(masks, scores, labels, names)
+            return painted_answer(task, masks, labels, scores, names, vocabulary.is_thing)
         if task == "interactive":
             rows, _ = object_prompts(sample)
             return PromptMasks(masks[rows, 0], torch.ones(len(rows)))
