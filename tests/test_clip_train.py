@@ -295,13 +295,27 @@ def test_region_batches_are_deterministic_and_padded() -> None:
         ShapesWorldRegions(image_size=100)
 
 
+def _clip_and_its_backbone(folder: Path, seed: int) -> tuple[nn.Module, ClipConvNeXtBackbone]:
+    """A seeded tiny CLIP (eval mode) and OMG's frozen backbone built from its saved weights."""
+    model, _ = build_clip(seed=seed)
+    model.eval()
+    save_clip_weights(model, folder / "clip.safetensors")
+    backbone = ClipConvNeXtBackbone("omg-tiny-convnext-atto", channels=(40, 80, 160, 320),
+                                    clip_weights=folder / "clip.safetensors")
+    return model, backbone
+
+
+def test_backbone_embeds_whole_images_as_open_clip_does(tmp_path: Path) -> None:
+    # omg-tiny's masked-crop classifier embeds crops through the backbone; the CLIP was trained through open_clip
+    clip, backbone = _clip_and_its_backbone(tmp_path, seed=3)
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.embed_images(images), clip.encode_image(images), atol=1e-5, rtol=1e-4)
+
+
 def test_region_embeddings_are_what_omg_computes_from_the_same_clip(tmp_path: Path) -> None:
     # what the region loss trains must be what OMG's out-of-vocabulary classifier reads at inference
-    model, _ = build_clip(seed=2)
-    model.eval()
-    save_clip_weights(model, tmp_path / "clip.safetensors")
-    backbone = ClipConvNeXtBackbone("omg-tiny-convnext-atto", channels=(40, 80, 160, 320),
-                                    clip_weights=tmp_path / "clip.safetensors")
+    model, backbone = _clip_and_its_backbone(tmp_path, seed=2)
     batch = ShapesWorldRegions(seed=4, image_size=64).batch(0, 2)
     with torch.no_grad():
         ours, valid = region_embeddings(model, batch.images, batch.mask_logits, "masks")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from omg_core.model import create_model
 from omg_core.model.mask_pooling import mask_pooled_sums
+from omg_core.model.omg_model import FrameFeatures
 
 
 def _quadrant_features() -> torch.Tensor:
@@ -56,12 +57,13 @@ def test_bad_pooling_inputs_are_rejected() -> None:
 
 @pytest.mark.parametrize("pool_at", ["features", "masks"])
 def test_model_pools_a_clip_over_its_frames_on_the_configured_grid(pool_at: str) -> None:
-    model = create_model("omg-tiny", open_vocabulary={"pool_at": pool_at})
+    model = create_model("omg-tiny", open_vocabulary={"clip_classifier": "pooled", "pool_at": pool_at})
     generator = torch.Generator().manual_seed(1)
     batch, frames, queries, channels = 2, 3, 4, 320
     res5 = torch.randn(batch * frames, channels, 4, 4, generator=generator)
     mask_logits = torch.randn(batch, queries, frames, 32, 32, generator=generator)
-    sums, areas = model.clip_pool_sums(res5, mask_logits)
+    features = FrameFeatures(res5, torch.zeros(batch * frames, 64, 32, 32), [], (128, 128), (128, 128))
+    sums, areas = model.clip_sums(features, mask_logits)
     per_frame = res5.view(batch, frames, channels, 4, 4)
     for b in range(batch):
         expected_sums = torch.zeros(queries, channels)

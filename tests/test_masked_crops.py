@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from omg_core.clip_train.data import ISOLATED_MARGIN, ShapesWorldPairs
-from omg_core.clip_train.train import build_clip, save_clip_weights
 from omg_core.model import create_model
-from omg_core.model.backbone import ClipConvNeXtBackbone
 from omg_core.model.build import get_model_config
 from omg_core.model.masked_crops import MASKED_CROP_FILL, MASKED_CROP_MARGIN, masked_crops
 from omg_core.model.omg_model import FrameFeatures
@@ -43,17 +39,6 @@ def test_the_classifier_frames_things_as_the_clip_saw_them_in_training() -> None
     assert get_model_config("omg-convnext-large").open_vocabulary.clip_classifier == "pooled"
 
 
-def test_backbone_embeds_whole_images_as_open_clip_does(tmp_path: Path) -> None:
-    clip, _ = build_clip(seed=3)
-    clip.eval()
-    save_clip_weights(clip, tmp_path / "clip.safetensors")
-    backbone = ClipConvNeXtBackbone("omg-tiny-convnext-atto", channels=(40, 80, 160, 320),
-                                    clip_weights=tmp_path / "clip.safetensors")
-    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.testing.assert_close(backbone.embed_images(images), clip.encode_image(images), atol=1e-5, rtol=1e-4)
-
-
 def test_crop_sums_weigh_each_frames_crop_embedding_by_its_mask_area() -> None:
     torch.manual_seed(0)
     model = create_model("omg-tiny")
@@ -62,7 +47,8 @@ def test_crop_sums_weigh_each_frames_crop_embedding_by_its_mask_area() -> None:
     mask_logits = torch.full((1, 3, 2, 16, 16), -5.0)
     mask_logits[0, 0, 0, 2:6, 2:6] = 5.0  # query 0: in frame 0 only
     mask_logits[0, 1, :, 8:14, 4:12] = 5.0  # query 1: in both frames; query 2: nowhere
-    sums, areas = model.clip_crop_sums(frames, mask_logits, (64, 64))
+    features = FrameFeatures(torch.zeros(2, 320, 2, 2), torch.zeros(2, 64, 16, 16), [], (64, 64), (64, 64), frames)
+    sums, areas = model.clip_sums(features, mask_logits)
     assert sums.shape == (1, 3, model.clip_dim) and areas[0, 2] == 0 and not sums[0, 2].any()
     masks = F.interpolate(mask_logits[0].transpose(0, 1), size=(64, 64), mode="bilinear", align_corners=False) > 0
     expected = torch.zeros(3, model.clip_dim)
@@ -73,9 +59,9 @@ def test_crop_sums_weigh_each_frames_crop_embedding_by_its_mask_area() -> None:
         expected += embedded * (masks[t].flatten(1).sum(dim=1) * valid)[:, None]
     torch.testing.assert_close(sums[0], expected, atol=1e-4, rtol=1e-4)
     assert areas[0].tolist() == [float(masks[:, q].sum()) for q in range(3)]
-    features = FrameFeatures(torch.zeros(2, 320, 2, 2), torch.zeros(2, 64, 16, 16), [], (64, 64), (64, 64), None)
+    without_pixels = FrameFeatures(features.res5, features.mask_features, [], (64, 64), (64, 64), None)
     with pytest.raises(ValueError, match="pixels"):
-        model.clip_sums(features, mask_logits)
+        model.clip_sums(without_pixels, mask_logits)
 
 
 def test_masked_crop_logits_are_the_averaged_embeddings_against_the_texts() -> None:

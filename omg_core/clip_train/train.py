@@ -50,12 +50,11 @@ from omg_core.clip_train.data import (
 )
 from omg_core.clip_train.regions import (
     ShapesWorldRegions,
-    masked_crop_zero_shot_accuracy,
     region_embeddings,
     region_loss,
     region_zero_shot_accuracy,
 )
-from omg_core.clip_train.zero_shot import zero_shot_accuracy
+from omg_core.clip_train.zero_shot import zero_shot_accuracy, zero_shot_figure_sets
 from omg_core.errors import InputError
 from omg_core.model.backbone import register_open_clip_configs
 
@@ -486,16 +485,10 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
         del batches  # stops the loader workers
     train_s = time.perf_counter() - started
     model.eval()
-    figures = zero_shot_accuracy(model, tokenizer, settings.eval_world_seed, settings.eval_per_class,
-                                 settings.image_size)
-    write({"event": "zero_shot", "step": step, **figures})
-    region_figures = region_zero_shot_accuracy(model, tokenizer, settings.eval_world_seed, settings.region_eval_scenes,
-                                               settings.region_image_size)
-    write({"event": "region_zero_shot", "step": step, **region_figures})
-    crop_figures = masked_crop_zero_shot_accuracy(model, tokenizer, settings.eval_world_seed,
-                                                  settings.region_eval_scenes, settings.region_image_size,
-                                                  settings.image_size)
-    write({"event": "masked_crop_zero_shot", "step": step, **crop_figures})
+    figure_sets = zero_shot_figure_sets(model, tokenizer, settings.eval_world_seed, settings.eval_per_class,
+                                        settings.region_eval_scenes, settings.image_size, settings.region_image_size)
+    for event, figures in figure_sets.items():
+        write({"event": event, "step": step, **figures})
     log.close()
     save_checkpoint(out / CHECKPOINT_FILE, model, optimizer, step, total_steps, settings, previous_s + train_s)
     save_clip_weights(model, out / WEIGHTS_FILE, {"seed": str(settings.seed), "steps": str(step),
@@ -519,14 +512,7 @@ def train(settings: TrainSettings, resume: bool = False) -> dict:
         "device": str(device),
         "torch": torch.__version__,
         "open_clip": open_clip.__version__,
-        "zero_shot": {"world_seed": settings.eval_world_seed, "per_class": settings.eval_per_class,
-                      "prompts": "ViLD templates, embeddings averaged", **figures},
-        "region_zero_shot": {"world_seed": settings.eval_world_seed, "scenes": settings.region_eval_scenes,
-                             "image_size": settings.region_image_size, "pool_at": "masks",
-                             "prompts": "ViLD templates, embeddings averaged", **region_figures},
-        "masked_crop_zero_shot": {"world_seed": settings.eval_world_seed, "scenes": settings.region_eval_scenes,
-                                  "image_size": settings.region_image_size, "crop_size": settings.image_size,
-                                  "prompts": "ViLD templates, embeddings averaged", **crop_figures},
+        **figure_sets,
         "settings": dataclasses.asdict(settings),
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

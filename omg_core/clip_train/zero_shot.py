@@ -209,25 +209,41 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def evaluate_weights(weights: str | Path, world_seed: int = 10_000, per_class: int = 10, scenes: int = 200,
-                     image_size: int = 64, scene_size: int = 128) -> dict[str, dict[str, float | int]]:
-    """The three zero-shot figure sets of a clip.safetensors (the card's "zero_shot", "masked_crop_zero_shot" and
-    "region_zero_shot")."""
+def zero_shot_figure_sets(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], world_seed: int = 10_000,
+                          per_class: int = 10, scenes: int = 200, image_size: int = 64,
+                          scene_size: int = 128) -> dict[str, dict[str, float | int | str]]:
+    """The three zero-shot figure sets of a CLIP, as its card holds them: "zero_shot" (crops in context),
+    "masked_crop_zero_shot" (scene things alone on grey) and "region_zero_shot" (scene things by pooled features).
+
+    Arguments:
+      model, tokenizer: the CLIP (left in the mode it came in).
+      world_seed: seed of the test scenes; per_class: crops per class; scenes: whole scenes of the other two sets.
+      image_size: the CLIP's training crop size; scene_size: side of the whole scenes.
+    """
     from omg_core.clip_train.regions import masked_crop_zero_shot_accuracy, region_zero_shot_accuracy
+
+    prompts = "ViLD templates, embeddings averaged"
+    return {
+        "zero_shot": {"world_seed": world_seed, "per_class": per_class, "prompts": prompts,
+                      **zero_shot_accuracy(model, tokenizer, world_seed, per_class, image_size)},
+        "masked_crop_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size,
+                                  "crop_size": image_size, "prompts": prompts,
+                                  **masked_crop_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size,
+                                                                   image_size)},
+        "region_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size, "pool_at": "masks",
+                             "prompts": prompts,
+                             **region_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size)},
+    }
+
+
+def evaluate_weights(weights: str | Path, world_seed: int = 10_000, per_class: int = 10, scenes: int = 200,
+                     image_size: int = 64, scene_size: int = 128) -> dict[str, dict[str, float | int | str]]:
+    """`zero_shot_figure_sets` of a clip.safetensors."""
     from omg_core.clip_train.train import build_clip
 
     model, tokenizer = build_clip(weights=weights)
     model.eval()
-    return {
-        "zero_shot": {"world_seed": world_seed, "per_class": per_class,
-                      **zero_shot_accuracy(model, tokenizer, world_seed, per_class, image_size)},
-        "masked_crop_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size,
-                                  "crop_size": image_size,
-                                  **masked_crop_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size,
-                                                                   image_size)},
-        "region_zero_shot": {"world_seed": world_seed, "scenes": scenes, "image_size": scene_size, "pool_at": "masks",
-                             **region_zero_shot_accuracy(model, tokenizer, world_seed, scenes, scene_size)},
-    }
+    return zero_shot_figure_sets(model, tokenizer, world_seed, per_class, scenes, image_size, scene_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -246,71 +246,59 @@ class OMGModel(nn.Module):
         return None
 
     def clip_sums(self, features: FrameFeatures, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """What the out-of-vocabulary classifier adds up over a mask's frames, as `config.open_vocabulary.
-        clip_classifier` says: pooled CLIP features (`clip_pool_sums`) or masked-crop embeddings (`clip_crop_sums`).
+        """What the out-of-vocabulary classifier adds up over a mask's frames (sums / areas over a whole track is
+        what it classifies), as `config.open_vocabulary.clip_classifier` says: OMG-Seg's frozen CLIP features pooled
+        under the mask on the grid `pool_at` names (omg_core.model.mask_pooling), or masked-crop embeddings
+        (`clip_crop_sums`).
 
         Arguments:
-          features: the frames' `encode_frames` output ((B*T) frames).
-          mask_logits: B x Q x T x Hp/4 x Wp/4.
+          features: the frames' `encode_frames` output ((B*T) frames, those of a clip consecutive).
+          mask_logits: B x Q x T x Hp/4 x Wp/4, foreground where > 0.
 
         Returns:
-          B x Q x E sums and B x Q areas; `clip_logits_from_pooled(sums, areas, ...)` turns them into logits.
+          B x Q x E sums and B x Q areas, summed over the frames; `clip_logits_from_pooled(sums, areas, ...)` turns
+          them into logits.
         """
-        if self.config.open_vocabulary.clip_classifier == "pooled":
-            return self.clip_pool_sums(features.res5, mask_logits)
-        if features.pixels is None:
+        batch, queries, num_frames = mask_logits.shape[:3]
+        per_frame = mask_logits.transpose(1, 2).flatten(0, 1)  # (B*T) x Q x Hp/4 x Wp/4
+        ov_cfg = self.config.open_vocabulary
+        if ov_cfg.clip_classifier == "pooled":
+            sums, areas = mask_pooled_sums(features.res5, per_frame.to(features.res5.dtype), ov_cfg.pool_at)
+        elif features.pixels is None:
             raise ValueError("masked-crop classification needs the frames' pixels in FrameFeatures")
-        return self.clip_crop_sums(features.pixels, mask_logits, features.image_size)
+        else:
+            sums, areas = self.clip_crop_sums(features.pixels, per_frame, features.image_size)
+        return (sums.view(batch, num_frames, queries, -1).sum(dim=1),
+                areas.view(batch, num_frames, queries).sum(dim=1))
 
     def clip_crop_sums(self, pixels: torch.Tensor, mask_logits: torch.Tensor,
                        image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked-crop CLIP embeddings of each query's mask in every frame, weighted by the mask's area.
+        """Masked-crop CLIP embeddings of each query's mask in each frame, weighted by the mask's area.
 
         Arguments:
-          pixels: (B*T) x 3 x H x W frames in [0, 255].
-          mask_logits: B x Q x T x Hp/4 x Wp/4, foreground where > 0 once resized to the padded input.
+          pixels: N x 3 x H x W frames in [0, 255].
+          mask_logits: N x Q x Hp/4 x Wp/4, foreground where > 0 once resized to the padded input.
           image_size: (H, W).
 
         Returns:
-          B x Q x D sums of area x normalised crop embedding and B x Q mask areas (pixels), summed over frames.
+          N x Q x D area x normalised crop embedding (zero for empty masks) and N x Q mask areas (pixels).
         """
         cfg = self.config.open_vocabulary
-        batch, queries, num_frames = mask_logits.shape[:3]
         height, width = image_size
-        per_frame = mask_logits.transpose(1, 2).flatten(0, 1)  # (B*T) x Q x Hp/4 x Wp/4
-        padded = (per_frame.shape[-2] * 4, per_frame.shape[-1] * 4)
-        masks = F.interpolate(per_frame.float(), size=padded, mode="bilinear", align_corners=False)
-        masks = masks[..., :height, :width] > 0  # (B*T) x Q x H x W
+        padded = (mask_logits.shape[-2] * 4, mask_logits.shape[-1] * 4)
+        masks = F.interpolate(mask_logits.float(), size=padded, mode="bilinear", align_corners=False)
+        masks = masks[..., :height, :width] > 0  # N x Q x H x W
         crops, valid = zip(*(masked_crops(frame, frame_masks, cfg.crop_size, cfg.crop_margin, cfg.crop_fill)
                              for frame, frame_masks in zip(pixels, masks)))
-        valid_mask = torch.stack(valid)  # (B*T) x Q
+        valid_mask = torch.stack(valid)  # N x Q
         embeddings = torch.zeros(*valid_mask.shape, self.clip_dim, device=pixels.device, dtype=self.pixel_mean.dtype)
         shown = torch.cat(crops)[valid_mask.flatten()]  # V x 3 x S x S uint8
         if shown.shape[0]:
             normalized = (shown.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
             embedded = torch.cat([self.backbone.embed_images(chunk) for chunk in normalized.split(256)])
             embeddings[valid_mask] = F.normalize(embedded.float(), dim=-1).to(embeddings.dtype)
-        areas = masks.flatten(2).sum(dim=2).to(embeddings.dtype)  # (B*T) x Q
-        sums = (embeddings * areas[..., None]).view(batch, num_frames, queries, -1).sum(dim=1)
-        return sums, areas.view(batch, num_frames, queries).sum(dim=1)
-
-    def clip_pool_sums(self, res5: torch.Tensor, mask_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sums of frozen CLIP features inside each query's mask over all frames, and the mask areas: the parts of
-        OMG-Seg's mask pooling that add up over video tubes (pooled = sums / areas over the whole track).
-
-        Arguments:
-          res5: (B*T) x C4 x h x w stride-32 backbone features.
-          mask_logits: B x Q x T x H x W (stride 4), foreground where > 0; pooled on the grid that
-            `config.open_vocabulary.pool_at` names (see omg_core.model.mask_pooling).
-
-        Returns:
-          B x Q x C4 feature sums and B x Q mask areas (in cells of that grid).
-        """
-        batch, queries, num_frames = mask_logits.shape[:3]
-        per_frame = mask_logits.transpose(1, 2).flatten(0, 1)  # (B*T) x Q x H x W, the frames of a clip consecutive
-        sums, areas = mask_pooled_sums(res5, per_frame.to(res5.dtype), self.config.open_vocabulary.pool_at)
-        sums = sums.view(batch, num_frames, queries, -1).sum(dim=1)
-        return sums, areas.view(batch, num_frames, queries).sum(dim=1)
+        areas = masks.flatten(2).sum(dim=2).to(embeddings.dtype)  # N x Q
+        return embeddings * areas[..., None], areas
 
     def clip_logits_from_pooled(
         self, pooled_sums: torch.Tensor, areas: torch.Tensor, text_embeddings: torch.Tensor

@@ -400,14 +400,13 @@ def check_train_config(config: TrainConfig, world_size: int = 1) -> list[Trainin
         raise TrainConfigError(f"{source}: model.init_weights: no such file {str(weights)!r}")
     datasets = build_datasets(config)
     prompt_encoding = get_model_config(config.model.name).prompt_encoding
+    global_batch = config.batch_size * world_size
     for position, dataset in enumerate(datasets):
         # SAM-style encoding is trained on clicks only (omg_core.train.batch.collate); refuse now, not at the first
         # interactive batch
         if dataset.family == "interactive" and prompt_encoding == "sam" and getattr(dataset, "box_fraction", 0) > 0:
             raise TrainConfigError(f"{source}: datasets[{position}].options.box_fraction: {config.model.name!r} "
                                    "encodes prompts SAM-style and trains on clicks only; set box_fraction: 0")
-    global_batch = config.batch_size * world_size
-    for position, dataset in enumerate(datasets):
         if global_batch > len(dataset):
             per_process = f" ({config.batch_size} x {world_size} processes)" if world_size > 1 else ""
             raise TrainConfigError(f"{source}: batch_size: the batch of {global_batch}{per_process} is larger than "
