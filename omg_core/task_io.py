@@ -129,7 +129,8 @@ class QueryPlan:
       seen_classes: (K,) bool, which vocabulary classes were seen in training (for the open-vocabulary ensemble).
       open_vocabulary: apply the open-vocabulary ensemble (FC-CLIP / OMG-Seg) with the frozen CLIP classifier; with
         ``seen_classes`` None, the predictor derives them by OMG-Seg's word-overlap rule against the vocabulary the
-        model was trained on.
+        model was trained on. A model whose ``open_vocabulary.ensemble`` is "always" (omg-tiny) ensembles every
+        plan, as if this were True.
       tubes: how a video is cut into tubes for the decoder (OMG-Seg's MinVIS inference); None: the defaults.
     """
 

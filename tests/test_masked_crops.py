@@ -71,4 +71,12 @@ def test_masked_crop_logits_are_the_averaged_embeddings_against_the_texts() -> N
     embedding = F.normalize(torch.randn(model.clip_dim), dim=-1)
     sums, areas = (embedding * 30.0)[None, None], torch.tensor([[30.0]])
     logits = model.clip_logits_from_pooled(sums, areas, text)
-    torch.testing.assert_close(logits[0, 0, :4], model.ov_classifier.logit_scale.exp() * (text @ embedding))
+    # omg-tiny scores its CLIP at the temperature the CLIP learned (clip_temperature = "clip")
+    assert model.config.open_vocabulary.clip_temperature == "clip"
+    with torch.no_grad():
+        model.backbone.text.logit_scale.fill_(torch.tensor(20.0).log())
+    torch.testing.assert_close(model.clip_logits_from_pooled(sums, areas, text)[0, 0, :4], 20.0 * (text @ embedding))
+    official = create_model("omg-tiny", open_vocabulary={"clip_temperature": "classifier"})
+    logits = official.clip_logits_from_pooled(sums, areas, text)
+    torch.testing.assert_close(logits[0, 0, :4], official.ov_classifier.logit_scale.exp() * (text @ embedding))
+    assert abs(float(official.ov_classifier.logit_scale.exp()) - 100.0) < 0.01  # OMG-Seg's fixed temperature

@@ -64,6 +64,30 @@ def test_video_request(predictor: OMGPredictor) -> None:
     assert outputs.mask_logits.shape == (1, 32, 2, 16, 16) and outputs.clip_logits is not None
 
 
+def test_omg_tiny_ensembles_closed_requests_too_and_the_official_setting_does_not(predictor: OMGPredictor) -> None:
+    from omg_core.model.ov_classifier import geometric_ensemble
+
+    request = TaskRequest(task="panoptic", modality="image", pixels=_image())
+    tiny = predictor(request, QueryPlan())  # a closed request: no open_vocabulary, no seen flags
+    assert predictor.model.config.open_vocabulary.ensemble == "always" and tiny.clip_logits is not None
+    vocabulary = load_vocabulary("shapes-world")
+    seen = torch.tensor(predictor.seen_flags(vocabulary.texts))
+    assert 0 < int(seen.sum()) < len(seen)  # the held-out classes count as unseen (beta), the rest as seen
+    areas = (tiny.mask_logits > 0).flatten(2).sum(-1)
+    expected = geometric_ensemble(tiny.in_vocab_logits, tiny.clip_logits, seen, 0.4, 0.8, areas > 0,
+                                  torch.tensor(vocabulary.is_thing))
+    torch.testing.assert_close(tiny.class_logits, expected)
+
+    torch.manual_seed(0)
+    official = OMGPredictor(create_model("omg-tiny", open_vocabulary={"clip_classifier": "masked-crops",
+                                                                      "ensemble": "open-vocabulary"}),
+                            torch.device("cpu"))
+    closed = official(request, QueryPlan())
+    assert closed.clip_logits is None
+    torch.testing.assert_close(closed.class_logits, closed.in_vocab_logits)
+    assert official(request, QueryPlan(open_vocabulary=True)).clip_logits is not None
+
+
 @pytest.mark.parametrize(
     ("request_pixels", "plan", "message"),
     [

@@ -25,13 +25,16 @@ from omg_core.weights.io import load_weights
 from omg_core.weights.official import to_official_state_dict
 
 OFFICIAL_TEST_CFG = {"object_mask_thr": 0.0, "iou_thr": 0.8, "filter_low_score": True, "max_per_image": 100}
+# omg-tiny at OMG-Seg's settings: official prompts, pooled CLIP, and closed tasks on the trained classifier alone
+OFFICIAL_SETTINGS = {"prompt_encoding": "official", "default_vocabulary": "coco_panoptic",
+                     "open_vocabulary": {"clip_classifier": "pooled", "ensemble": "open-vocabulary"}}
 
 
 @pytest.fixture(scope="module")
 def converted_predictor(tmp_path_factory: pytest.TempPathFactory) -> OMGPredictor:
     folder = tmp_path_factory.mktemp("official")
     torch.manual_seed(1)  # a seed whose random masks leave several segments after the fusion
-    source = create_model("omg-tiny", prompt_encoding="official", default_vocabulary="coco_panoptic")
+    source = create_model("omg-tiny", **OFFICIAL_SETTINGS)
     with torch.no_grad():  # sharper random masks, so that several queries win pixels and become segments
         source.transformer_decoder.mask_embed[-1].weight.mul_(30)
     torch.save({"state_dict": to_official_state_dict(source.state_dict()),
@@ -41,7 +44,7 @@ def converted_predictor(tmp_path_factory: pytest.TempPathFactory) -> OMGPredicto
                                                   "--model", "omg-tiny"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     torch.manual_seed(1)
-    target = create_model("omg-tiny", prompt_encoding="official", default_vocabulary="coco_panoptic")
+    target = create_model("omg-tiny", **OFFICIAL_SETTINGS)
     # official checkpoints hold no text tower (OMG-Seg takes it from open_clip): copy the source's
     target.load_state_dict({k: v for k, v in source.state_dict().items() if k.startswith("backbone.text.")},
                            strict=False)

@@ -198,3 +198,27 @@ def test_packaged_weights_load_offline_by_name(tmp_path, monkeypatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "random weights" warning once weights ship
         load_model("omg-tiny")
+
+
+def test_packaged_weights_take_todays_inference_settings_but_refuse_another_architecture(tmp_path, monkeypatch) -> None:
+    import omg_core.weights.hub as hub
+    from omg_core.model.build import create_model, get_model_config
+    from omg_core.model.predictor import load_model
+    from omg_core.weights.io import save_weights
+
+    monkeypatch.setattr(hub, "EMBEDDED_DIR", tmp_path)
+    registered = get_model_config("omg-tiny")
+    # packed before the ensemble and crop settings changed: the weights load with the registered ones
+    older = get_model_config("omg-tiny", open_vocabulary={"clip_classifier": "pooled", "ensemble": "open-vocabulary",
+                                                          "alpha": 0.3}, default_vocabulary="coco_panoptic")
+    save_weights(create_model("omg-tiny"), tmp_path / "omg-tiny.safetensors",
+                 metadata={"config": older.model_dump_json()})
+    assert load_model("omg-tiny").config == registered
+    assert hub.from_pretrained(tmp_path / "omg-tiny.safetensors").config == older  # a file given by path: its own
+    # trained with other pixel statistics and another classifier temperature: refused, naming the fields and the fix
+    other = get_model_config("omg-tiny", open_vocabulary={"logit_scale": 3.0}, pixel_std=(1.0, 1.0, 1.0))
+    save_weights(create_model("omg-tiny"), tmp_path / "omg-tiny.safetensors",
+                 metadata={"config": other.model_dump_json()})
+    with pytest.raises(hub.WeightsNotAvailableError,
+                       match=r"differ in pixel_std, open_vocabulary.logit_scale\): reinstall omg-seg, or re-pack"):
+        load_model("omg-tiny")

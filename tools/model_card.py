@@ -115,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         "margin, everything outside the mask painted grey, resized to 64 px (how the CLIP's isolated-thing training "
         "crops look) and embedded by the whole CLIP image tower. OMG-Seg pools stride-32 features under the mask "
         "instead; at 128 px that grid is 4 x 4 and the tiny CLIP's pooled features carry no shape (table below). "
-        "Stuff keeps the trained classifier's score (the CLIP never saw a masked stuff region).",
+        "Stuff keeps the trained classifier's score (the CLIP never saw a masked stuff region). The ensemble runs "
+        "on every task, closed ones too (`open_vocabulary.ensemble = \"always\"`, as FC-CLIP evaluates; OMG-Seg "
+        "ensembles open-vocabulary runs only): the masked crops name things' shapes better than the trained "
+        "classifier does. The CLIP's logits use the temperature it learned (20; `clip_temperature = \"clip\"`): "
+        "at OMG-Seg's 100 its softmax was overconfident and outvoted the trained classifier's right colours.",
         "",
         "## The world",
         "",

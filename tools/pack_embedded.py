@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from omg_core.demo import DEMO_IMAGE
 from omg_core.model.build import get_model_config
-from omg_core.model.config import ModelConfig
+from omg_core.model.config import ModelConfig, architecture_differences
 from omg_core.model.omg_model import OMGModel
 from omg_core.weights.hub import EMBEDDED_DIR, EMBEDDED_WEIGHTS
 from omg_core.weights.io import load_weights, read_metadata, read_state_dict
@@ -55,16 +55,10 @@ def panoptic_labels(model: OMGModel, image_path: Path) -> tuple[torch.Tensor, to
 
 def packed_config(trained_json: str | None) -> str:
     """The config the package records: omg-tiny's registered one, after checking that the run trained that
-    architecture. The open-vocabulary settings only act at inference, so a head trained before they changed takes
-    today's."""
+    architecture (inference-only settings, such as the open-vocabulary ensemble's, take today's values)."""
     registered = get_model_config("omg-tiny")
     if trained_json is not None:
-        trained = ModelConfig.model_validate_json(trained_json)
-        differs = [name for name in ModelConfig.model_fields if name != "open_vocabulary"
-                   and name != "backbone" and getattr(trained, name) != getattr(registered, name)]
-        trained_backbone = trained.backbone.model_copy(update={"clip_weights": None})
-        if trained_backbone != registered.backbone:
-            differs.append("backbone")
+        differs = architecture_differences(ModelConfig.model_validate_json(trained_json), registered)
         if differs:
             raise SystemExit(f"the run's config differs from omg-tiny's registered one in {', '.join(differs)}; "
                              "register the new architecture in omg_core/model/build.py first")

@@ -46,8 +46,10 @@ def _omg_tiny() -> dict[str, Any]:
         "pixel_decoder": {"feat_channels": 64, "mask_channels": 64, "num_layers": 2, "num_heads": 4,
                           "num_points": 4, "ffn_dim": 256, "num_groups": 8},
         "transformer_decoder": {"num_layers": 6, "num_heads": 4, "ffn_dim": 256, "num_queries": 32},
-        # the tiny CLIP's dense features carry colour but not shape at 128 px (omg_core.model.masked_crops)
-        "open_vocabulary": {"clip_classifier": "masked-crops"},
+        # The tiny CLIP's dense features carry colour but not shape at 128 px (omg_core.model.masked_crops). Its
+        # masked crops name things' shapes better than the trained classifier does, so every task ensembles (as
+        # FC-CLIP does; official alpha/beta were best on a validation world), at the temperature the CLIP learned.
+        "open_vocabulary": {"clip_classifier": "masked-crops", "ensemble": "always", "clip_temperature": "clip"},
         "default_vocabulary": "shapes-world",
         "training_vocabulary": "shapes-world-seen",
     }

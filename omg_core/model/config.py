@@ -53,6 +53,15 @@ class OpenVocabularyConfig(_Strict):
     crop_size: int = Field(64, ge=32, multiple_of=32)  # masked crops: the side the CLIP was trained at
     crop_margin: float = Field(0.2, ge=0.0)  # masked crops: margin around the mask's box, fraction of its longer side
     crop_fill: float = Field(128.0, ge=0.0, le=255.0)  # masked crops: the value outside the mask, in [0, 255]
+    # Which requests get the ensemble. "open-vocabulary" (OMG-Seg: its test configs ensemble only open-vocabulary
+    # runs): the open-vocabulary tasks. "always" (FC-CLIP: every evaluation, COCO included): every request that
+    # classifies, with seen/unseen flags from `training_vocabulary`; for a trained classifier weaker than its CLIP.
+    ensemble: Literal["open-vocabulary", "always"] = "open-vocabulary"
+    # The temperature of the CLIP classifier's logits. "classifier" (OMG-Seg, FC-CLIP): the classifier's fixed
+    # logit_scale, which for their CLIPs equals the one CLIP learned (100). "clip": the CLIP's own learned temperature
+    # (`backbone.text.logit_scale`), for a CLIP trained to another one (the tiny CLIP learned 20; scored at 100 its
+    # softmax is overconfident and outvotes the trained classifier).
+    clip_temperature: Literal["classifier", "clip"] = "classifier"
 
 
 class ModelConfig(_Strict):
@@ -97,3 +106,29 @@ class ModelConfig(_Strict):
         if any(s <= 0 for s in self.pixel_std):
             raise ValueError("pixel_std values must be positive")
         return self
+
+
+# Settings that act only at inference: weights trained under other values load and work with today's.
+INFERENCE_ONLY_FIELDS: frozenset[str] = frozenset({"default_vocabulary", "test_scale_image", "test_scale_video"})
+INFERENCE_ONLY_OPEN_VOCABULARY_FIELDS: frozenset[str] = frozenset(
+    {"alpha", "beta", "clip_classifier", "pool_at", "crop_size", "crop_margin", "crop_fill", "ensemble",
+     "clip_temperature"}
+)
+
+
+def architecture_differences(trained: ModelConfig, current: ModelConfig) -> list[str]:
+    """The fields in which two configs describe different trained models (dotted names; empty: the same model).
+
+    Inference-only settings (INFERENCE_ONLY_FIELDS, the open-vocabulary ensemble's) and where the CLIP weights were
+    read from (`backbone.clip_weights`) do not count: weights trained under other values load and work with today's.
+    """
+    differs = [name for name in ModelConfig.model_fields
+               if name not in INFERENCE_ONLY_FIELDS | {"backbone", "open_vocabulary"}
+               and getattr(trained, name) != getattr(current, name)]
+    if trained.backbone.model_copy(update={"clip_weights": None}) != current.backbone.model_copy(
+            update={"clip_weights": None}):
+        differs.append("backbone")
+    differs += [f"open_vocabulary.{name}" for name in OpenVocabularyConfig.model_fields
+                if name not in INFERENCE_ONLY_OPEN_VOCABULARY_FIELDS
+                and getattr(trained.open_vocabulary, name) != getattr(current.open_vocabulary, name)]
+    return differs

@@ -314,8 +314,10 @@ class OMGModel(nn.Module):
           ... x (K + 1) CLIP logits (last column void, unused by the ensemble).
         """
         pooled = pooled_sums / (areas[..., None] + 1e-8)
-        if self.config.open_vocabulary.clip_classifier == "masked-crops":
-            return self.ov_classifier.logits(pooled, text_embeddings)  # already CLIP embeddings
+        ov_cfg = self.config.open_vocabulary
+        log_scale = self.backbone.text.logit_scale.detach() if ov_cfg.clip_temperature == "clip" else None
+        if ov_cfg.clip_classifier == "masked-crops":
+            return self.ov_classifier.logits(pooled, text_embeddings, log_scale)  # already CLIP embeddings
         clip_embeddings = self.backbone.embed_pooled_features(pooled)
-        return self.ov_classifier.logits(clip_embeddings, text_embeddings)
+        return self.ov_classifier.logits(clip_embeddings, text_embeddings, log_scale)
 

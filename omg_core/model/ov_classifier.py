@@ -103,12 +103,14 @@ class OpenVocabularyClassifier(nn.Module):
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)), persistent=False)
         self.void_embedding = nn.Parameter(torch.zeros(clip_dim))
 
-    def logits(self, embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+    def logits(self, embeddings: torch.Tensor, text_embeddings: torch.Tensor,
+               log_scale: torch.Tensor | None = None) -> torch.Tensor:
         """
         Arguments:
           embeddings: ... x D embeddings in CLIP space (normalised here).
           text_embeddings: K x D normalised class embeddings, or K x P x D with P prototypes per class
             (synonyms; the class score is the best prototype's, as in OMG-Seg).
+          log_scale: the log temperature (a scalar tensor); None: the classifier's `logit_scale`.
 
         Returns:
           ... x (K + 1) logits, last column void.
@@ -120,7 +122,8 @@ class OpenVocabularyClassifier(nn.Module):
         else:
             class_cosines = torch.einsum("...d,kpd->...kp", normalized, text).amax(dim=-1)  # ... x K
         void_cosine = normalized @ self.void_embedding.to(embeddings.dtype)[:, None]  # ... x 1
-        return self.logit_scale.exp() * torch.cat([class_cosines, void_cosine], dim=-1)
+        scale = (self.logit_scale if log_scale is None else log_scale.to(embeddings.dtype)).exp()
+        return scale * torch.cat([class_cosines, void_cosine], dim=-1)
 
     def forward(
         self, query_embeddings: torch.Tensor, mask_features: torch.Tensor, mask_logits: torch.Tensor,

@@ -336,7 +336,7 @@ class OMGPredictor:
         seen = None
         if plan.seen_classes is not None:
             seen = plan.seen_classes.to(self.device)
-        elif plan.open_vocabulary:
+        elif plan.open_vocabulary or self.model.config.open_vocabulary.ensemble == "always":
             seen = torch.tensor(self.seen_flags(texts), dtype=torch.bool, device=self.device)
         placeholder = torch.zeros(1, 3, 1, 1, device=self.device)  # decode does not read images
         inputs = OMGInputs(images=placeholder, points=points, point_labels=point_labels, boxes=boxes,

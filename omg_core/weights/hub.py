@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omg_core.errors import OMGError
 from omg_core.model.build import get_model_config, list_models
-from omg_core.model.config import ModelConfig
+from omg_core.model.config import ModelConfig, architecture_differences
 from omg_core.model.omg_model import OMGModel
 from omg_core.weights.io import MISSING_BY_DESIGN, load_weights, read_metadata
 from omg_core.weights.official import convert_official_checkpoint
@@ -46,6 +46,21 @@ def _config_from_file(path: Path) -> ModelConfig | None:
     if metadata.get("model") in list_models():
         return get_model_config(metadata["model"])
     return None
+
+
+def packaged_config(name: str, path: Path) -> ModelConfig:
+    """The config of a model whose weights ship in the package: the registered one (today's inference settings, such
+    as the open-vocabulary ensemble's), after checking that the file was trained with that architecture."""
+    registered = get_model_config(name)
+    recorded = _config_from_file(path)
+    differs = architecture_differences(recorded, registered) if recorded is not None else []
+    if differs:
+        raise WeightsNotAvailableError(
+            f"the packaged weights {path} were trained for another {name!r} architecture than the registered one "
+            f"(they differ in {', '.join(differs)}): reinstall omg-seg, or re-pack them with tools/pack_embedded.py "
+            "from a run of the registered architecture"
+        )
+    return registered
 
 
 def _load_local(path: Path, config: ModelConfig | None, strict: bool) -> OMGModel:
@@ -119,7 +134,7 @@ def from_pretrained(name_or_path: str | os.PathLike[str], config: ModelConfig | 
     name = str(name_or_path)
     packaged = embedded_weights(name)
     if packaged is not None:
-        return _load_local(packaged, config, strict)
+        return _load_local(packaged, config or packaged_config(name, packaged), strict)
     if name in EMBEDDED_WEIGHTS:
         raise WeightsNotAvailableError(
             f"{name!r} ships its weights inside the package ({EMBEDDED_DIR / EMBEDDED_WEIGHTS[name]}), but this "
