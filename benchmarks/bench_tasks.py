@@ -108,11 +108,9 @@ def test_demo_ov_vis_frames_per_second(benchmark, predictor: OMGPredictor) -> No
 
 @pytest.mark.benchmark(group="demo-ov-vis")
 def test_demo_forward_reference(benchmark, predictor: OMGPredictor) -> None:
-    import av
+    from omg_data.video_stream import FrameStream
 
-    with av.open(str(DEMO_VIDEO)) as container:
-        frames = torch.stack([torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-                              for frame in container.decode(video=0)]).float()
+    frames = torch.stack(list(FrameStream(DEMO_VIDEO))).float()
     model = predictor.model
     names = list(predictor.default_vocabulary.texts)
 

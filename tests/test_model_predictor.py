@@ -79,8 +79,7 @@ def test_omg_tiny_ensembles_closed_requests_too_and_the_official_setting_does_no
     torch.testing.assert_close(tiny.class_logits, expected)
 
     torch.manual_seed(0)
-    official = OMGPredictor(create_model("omg-tiny", open_vocabulary={"clip_classifier": "masked-crops",
-                                                                      "ensemble": "open-vocabulary"}),
+    official = OMGPredictor(create_model("omg-tiny", open_vocabulary={"ensemble": "open-vocabulary"}),
                             torch.device("cpu"))
     closed = official(request, QueryPlan())
     assert closed.clip_logits is None

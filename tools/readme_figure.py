@@ -13,21 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
 import torch
 import torch.nn.functional as F
 from torchvision.io import write_png
 
 from omg_core.demo import DEMO_VIDEO
+from omg_data.video_stream import FrameStream
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def overlay_frames(video: Path) -> list[torch.Tensor]:
-    """The frames of an overlay video as 3 x H x W uint8 tensors."""
-    with av.open(str(video)) as container:
-        return [torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-                for frame in container.decode(video=0)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.exit_code != 0:
             print(result.output, file=sys.stderr)
             return result.exit_code
-        frames = overlay_frames(Path(folder) / "overlays" / DEMO_VIDEO.name)
+        frames = list(FrameStream(Path(folder) / "overlays" / DEMO_VIDEO.name))  # 3 x H x W uint8 each
     if max(arguments.frames) >= len(frames):
         raise SystemExit(f"the overlay has {len(frames)} frames; --frames must be below that")
     chosen = torch.stack([frames[index] for index in arguments.frames]).float()  # N x 3 x H x W
