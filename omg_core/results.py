@@ -2,7 +2,8 @@
 
 A family is a shape of answer that several tasks share (panoptic and ov-seg both give a ``PanopticMap``), so a writer
 or visualiser written for a family serves every task that produces it, built-in or plugin. Every result holds CPU
-tensors at the original image size and the vocabulary its class indices point into.
+tensors at the original image size and the vocabulary its class indices point into (a constructor given tensors on
+another device, e.g. a decode hook's on the model's GPU, moves them to the CPU).
 
     family            image result       video result (T frames, ids/slots stable over time = tracks)
     semantic          SemanticMap        SemanticVideo
@@ -44,6 +45,15 @@ def _check(
         raise ValueError(f"{owner}.{name} must be {' or '.join(wanted[k] for k in kinds)}, got {value.dtype}")
 
 
+def _to_cpu(result: object, *names: str) -> None:
+    """Move the named tensor fields of ``result`` to the CPU: writers, overlays and metrics read results with numpy,
+    and a decode hook naturally builds them on the device the model ran on."""
+    for name in names:
+        value = getattr(result, name)
+        if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+            setattr(result, name, value.cpu())
+
+
 def _check_labels(labels: torch.Tensor, vocabulary: Sequence[str] | None, owner: str, allow_ignore: bool) -> None:
     if vocabulary is None or labels.numel() == 0:
         return
@@ -67,6 +77,7 @@ class _Semantic:
     vocabulary: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        _to_cpu(self, "labels")
         _check(self.labels, "labels", (None,) * self._map_ndim, "i", type(self).__name__)
         self.vocabulary = tuple(self.vocabulary)
         _check_labels(self.labels, self.vocabulary, type(self).__name__, allow_ignore=True)
@@ -118,6 +129,7 @@ class _Panoptic:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        _to_cpu(self, "segment_ids")
         _check(self.segment_ids, "segment_ids", (None,) * self._map_ndim, "i", owner)
         self.segments = tuple(self.segments)
         ids = [segment.id for segment in self.segments]
@@ -166,6 +178,7 @@ class _Instances:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        _to_cpu(self, "masks", "scores", "labels", "boxes")
         _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
         count = int(self.masks.shape[0])
         _check(self.scores, "scores", (count,), "f", owner)
@@ -216,6 +229,7 @@ class _PromptMasks:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        _to_cpu(self, "masks", "scores", "labels")
         _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
         count = int(self.masks.shape[0])
         _check(self.scores, "scores", (count,), "f", owner)
@@ -284,6 +298,7 @@ class TrackFrames:
 
     def __post_init__(self) -> None:
         owner = "TrackFrames"
+        _to_cpu(self, "mask_scores", "preview_slots", "preview_labels", "preview_scores")
         frames = len(self.rles[0]) if self.rles else 0
         if any(len(slot) != frames for slot in self.rles):
             raise ValueError(f"{owner}.rles must hold the same number of frames for every slot")
@@ -320,6 +335,7 @@ class TrackSelection:
 
     def __post_init__(self) -> None:
         owner = "TrackSelection"
+        _to_cpu(self, "slots", "scores", "labels", "boxes")
         _check(self.slots, "slots", (None,), "i", owner)
         count = int(self.slots.shape[0])
         _check(self.scores, "scores", (count,), "f", owner)

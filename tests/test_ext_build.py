@@ -192,3 +192,17 @@ def test_every_project_extension_is_registered_once(monkeypatch: pytest.MonkeyPa
         assert all(path.is_file() for path in (*spec.cpp_sources, *spec.cuda_sources))
         monkeypatch.setenv(spec.env_var, spec.skip_value)  # the value the first-use message advises
         assert ext_build.requested_backend(spec.env_var) == "reference"
+
+
+def test_extension_checks_format_their_messages_without_streams() -> None:
+    # TORCH_CHECK(ok, "image ", b) inserts b into a std::ostream inside the extension, which segfaulted (instead of
+    # raising) where the toolchain linked libstdc++ statically into the .so (GCC 13, Ubuntu 24.04); OMG_CHECK builds
+    # the message with std::to_string (omg_common/csrc/omg_check.h)
+    root = Path(__file__).resolve().parents[1]
+    sources = [path for folder in ("omg_core", "omg_eval", "omg_common", "plugins")
+               for pattern in ("*.cpp", "*.cu", "*.h", "*.cuh") for path in (root / folder).rglob(pattern)]
+    assert any(path.name == "eval_kernels.cpp" for path in sources)
+    offending = [f"{path.relative_to(root)}:{number}" for path in sources
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"\b(TORCH_CHECK\w*|AT_ERROR|C10_THROW_ERROR)\(", line) and "#define" not in line and not line.lstrip().startswith("//")]
+    assert not offending, f"use OMG_CHECK / OMG_CHECK_VALUE instead: {offending}"

@@ -87,7 +87,7 @@ def test_selecting_queries_before_resizing_gives_the_official_rows() -> None:
     exact = per_channel(outputs.resize)
     chunked = torch.cat([logits for _, logits in ttr.resized_query_chunks(outputs.mask_logits, selected, exact, 2)])
     assert torch.equal(chunked, exact(outputs.mask_logits)[selected])
-    assert ttr.resized_output_size(outputs.mask_logits, outputs.resize) == outputs.original
+    assert ttr.resized_output(outputs.mask_logits, outputs.resize)[:2] == outputs.original
 
 
 def test_half_precision_logits_are_resized_in_float32() -> None:

@@ -19,7 +19,7 @@ import torch
 from omg_core.inference.test_time_resize import (
     MaskResize,
     check_query_logits,
-    resized_output_size,
+    resized_output,
     resized_query_chunks,
 )
 from omg_core.postprocess import boxes_from_masks, class_probabilities
@@ -66,7 +66,7 @@ def instance_inference(
       max_per_image: pairs taken before the stuff ones are dropped.
       chunk: queries resized at a time.
     Returns:
-      InstancePrediction with N <= max_per_image detections, on ``mask_logits``' device.
+      InstancePrediction with N <= max_per_image detections, where ``resize`` puts the logits.
     """
     check_query_logits(class_logits, mask_logits, is_thing)
     num_classes = is_thing.numel()
@@ -76,12 +76,11 @@ def instance_inference(
     # a stable descending sort puts tied pairs in flat-index order, so the cut keeps the lowest flat indices
     top_flat = torch.sort(flat_probabilities, descending=True, stable=True).indices[:count]
     top_flat = top_flat[is_thing[top_flat % num_classes]].sort().values  # things only, in flat-index order
-    device = mask_logits.device
+    height, width, device = resized_output(mask_logits, resize)
     class_scores = flat_probabilities[top_flat].to(device)
     labels = (top_flat % num_classes).to(device)
     query_indices = (top_flat // num_classes).to(device)
 
-    height, width = resized_output_size(mask_logits, resize)
     unique_queries, detection_slot = torch.unique(query_indices, sorted=True, return_inverse=True)
     query_masks = torch.zeros((len(unique_queries), height, width), dtype=torch.bool, device=device)
     query_mask_scores = torch.zeros(len(unique_queries), device=device)

@@ -23,7 +23,7 @@ import torch
 from omg_core.inference.test_time_resize import (
     MaskResize,
     check_query_logits,
-    resized_output_size,
+    resized_output,
     resized_query_chunks,
 )
 from omg_core.postprocess import keep_queries, query_classes
@@ -89,15 +89,14 @@ def panoptic_fusion(
       settings: the fusion head's test settings.
       chunk: queries resized at a time.
     Returns:
-      PanopticFusion at the output size (H, W), its map on ``mask_logits``' device.
+      PanopticFusion at the output size (H, W), its map where ``resize`` puts the logits.
     """
     check_query_logits(class_logits, mask_logits, is_thing)
     num_classes = is_thing.numel()
     scores, labels = query_classes(class_logits.float())
     kept = keep_queries(scores, labels, num_classes, settings.object_mask_thr).nonzero().flatten()
-    height, width = resized_output_size(mask_logits, resize)
+    height, width, device = resized_output(mask_logits, resize)
     num_kept = int(kept.numel())
-    device = mask_logits.device
     kept_scores = scores[kept].to(device)
     if num_kept == 0:
         empty = torch.zeros((height, width), dtype=torch.int64, device=device)

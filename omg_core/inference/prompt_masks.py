@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from omg_core.inference.test_time_resize import MaskResize, resized_output_size, resized_query_chunks
+from omg_core.inference.test_time_resize import MaskResize, resized_output, resized_query_chunks
 from omg_core.postprocess import class_probabilities
 
 
@@ -62,7 +62,7 @@ def prompt_mask_inference(
       class_logits: (N, K + 1) logits (last column void), or None.
       chunk: prompts resized at a time.
     Returns:
-      PromptMaskPrediction on ``mask_logits``' device (the logits of the IoU and class heads may be elsewhere).
+      PromptMaskPrediction where ``resize`` puts the logits (the logits of the IoU and class heads may be elsewhere).
     """
     count = mask_logits.shape[0]
     if mask_logits.ndim != 3:
@@ -72,9 +72,9 @@ def prompt_mask_inference(
     if class_logits is not None and (class_logits.ndim != 2 or class_logits.shape[0] != count):
         raise ValueError(f"class_logits must be ({count}, K + 1), got {tuple(class_logits.shape)}")
 
-    height, width = resized_output_size(mask_logits, resize)
-    masks = torch.zeros((count, height, width), dtype=torch.bool, device=mask_logits.device)
-    mean_inside = torch.zeros(count, device=mask_logits.device)
+    height, width, device = resized_output(mask_logits, resize)
+    masks = torch.zeros((count, height, width), dtype=torch.bool, device=device)
+    mean_inside = torch.zeros(count, device=device)
     all_prompts = torch.arange(count, device=mask_logits.device)
     for start, logits in resized_query_chunks(mask_logits, all_prompts, resize, chunk):
         probabilities = logits.sigmoid()
@@ -84,10 +84,10 @@ def prompt_mask_inference(
         inside = binary.float()
         mean_inside[start:end] = (probabilities * inside).flatten(1).sum(1) / (inside.flatten(1).sum(1) + 1e-6)
 
-    scores = iou_logits.float().sigmoid().flatten().to(mask_logits.device) if iou_logits is not None else mean_inside
+    scores = iou_logits.float().sigmoid().flatten().to(device) if iou_logits is not None else mean_inside
     labels = None
     if class_logits is not None:
-        labels = class_probabilities(class_logits.float()).argmax(-1).to(mask_logits.device)
+        labels = class_probabilities(class_logits.float()).argmax(-1).to(device)
     return PromptMaskPrediction(masks=masks, scores=scores, labels=labels)
 
 
@@ -113,17 +113,17 @@ def proposal_inference(
       num_proposals: how many to keep.
       chunk: queries resized at a time.
     Returns:
-      ProposalPrediction with min(num_proposals, Q) proposals, on ``mask_logits``' device.
+      ProposalPrediction with min(num_proposals, Q) proposals, where ``resize`` puts the logits.
     """
     if mask_logits.ndim != 3 or iou_logits.shape != (mask_logits.shape[0], 1):
         raise ValueError(
             f"expected iou_logits (Q, 1) and mask_logits (Q, h, w), got {tuple(iou_logits.shape)} and "
             f"{tuple(mask_logits.shape)}"
         )
-    iou_scores = iou_logits.float().sigmoid().flatten().to(mask_logits.device)
+    height, width, device = resized_output(mask_logits, resize)
+    iou_scores = iou_logits.float().sigmoid().flatten().to(device)
     order = torch.sort(iou_scores, descending=True, stable=True).indices[: min(num_proposals, len(iou_scores))]
-    height, width = resized_output_size(mask_logits, resize)
-    masks = torch.zeros((len(order), height, width), dtype=torch.bool, device=mask_logits.device)
+    masks = torch.zeros((len(order), height, width), dtype=torch.bool, device=device)
     for start, logits in resized_query_chunks(mask_logits, order, resize, chunk):
         masks[start : start + len(logits)] = logits.sigmoid() > 0.5
     return ProposalPrediction(masks=masks, scores=iou_scores[order], query_indices=order)

@@ -12,7 +12,7 @@ import torch
 from omg_core.inference.test_time_resize import (
     MaskResize,
     check_query_logits,
-    resized_output_size,
+    resized_output,
     resized_query_chunks,
 )
 from omg_core.postprocess import class_probabilities
@@ -29,13 +29,13 @@ def semantic_inference(
       resize: maps (N, h, w) logits to (N, H, W) logits at the output size.
       chunk: queries resized at a time.
     Returns:
-      (K, H, W) float32 scores on ``mask_logits``' device (not normalised: a pixel's scores sum to its total mask
+      (K, H, W) float32 scores where ``resize`` puts the logits (not normalised: a pixel's scores sum to its total mask
       probability mass).
     """
     check_query_logits(class_logits, mask_logits)
-    probabilities = class_probabilities(class_logits.float()).to(mask_logits.device)  # (Q, K)
-    height, width = resized_output_size(mask_logits, resize)
-    scores = torch.zeros((probabilities.shape[1], height, width), device=mask_logits.device)
+    height, width, device = resized_output(mask_logits, resize)
+    probabilities = class_probabilities(class_logits.float()).to(device)  # (Q, K)
+    scores = torch.zeros((probabilities.shape[1], height, width), device=device)
     all_queries = torch.arange(mask_logits.shape[0], device=mask_logits.device)
     for start, logits in resized_query_chunks(mask_logits, all_queries, resize, chunk):
         chunk_probabilities = probabilities[start : start + len(logits)]
@@ -47,6 +47,6 @@ def semantic_labels(class_logits: torch.Tensor, mask_logits: torch.Tensor, resiz
     """The best class of every pixel under :func:`semantic_inference`.
 
     Returns:
-      (H, W) int64 class indices on ``mask_logits``' device.
+      (H, W) int64 class indices where ``resize`` puts the logits.
     """
     return semantic_inference(class_logits, mask_logits, resize).argmax(0)

@@ -5,13 +5,14 @@ Before the model, an image is resized keeping its aspect ratio so that it fits a
 ``INTER_LINEAR`` for the pixels). After the model, the stride-4 mask logits are resized back to the output size by a
 ``MaskResize`` callable (e.g. ``lambda m: masks_to_original_size(m, padded, image, original)``); the inference
 functions select the queries they need first and resize them a chunk at a time with :func:`resized_query_chunks`
-(this module also holds the other input plumbing they share: :func:`resized_output_size`, :func:`check_query_logits`).
+(this module also holds the other input plumbing they share: :func:`resized_output`, :func:`check_query_logits`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -125,12 +126,20 @@ def parse_size(text: str) -> tuple[int, int] | None:
     return bounds
 
 
-def resized_output_size(mask_logits: torch.Tensor, resize: MaskResize) -> tuple[int, int]:
-    """(H, W) that ``resize`` produces, found by resizing one blank channel (so it also works with no queries:
-    bilinear interpolation refuses an empty batch)."""
+class ResizedOutput(NamedTuple):
+    """What ``resize`` produces: its (H, W) and the device its logits land on."""
+
+    height: int
+    width: int
+    device: torch.device  # the inference results are built here (a resize may move logits, e.g. to the CPU)
+
+
+def resized_output(mask_logits: torch.Tensor, resize: MaskResize) -> ResizedOutput:
+    """The size and device ``resize`` produces, found by resizing one blank channel (so it also works with no
+    queries: bilinear interpolation refuses an empty batch)."""
     blank = mask_logits.new_zeros((1, *mask_logits.shape[-2:]), dtype=torch.float32)
-    height, width = resize(blank).shape[-2:]
-    return int(height), int(width)
+    resized = resize(blank)
+    return ResizedOutput(int(resized.shape[-2]), int(resized.shape[-1]), resized.device)
 
 
 def resized_query_chunks(
@@ -150,7 +159,7 @@ def resized_query_chunks(
       chunk: queries per chunk, > 0.
     Yields:
       (start, logits): position of the chunk's first query in ``query_indices`` and its (n, H, W) float32 logits,
-      on ``mask_logits``' device.
+      where ``resize`` puts them (see :func:`resized_output`).
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")

@@ -24,7 +24,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from omg_core.inference.panoptic import PanopticFusion, PanopticSettings
-from omg_core.inference.test_time_resize import MaskResize, resized_output_size, resized_query_chunks
+from omg_core.inference.test_time_resize import MaskResize, resized_output, resized_query_chunks
 from omg_core.postprocess import boxes_from_masks, class_probabilities
 from omg_core.results import PanopticVideo, Segment, SemanticVideo, Tracks
 
@@ -409,7 +409,7 @@ def video_instances(
     queries, labels, class_scores = select_track_pairs(track.class_logits, is_thing, max_per_video)
     unique_queries, slot = torch.unique(queries, sorted=True, return_inverse=True)
 
-    height, width = resized_output_size(masks[:, 0], resize)
+    height, width, _ = resized_output(masks[:, 0], resize)
     num_frames = masks.shape[1]
     query_masks = torch.zeros((len(unique_queries), num_frames, height, width), dtype=torch.bool)
     mask_score_sums = torch.zeros(len(unique_queries))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import torch
 
-from omg_core.inference.test_time_resize import MaskResize, resized_output_size, resized_query_chunks
+from omg_core.inference.test_time_resize import MaskResize, resized_output, resized_query_chunks
 from omg_core.inference.video import mask_and_score, select_track_pairs
 from omg_core.postprocess import boxes_from_masks, encode_rles
 from omg_core.results import TrackFrames, TrackSelection
@@ -67,7 +67,7 @@ class StreamedInstances:
         elif self._score_sums.shape[0] != num_slots:
             raise ValueError(f"every tube needs the first tube's {self._score_sums.shape[0]} slots, got {num_slots}")
         if self.size is None:
-            self.size = resized_output_size(mask_logits[:, 0], resize)
+            self.size = resized_output(mask_logits[:, 0], resize)[:2]
         height, width = self.size
         rles: list[list[dict | None]] = [[None] * num_frames for _ in range(num_slots)]
         mask_scores = torch.zeros(num_slots, num_frames)

@@ -12,6 +12,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <vector>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 namespace omg_msda {
 
@@ -35,19 +36,19 @@ inline Geometry read_geometry(const at::Tensor& value, const at::Tensor& samplin
 // messages; this guards direct calls into the extension.
 inline void check_layout(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                          const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
-  TORCH_CHECK(value.dim() == 4 && sampling_locations.dim() == 6 && attention_weights.dim() == 5,
-              "omg_msda: expected value (B, S, heads, C), sampling_locations (B, Q, heads, L, P, 2) and "
-              "attention_weights (B, Q, heads, L, P)");
+  OMG_CHECK(value.dim() == 4 && sampling_locations.dim() == 6 && attention_weights.dim() == 5,
+            "omg_msda: expected value (B, S, heads, C), sampling_locations (B, Q, heads, L, P, 2) and "
+            "attention_weights (B, Q, heads, L, P)");
   const int64_t levels = spatial_shapes.size(0);
-  TORCH_CHECK(spatial_shapes.dim() == 2 && spatial_shapes.size(1) == 2 && level_start_index.dim() == 1 &&
-                  level_start_index.size(0) == levels,
-              "omg_msda: expected spatial_shapes (L, 2) and level_start_index (L,)");
-  TORCH_CHECK(sampling_locations.size(0) == value.size(0) && sampling_locations.size(2) == value.size(2) &&
-                  sampling_locations.size(3) == levels && sampling_locations.size(5) == 2,
-              "omg_msda: sampling_locations does not match value's batch/heads or spatial_shapes' levels");
+  OMG_CHECK(spatial_shapes.dim() == 2 && spatial_shapes.size(1) == 2 && level_start_index.dim() == 1 &&
+                level_start_index.size(0) == levels,
+            "omg_msda: expected spatial_shapes (L, 2) and level_start_index (L,)");
+  OMG_CHECK(sampling_locations.size(0) == value.size(0) && sampling_locations.size(2) == value.size(2) &&
+                sampling_locations.size(3) == levels && sampling_locations.size(5) == 2,
+            "omg_msda: sampling_locations does not match value's batch/heads or spatial_shapes' levels");
   for (int64_t d = 0; d < 5; ++d) {
-    TORCH_CHECK(attention_weights.size(d) == sampling_locations.size(d),
-                "omg_msda: attention_weights must be sampling_locations' shape without the last dimension");
+    OMG_CHECK(attention_weights.size(d) == sampling_locations.size(d),
+              "omg_msda: attention_weights must be sampling_locations' shape without the last dimension");
   }
 }
 

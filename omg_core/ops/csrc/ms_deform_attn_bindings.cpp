@@ -2,6 +2,7 @@
 #include "ms_deform_attn.h"
 
 #include <torch/extension.h>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 namespace omg_msda {
 namespace {
@@ -15,9 +16,9 @@ bool built_with_cuda() {
 }
 
 [[noreturn]] void fail_without_cuda() {
-  TORCH_CHECK(false,
-              "omg_msda was built without CUDA (no GPU or nvcc at build time); rebuild it on a CUDA machine "
-              "or set OMG_MSDA_BACKEND=reference");
+  OMG_CHECK(false,
+            "omg_msda was built without CUDA (no GPU or nvcc at build time); rebuild it on a CUDA machine "
+            "or set OMG_MSDA_BACKEND=reference");
 }
 
 at::Tensor forward(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,

@@ -24,15 +24,15 @@ void check_cpu_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
                       const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   for (const at::Tensor* tensor : {&value, &spatial_shapes, &level_start_index, &sampling_locations,
                                    &attention_weights}) {
-    TORCH_CHECK(tensor->device().is_cpu(), "omg_msda CPU kernel got a tensor on ", tensor->device());
-    TORCH_CHECK(tensor->is_contiguous(), "omg_msda CPU kernel needs contiguous tensors (the dispatcher makes them so)");
+    OMG_CHECK(tensor->device().is_cpu(), "omg_msda CPU kernel got a tensor on ", tensor->device());
+    OMG_CHECK(tensor->is_contiguous(), "omg_msda CPU kernel needs contiguous tensors (the dispatcher makes them so)");
   }
   check_layout(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
-  TORCH_CHECK(spatial_shapes.scalar_type() == at::kLong && level_start_index.scalar_type() == at::kLong,
-              "omg_msda: spatial_shapes and level_start_index must be int64");
-  TORCH_CHECK(sampling_locations.scalar_type() == value.scalar_type() &&
-                  attention_weights.scalar_type() == value.scalar_type(),
-              "omg_msda: value, sampling_locations and attention_weights must share one dtype");
+  OMG_CHECK(spatial_shapes.scalar_type() == at::kLong && level_start_index.scalar_type() == at::kLong,
+            "omg_msda: spatial_shapes and level_start_index must be int64");
+  OMG_CHECK(sampling_locations.scalar_type() == value.scalar_type() &&
+                attention_weights.scalar_type() == value.scalar_type(),
+            "omg_msda: value, sampling_locations and attention_weights must share one dtype");
 }
 
 // Below this many multiply-adds a chunk is not worth handing to another thread (a few tens of microseconds).
@@ -105,6 +105,7 @@ namespace baseline {
 namespace {
 namespace avx2 {
 #include "ms_deform_attn_cpu_kernels.h"
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 }  // namespace avx2
 }  // namespace
 #pragma GCC pop_options
@@ -153,9 +154,9 @@ std::vector<at::Tensor> backward_cpu(const at::Tensor& value, const at::Tensor& 
                                      const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                      const at::Tensor& attention_weights, const at::Tensor& grad_output) {
   check_cpu_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
-  TORCH_CHECK(grad_output.device().is_cpu() && grad_output.is_contiguous() &&
-                  grad_output.scalar_type() == value.scalar_type(),
-              "omg_msda: grad_output must be a contiguous CPU tensor of the value dtype");
+  OMG_CHECK(grad_output.device().is_cpu() && grad_output.is_contiguous() &&
+                grad_output.scalar_type() == value.scalar_type(),
+            "omg_msda: grad_output must be a contiguous CPU tensor of the value dtype");
   const Geometry g = read_geometry(value, sampling_locations);
   const int64_t splits = query_splits(g);
   // splits x B x S x heads x C: one grad_value copy per query range (a view of the result when there is one range).

@@ -16,6 +16,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 namespace omg_msda {
 namespace {
@@ -27,16 +28,16 @@ void check_cuda_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes
                        const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   for (const at::Tensor* tensor : {&value, &spatial_shapes, &level_start_index, &sampling_locations,
                                    &attention_weights}) {
-    TORCH_CHECK(tensor->is_cuda() && tensor->device() == value.device(),
-                "omg_msda CUDA kernel needs every tensor on ", value.device(), ", got one on ", tensor->device());
-    TORCH_CHECK(tensor->is_contiguous(), "omg_msda CUDA kernel needs contiguous tensors (the dispatcher makes them so)");
+    OMG_CHECK(tensor->is_cuda() && tensor->device() == value.device(),
+              "omg_msda CUDA kernel needs every tensor on ", value.device(), ", got one on ", tensor->device());
+    OMG_CHECK(tensor->is_contiguous(), "omg_msda CUDA kernel needs contiguous tensors (the dispatcher makes them so)");
   }
   check_layout(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
-  TORCH_CHECK(spatial_shapes.scalar_type() == at::kLong && level_start_index.scalar_type() == at::kLong,
-              "omg_msda: spatial_shapes and level_start_index must be int64");
-  TORCH_CHECK(sampling_locations.scalar_type() == value.scalar_type() &&
-                  attention_weights.scalar_type() == value.scalar_type(),
-              "omg_msda: value, sampling_locations and attention_weights must share one dtype");
+  OMG_CHECK(spatial_shapes.scalar_type() == at::kLong && level_start_index.scalar_type() == at::kLong,
+            "omg_msda: spatial_shapes and level_start_index must be int64");
+  OMG_CHECK(sampling_locations.scalar_type() == value.scalar_type() &&
+                attention_weights.scalar_type() == value.scalar_type(),
+            "omg_msda: value, sampling_locations and attention_weights must share one dtype");
 }
 
 int64_t blocks_for(int64_t threads) { return (threads + kThreadsPerBlock - 1) / kThreadsPerBlock; }
@@ -194,9 +195,9 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& value, const at::Tensor&
                                       const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights, const at::Tensor& grad_output) {
   check_cuda_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
-  TORCH_CHECK(grad_output.device() == value.device() && grad_output.is_contiguous() &&
-                  grad_output.scalar_type() == value.scalar_type(),
-              "omg_msda: grad_output must be a contiguous tensor of value's device and dtype");
+  OMG_CHECK(grad_output.device() == value.device() && grad_output.is_contiguous() &&
+                grad_output.scalar_type() == value.scalar_type(),
+            "omg_msda: grad_output must be a contiguous tensor of value's device and dtype");
   const c10::cuda::CUDAGuard device_guard(value.device());
   const Geometry g = read_geometry(value, sampling_locations);
   // All three are accumulated with atomicAdd, so they start at zero.

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <utility>
 #include <vector>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 #ifdef WITH_CUDA
 torch::Tensor confusion_matrix_cuda(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels,
@@ -381,17 +382,17 @@ bool count_image(const torch::Tensor& gt, const torch::Tensor& pred, PairCounter
 // Returns (image index (M,), gt id (M,), pred id (M,), count (M,)) int64, sorted by (image, gt id, pred id).
 std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>& gt_maps,
                                                const std::vector<torch::Tensor>& pred_maps) {
-  TORCH_CHECK(gt_maps.size() == pred_maps.size(), "segment_pairs_batch: ", gt_maps.size(), " gt maps but ",
-              pred_maps.size(), " pred maps");
+  OMG_CHECK(gt_maps.size() == pred_maps.size(), "segment_pairs_batch: ", gt_maps.size(), " gt maps but ",
+            pred_maps.size(), " pred maps");
   const int64_t batch = static_cast<int64_t>(gt_maps.size());
   for (int64_t b = 0; b < batch; ++b) {
-    TORCH_CHECK(gt_maps[b].device().is_cpu() && pred_maps[b].device().is_cpu(), "segment_pairs_batch: CPU tensors only");
+    OMG_CHECK(gt_maps[b].device().is_cpu() && pred_maps[b].device().is_cpu(), "segment_pairs_batch: CPU tensors only");
     for (const torch::Tensor* map : {&gt_maps[b], &pred_maps[b]}) {
-      TORCH_CHECK(map->is_contiguous() || is_planar(*map),
-                  "segment_pairs_batch: maps must be contiguous (or the H x W x 3 view of a 3 x H x W image)");
+      OMG_CHECK(map->is_contiguous() || is_planar(*map),
+                "segment_pairs_batch: maps must be contiguous (or the H x W x 3 view of a 3 x H x W image)");
     }
-    TORCH_CHECK(num_pixels_of(gt_maps[b]) == num_pixels_of(pred_maps[b]), "segment_pairs_batch: image ", b,
-                " has maps of different sizes");
+    OMG_CHECK(num_pixels_of(gt_maps[b]) == num_pixels_of(pred_maps[b]), "segment_pairs_batch: image ", b,
+              " has maps of different sizes");
   }
   std::vector<std::vector<std::pair<uint64_t, int64_t>>> per_image(batch);
   std::vector<char> valid(batch, 1);
@@ -404,7 +405,7 @@ std::vector<torch::Tensor> segment_pairs_batch(const std::vector<torch::Tensor>&
   });
   int64_t total = 0;
   for (int64_t b = 0; b < batch; ++b) {
-    TORCH_CHECK(valid[b], "segment_pairs_batch: image ", b, " holds segment ids outside [0, 2^31)");
+    OMG_CHECK(valid[b], "segment_pairs_batch: image ", b, " holds segment ids outside [0, 2^31)");
     total += static_cast<int64_t>(per_image[b].size());
   }
   auto options = torch::TensorOptions().dtype(torch::kInt64);
@@ -461,9 +462,9 @@ bool add_confusion(const gt_t* gt, const pred_t* pred, int64_t begin, int64_t en
 constexpr int64_t kInlineConfusionPixels = int64_t{1} << 20;
 
 void check_confusion_inputs(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, const char* where) {
-  TORCH_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), where, ": CPU tensors only");
-  TORCH_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), where, ": contiguous tensors only");
-  TORCH_CHECK(gt_labels.numel() == pred_labels.numel(), where, ": label maps differ in size");
+  OMG_CHECK(gt_labels.device().is_cpu() && pred_labels.device().is_cpu(), where, ": CPU tensors only");
+  OMG_CHECK(gt_labels.is_contiguous() && pred_labels.is_contiguous(), where, ": contiguous tensors only");
+  OMG_CHECK(gt_labels.numel() == pred_labels.numel(), where, ": label maps differ in size");
 }
 
 torch::Tensor empty_int64() { return torch::empty({0}, torch::TensorOptions().dtype(torch::kInt64)); }
@@ -476,11 +477,11 @@ torch::Tensor empty_int64() { return torch::empty({0}, torch::TensorOptions().dt
 torch::Tensor confusion_matrix(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels, int64_t num_classes,
                                int64_t ignore_index) {
   if (gt_labels.is_cuda() || pred_labels.is_cuda()) {
-    TORCH_CHECK(gt_labels.device() == pred_labels.device(), "confusion_matrix: label maps on different devices");
+    OMG_CHECK(gt_labels.device() == pred_labels.device(), "confusion_matrix: label maps on different devices");
 #ifdef WITH_CUDA
     return confusion_matrix_cuda(gt_labels, pred_labels, num_classes, ignore_index);
 #else
-    TORCH_CHECK(false, "confusion_matrix: this build has no CUDA kernels");
+    OMG_CHECK(false, "confusion_matrix: this build has no CUDA kernels");
 #endif
   }
   check_confusion_inputs(gt_labels, pred_labels, "confusion_matrix");
@@ -511,8 +512,8 @@ torch::Tensor confusion_matrix(const torch::Tensor& gt_labels, const torch::Tens
 std::vector<torch::Tensor> confusion_matrix_batch(const std::vector<torch::Tensor>& gt_maps,
                                                   const std::vector<torch::Tensor>& pred_maps, int64_t num_classes,
                                                   int64_t ignore_index) {
-  TORCH_CHECK(gt_maps.size() == pred_maps.size(), "confusion_matrix_batch: ", gt_maps.size(), " gt maps but ",
-              pred_maps.size(), " pred maps");
+  OMG_CHECK(gt_maps.size() == pred_maps.size(), "confusion_matrix_batch: ", gt_maps.size(), " gt maps but ",
+            pred_maps.size(), " pred maps");
   const int64_t batch = static_cast<int64_t>(gt_maps.size());
   for (int64_t b = 0; b < batch; ++b) check_confusion_inputs(gt_maps[b], pred_maps[b], "confusion_matrix_batch");
   const int64_t cells = num_classes * num_classes;
@@ -544,10 +545,10 @@ std::vector<torch::Tensor> confusion_matrix_batch(const std::vector<torch::Tenso
 // COCO RLE of binary masks: masks (N, H, W) uint8/bool, read column-major (Fortran order) as COCO does. Returns
 // (run lengths concatenated (R,), runs per mask (N,)) int64; runs alternate starting with zeros.
 std::vector<torch::Tensor> rle_encode(const torch::Tensor& masks) {
-  TORCH_CHECK(masks.dim() == 3 && masks.device().is_cpu() && masks.is_contiguous(),
-              "rle_encode: expects a contiguous CPU (N, H, W) mask tensor");
-  TORCH_CHECK(masks.scalar_type() == torch::kUInt8 || masks.scalar_type() == torch::kBool,
-              "rle_encode: masks must be uint8 or bool");
+  OMG_CHECK(masks.dim() == 3 && masks.device().is_cpu() && masks.is_contiguous(),
+            "rle_encode: expects a contiguous CPU (N, H, W) mask tensor");
+  OMG_CHECK(masks.scalar_type() == torch::kUInt8 || masks.scalar_type() == torch::kBool,
+            "rle_encode: masks must be uint8 or bool");
   const int64_t num_masks = masks.size(0), height = masks.size(1), width = masks.size(2);
   const uint8_t* data = reinterpret_cast<const uint8_t*>(masks.data_ptr());
   std::vector<std::vector<int64_t>> runs(num_masks);

@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 namespace {
 
@@ -46,7 +47,7 @@ __global__ void confusion_kernel(const gt_t* __restrict__ gt, const pred_t* __re
 // side then raises the detailed error through the PyTorch formulation).
 torch::Tensor confusion_matrix_cuda(const torch::Tensor& gt_labels, const torch::Tensor& pred_labels,
                                     int64_t num_classes, int64_t ignore_index) {
-  TORCH_CHECK(gt_labels.is_cuda() && pred_labels.is_cuda(), "confusion_matrix_cuda: CUDA tensors only");
+  OMG_CHECK(gt_labels.is_cuda() && pred_labels.is_cuda(), "confusion_matrix_cuda: CUDA tensors only");
   const c10::cuda::CUDAGuard device_guard(gt_labels.device());
   torch::Tensor gt = gt_labels.contiguous();
   torch::Tensor pred = pred_labels.contiguous();

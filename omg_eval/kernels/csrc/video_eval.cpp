@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 #include <vector>
+#include "../../../omg_common/csrc/omg_check.h"  // OMG_CHECK: error messages that cannot crash
 
 #ifdef WITH_CUDA
 torch::Tensor track_intersections_cuda(const torch::Tensor& pred, const torch::Tensor& gt);
@@ -54,8 +55,8 @@ int64_t grain_for(int64_t items, int64_t work_per_item) {
 }
 
 void check_masks(const torch::Tensor& masks, const char* name) {
-  TORCH_CHECK(masks.dim() == 2, name, " must be 2-D (tracks x pixels), got ", masks.dim(), " dimensions");
-  TORCH_CHECK(masks.scalar_type() == torch::kBool, name, " must be a bool tensor");
+  OMG_CHECK(masks.dim() == 2, name, " must be 2-D (tracks x pixels), got ", masks.dim(), " dimensions");
+  OMG_CHECK(masks.scalar_type() == torch::kBool, name, " must be a bool tensor");
 }
 
 torch::Tensor track_intersections_cpu(const torch::Tensor& pred, const torch::Tensor& gt) {
@@ -247,8 +248,8 @@ std::vector<std::vector<int64_t>> decode_rle_strings(const std::vector<std::stri
   for (size_t i = 0; i < strings.size(); ++i) {
     if (strings[i].empty()) continue;  // an absent frame
     const auto result = omg_coco_rle::decode_rle_string(strings[i], num_pixels, decoded[i]);
-    TORCH_CHECK_VALUE(result.problem == omg_coco_rle::Problem::kNone, what, " RLE string ", i, " is malformed: ",
-                      omg_coco_rle::describe(result, strings[i], num_pixels));
+    OMG_CHECK_VALUE(result.problem == omg_coco_rle::Problem::kNone, what, " RLE string ", i, " is malformed: ",
+                    omg_coco_rle::describe(result, strings[i], num_pixels));
   }
   return decoded;
 }
@@ -276,19 +277,19 @@ std::tuple<torch::Tensor, int64_t, std::string> rle_string_areas(const std::vect
 
 torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles, const std::vector<std::string>& gt_rles,
                                       int64_t num_frames, const torch::Tensor& pairs, int64_t num_pixels) {
-  TORCH_CHECK(num_frames > 0, "num_frames must be positive");
-  TORCH_CHECK(pred_rles.size() % num_frames == 0 && gt_rles.size() % num_frames == 0,
-              "pred_rles and gt_rles must hold num_frames strings per track");
-  TORCH_CHECK(pairs.dim() == 2 && pairs.size(1) == 2 && pairs.scalar_type() == torch::kInt64,
-              "pairs must be a (P, 2) int64 tensor of (pred track, gt track)");
+  OMG_CHECK(num_frames > 0, "num_frames must be positive");
+  OMG_CHECK(pred_rles.size() % num_frames == 0 && gt_rles.size() % num_frames == 0,
+            "pred_rles and gt_rles must hold num_frames strings per track");
+  OMG_CHECK(pairs.dim() == 2 && pairs.size(1) == 2 && pairs.scalar_type() == torch::kInt64,
+            "pairs must be a (P, 2) int64 tensor of (pred track, gt track)");
   const int64_t num_pred = pred_rles.size() / num_frames, num_gt = gt_rles.size() / num_frames;
   auto pairs_cpu = pairs.contiguous().cpu();
   const int64_t* pair_data = pairs_cpu.data_ptr<int64_t>();
   const int64_t num_pairs = pairs_cpu.size(0);
   for (int64_t p = 0; p < num_pairs; ++p) {
-    TORCH_CHECK(pair_data[2 * p] >= 0 && pair_data[2 * p] < num_pred && pair_data[2 * p + 1] >= 0 &&
-                    pair_data[2 * p + 1] < num_gt,
-                "pair ", p, " indexes a track that does not exist");
+    OMG_CHECK(pair_data[2 * p] >= 0 && pair_data[2 * p] < num_pred && pair_data[2 * p + 1] >= 0 &&
+                  pair_data[2 * p + 1] < num_gt,
+              "pair ", p, " indexes a track that does not exist");
   }
   // Decode every frame string once (an empty string is an absent frame), then merge runs pair by pair.
   const auto pred_counts = decode_rle_strings(pred_rles, num_pixels, "predicted");
@@ -314,29 +315,29 @@ torch::Tensor rle_track_intersections(const std::vector<std::string>& pred_rles,
 torch::Tensor track_intersections(const torch::Tensor& pred, const torch::Tensor& gt) {
   check_masks(pred, "pred");
   check_masks(gt, "gt");
-  TORCH_CHECK(pred.size(1) == gt.size(1), "pred and gt must have the same number of pixels, got ", pred.size(1),
-              " and ", gt.size(1));
-  TORCH_CHECK(pred.device() == gt.device(), "pred and gt must be on the same device");
+  OMG_CHECK(pred.size(1) == gt.size(1), "pred and gt must have the same number of pixels, got ", pred.size(1),
+            " and ", gt.size(1));
+  OMG_CHECK(pred.device() == gt.device(), "pred and gt must be on the same device");
   if (pred.is_cuda()) {
 #ifdef WITH_CUDA
     return track_intersections_cuda(pred.contiguous(), gt.contiguous());
 #else
-    TORCH_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
+    OMG_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
 #endif
   }
   return track_intersections_cpu(pred, gt);
 }
 
 torch::Tensor boundary_match_counts(const torch::Tensor& fg, const torch::Tensor& gt, int64_t radius) {
-  TORCH_CHECK(fg.dim() == 3 && fg.sizes() == gt.sizes(), "fg and gt must both be (B, H, W)");
-  TORCH_CHECK(fg.scalar_type() == torch::kBool && gt.scalar_type() == torch::kBool, "fg and gt must be bool tensors");
-  TORCH_CHECK(radius >= 0, "radius must be non-negative");
-  TORCH_CHECK(fg.device() == gt.device(), "fg and gt must be on the same device");
+  OMG_CHECK(fg.dim() == 3 && fg.sizes() == gt.sizes(), "fg and gt must both be (B, H, W)");
+  OMG_CHECK(fg.scalar_type() == torch::kBool && gt.scalar_type() == torch::kBool, "fg and gt must be bool tensors");
+  OMG_CHECK(radius >= 0, "radius must be non-negative");
+  OMG_CHECK(fg.device() == gt.device(), "fg and gt must be on the same device");
   if (fg.is_cuda()) {
 #ifdef WITH_CUDA
     return boundary_match_counts_cuda(fg.contiguous(), gt.contiguous(), radius);
 #else
-    TORCH_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
+    OMG_CHECK(false, "omg video eval extension was built without CUDA; move the masks to the CPU");
 #endif
   }
   return boundary_match_counts_cpu(fg, gt, radius);
@@ -344,12 +345,12 @@ torch::Tensor boundary_match_counts(const torch::Tensor& fg, const torch::Tensor
 
 torch::Tensor davis_object_counts(const torch::Tensor& pred_ids, const torch::Tensor& gt_ids, int64_t num_objects,
                                   int64_t radius) {
-  TORCH_CHECK(pred_ids.dim() == 3 && pred_ids.sizes() == gt_ids.sizes(), "pred_ids and gt_ids must both be (T, H, W)");
-  TORCH_CHECK(pred_ids.scalar_type() == torch::kUInt8 && gt_ids.scalar_type() == torch::kUInt8,
-              "pred_ids and gt_ids must be uint8 id maps");
-  TORCH_CHECK(num_objects >= 0 && num_objects < 255, "num_objects must be in [0, 254]");
-  TORCH_CHECK(radius >= 0, "radius must be non-negative");
-  TORCH_CHECK(!pred_ids.is_cuda() && !gt_ids.is_cuda(), "davis_object_counts runs on CPU tensors");
+  OMG_CHECK(pred_ids.dim() == 3 && pred_ids.sizes() == gt_ids.sizes(), "pred_ids and gt_ids must both be (T, H, W)");
+  OMG_CHECK(pred_ids.scalar_type() == torch::kUInt8 && gt_ids.scalar_type() == torch::kUInt8,
+            "pred_ids and gt_ids must be uint8 id maps");
+  OMG_CHECK(num_objects >= 0 && num_objects < 255, "num_objects must be in [0, 254]");
+  OMG_CHECK(radius >= 0, "radius must be non-negative");
+  OMG_CHECK(!pred_ids.is_cuda() && !gt_ids.is_cuda(), "davis_object_counts runs on CPU tensors");
   return davis_object_counts_cpu(pred_ids, gt_ids, num_objects, radius);
 }
 
