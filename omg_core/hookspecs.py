@@ -95,7 +95,8 @@ def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: OMGOutput
         ``query_embeddings`` 1 x Q x C; ``iou_logits`` 1 x Q x 1. The learned queries come first
         (``outputs.num_learned_queries`` of them), then one query per prompt, in prompt order. ``image_size`` /
         ``padded_size`` give the (resized) input before and after padding; ``omg_core.postprocess`` turns these into
-        masks at the original image size.
+        masks at the original image size. The tensors are on the device the model ran on (``--device cuda``: the
+        GPU); the result classes move what they are given to the CPU, so a hook may build its result on either.
     :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload (a result class of
         :mod:`omg_core.results`).
     """
