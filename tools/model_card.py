@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "OMG-Seg's architecture at toy scale, trained here on the procedural shapes world "
         "(`omg_data.synthetic.ShapesWorld`), so that every task runs offline with real results. "
-        f"`{weights.name}` ({weights.stat().st_size / 2**20:.1f} MB, float16, widened to float32 on load) holds the "
+        f"`{weights.name}` ({weights.stat().st_size / 2**20:.1f} MB: the CLIP in float16, widened to float32 on load, the head in float32) holds the "
         "frozen CLIP and the trained head; `create_model(\"omg-tiny\", pretrained=True)`, "
         "`OMGPredictor.from_pretrained(\"omg-tiny\")` and `omg run` load it with no download.",
         "",

@@ -1,10 +1,12 @@
-"""Packs a trained omg-tiny into the package: float16 safetensors under omg_core/weights/embedded/.
+"""Packs a trained omg-tiny into the package: safetensors under omg_core/weights/embedded/ (CLIP float16, head float32).
 
     python tools/pack_embedded.py runs/shapes-tiny/model.safetensors [--out omg_core/weights/embedded/omg-tiny.safetensors]
 
 The trained file is float32 (43 MB, most of it CLIP's 49,408 x 128 token embedding); the package allows 25 MB, so
-floating tensors are stored as float16 and widened back to float32 by `load_weights` (load_state_dict copies into
-the model's float32 parameters). The tool checks that this rounding does not change what the model predicts: it
+the frozen CLIP's floating tensors are stored as float16 and widened back to float32 by `load_weights`
+(load_state_dict copies into the model's float32 parameters). The head (0.63 M parameters, 2.5 MB) stays float32:
+rounding it to float16 moved panoptic PQ by -0.8 on 100 validation scenes (seed 999) and +0.2 on seed 4242, noise
+this tool need not add; with the CLIP alone rounded, the figures equal the float32 model's on seed 999. The tool checks that this rounding does not change what the model predicts: it
 runs both versions on the bundled demo image and reports the largest mask-logit difference and whether any pixel's
 panoptic label changes (it refuses to write a file whose labels differ).
 """
@@ -30,10 +32,14 @@ MAX_BYTES = 25 * 1024 * 1024
 
 
 
-def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Floating tensors as contiguous float16 copies; integer buffers unchanged."""
-    return {key: (value.to(torch.float16) if value.is_floating_point() else value).contiguous().clone()
-            for key, value in state.items()}
+#: state-dict prefix of the frozen CLIP, the part stored in float16
+CLIP_PREFIX = "backbone."
+
+
+def packed_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous copies: the CLIP's floating tensors in float16, the head's and integer buffers unchanged."""
+    return {key: (value.to(torch.float16) if value.is_floating_point() and key.startswith(CLIP_PREFIX) else value)
+            .contiguous().clone() for key, value in state.items()}
 
 
 def panoptic_labels(model: OMGModel, image_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     metadata = read_metadata(arguments.weights)
     metadata["config"] = packed_config(metadata.get("config"))
     state = read_state_dict(arguments.weights)
-    packed = half_state(state)
+    packed = packed_state(state)
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(arguments.out), metadata={**metadata, "packed_from": arguments.weights.name,
-                                                    "stored_dtype": "float16"})
+                                                    "stored_dtype": "float16 CLIP, float32 head"})
     size = arguments.out.stat().st_size
     if size > MAX_BYTES:
         arguments.out.unlink()
