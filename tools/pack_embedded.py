@@ -6,9 +6,10 @@ The trained file is float32 (43 MB, most of it CLIP's 49,408 x 128 token embeddi
 the frozen CLIP's floating tensors are stored as float16 and widened back to float32 by `load_weights`
 (load_state_dict copies into the model's float32 parameters). The head (0.63 M parameters, 2.5 MB) stays float32:
 rounding it to float16 moved panoptic PQ by -0.8 on 100 validation scenes (seed 999) and +0.2 on seed 4242, noise
-this tool need not add; with the CLIP alone rounded, the figures equal the float32 model's on seed 999. The tool checks that this rounding does not change what the model predicts: it
-runs both versions on the bundled demo image and reports the largest mask-logit difference and whether any pixel's
-panoptic label changes (it refuses to write a file whose labels differ).
+this tool need not add; with the CLIP alone rounded, the figures equal the float32 model's on seed 999. The tool
+checks that this rounding does not change what the model predicts: it runs both versions on the bundled demo image
+and reports the largest mask-logit difference and whether any pixel's panoptic label changes (it refuses to write a
+file whose labels differ).
 """
 
 from __future__ import annotations
