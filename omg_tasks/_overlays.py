@@ -280,7 +280,7 @@ def _frames(data: Any, prompts: Prompts | None, pixels: torch.Tensor) -> Iterato
         layer_of = lambda t: _panoptic_layer(ids[t], data.segments, data.vocabulary)  # noqa: E731
     else:  # Instances / Tracks / PromptMasks / PromptTracks: one colour per object (track slot, prompt)
         masks = data.masks.numpy() if video else data.masks.numpy()[:, None]  # N x T x H x W
-        present = masks.reshape(*masks.shape[:2], -1).any(-1)  # N x T
+        present = masks.reshape(*masks.shape[:2], masks.shape[2] * masks.shape[3]).any(-1)  # N x T (N may be 0)
         scores = data.scores.tolist()
         order = sorted(range(len(scores)), key=lambda k: (scores[k], -k))  # the highest score on top
         if isinstance(data, (families.Instances, families.Tracks)):

@@ -118,11 +118,26 @@ def test_prompts_are_drawn_clicks_green_and_red_boxes_as_rectangles(tmp_path: Pa
     assert drawn[0, 0].tolist() == [GREY] * 3  # the padding point at (0, 0) is not drawn
 
 
-def test_a_result_with_nothing_leaves_the_picture_as_it_was(tmp_path: Path) -> None:
-    nothing = PanopticMap(torch.zeros(12, 16, dtype=torch.int64), (), VOCABULARY)
+NOTHING = {  # every family with no segment, object or prompt: a plugin's filter may leave any of them empty
+    "panoptic": lambda: PanopticMap(torch.zeros(12, 16, dtype=torch.int64), (), VOCABULARY),
+    "instances": lambda: Instances(torch.zeros(0, 12, 16, dtype=torch.bool), torch.zeros(0),
+                                   torch.zeros(0, dtype=torch.long), VOCABULARY),
+    "prompt-masks": lambda: PromptMasks(torch.zeros(0, 12, 16, dtype=torch.bool), torch.zeros(0)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(NOTHING))
+def test_a_result_with_nothing_leaves_the_picture_as_it_was(family: str, tmp_path: Path) -> None:
     pixels = torch.randint(0, 256, (3, 12, 16), dtype=torch.uint8)
-    drawn = picture(render(TaskResult("panoptic", None, nothing), pixels, tmp_path))
+    drawn = picture(render(TaskResult("any", None, NOTHING[family]()), pixels, tmp_path))
     assert (tmp_path / "overlay.png").is_file() and np.array_equal(drawn, pixels.permute(1, 2, 0).numpy())
+
+
+def test_a_video_with_no_track_is_drawn_as_its_frames(tmp_path: Path) -> None:
+    no_tracks = Tracks(torch.zeros(0, 3, 12, 16, dtype=torch.bool), torch.zeros(0), torch.zeros(0, dtype=torch.long),
+                       VOCABULARY)
+    frames = [np.asarray(frame) for frame in overlays._frames(no_tracks, None, grey(12, 16, frames=3))]
+    assert len(frames) == 3 and all((frame == GREY).all() for frame in frames)
 
 
 def moving_tracks(frames: int, height: int, width: int) -> Tracks:
