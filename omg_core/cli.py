@@ -116,6 +116,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
                 {
                     **handle.info.model_dump(mode="json"),
                     "formats": registry.formats_for(handle.info),  # every installed writer of its result family
+                    "format_problem": registry.default_format_problem(handle.info),  # null: its default format works
                     "distribution": handle.origin.distribution,
                     "version": handle.origin.version,
                     "entry_point": handle.origin.entry_point,
@@ -153,13 +154,18 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
             info.vocabulary,
             ", ".join(info.metrics),
             f"{handle.origin.distribution or handle.origin.module or '?'} {handle.origin.version or ''}".rstrip(),
-            "ready" if info.implemented else "[yellow]not implemented[/]",
+            "[yellow]not implemented[/]" if not info.implemented
+            else "[yellow]no writer[/]" if registry.default_format_problem(info) else "ready",
         )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     labels = {"import": "plugin failed", "invalid": "plugin refused", "collision": "plugin conflict"}
     for problem in registry.problems:  # each once; the tasks above work regardless
         stderr.print(f"[bold red]{labels.get(problem.kind, 'plugin failed')}:[/] {escape(str(problem))}", highlight=False)
+    for handle in registry:  # listed, but `omg run` would refuse it before building the model
+        if handle.info.implemented and (trouble := registry.default_format_problem(handle.info)):
+            stderr.print(f"[bold yellow]task {handle.name!r} cannot write results:[/] {escape(trouble)}",
+                         highlight=False)
 
 
 @main.command("run")

@@ -262,18 +262,51 @@ class TaskRegistry:
         """The format to write ``task``'s results in: ``output_format``, or the task's first suggestion.
 
         Raises:
-          InputError: no installed plugin writes that format for this task (the message lists those that do).
+          InputError: no installed plugin writes that format for this task (the message lists those that do, and
+            says what to fix in the task's ``TaskInfo`` when the fault is there).
         """
         from omg_core.errors import InputError
 
         chosen = output_format or task.output_formats[0]
+        if chosen in self.formats_for(task):
+            return chosen
+        if output_format is None:  # the user asked for nothing: the task's own description is at fault
+            raise InputError(f"task {task.name!r}: {self.default_format_problem(task)}")
         usable = self.formats_for(task)
-        if chosen not in usable:
-            raise InputError(
-                f"--format {chosen!r}: task {task.name!r} writes {', '.join(usable) or 'no format'}"
-                + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")
-            )
-        return chosen
+        raise InputError(
+            f"--format {chosen!r}: task {task.name!r} writes {', '.join(usable) or 'no format'}"
+            + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")
+        )
+
+    def default_format_problem(self, task: TaskInfo) -> str | None:
+        """Why ``task``'s default format (``TaskInfo.output_formats[0]``) cannot hold its results, with the fix;
+        None when it can. `omg tasks` shows it, and `omg run` refuses with it before the model is built."""
+        default = task.output_formats[0]
+        usable = self.formats_for(task)
+        if default in usable:
+            return None
+        formats = self.output_formats()
+        families = sorted({family for output_format in formats.values() for family in output_format.families})
+        if not formats:
+            cause = (f"no output-format plugin is loaded ({AUTOLOAD_ENV} is set or every writer was blocked): load "
+                     "the built-in writers with `omg -p omg-writers ...` (and `-p omg-overlays` for --overlays)")
+        elif task.result_family is None:
+            cause = ("its TaskInfo sets no result_family, so no family's writer serves it; set result_family to the "
+                     f"family of omg_core.results its decode hook returns ({', '.join(families)})")
+        elif task.result_family not in families:
+            close = difflib.get_close_matches(task.result_family, families, n=1)
+            cause = (f"its TaskInfo.result_family {task.result_family!r} is written by no installed format"
+                     + (f" (did you mean {close[0]!r}?)" if close else "")
+                     + f"; the installed formats write {', '.join(families)}")
+        elif default not in formats:
+            close = difflib.get_close_matches(default, list(formats), n=1)
+            cause = (f"its TaskInfo.output_formats names {default!r}, which no installed plugin declares"
+                     + (f" (did you mean {close[0]!r}?)" if close else ""))
+        else:
+            cause = f"format {default!r} does not write {task.result_family!r} results"
+        return (f"its default output format {default!r} cannot hold its results: {cause}"
+                + (f". Formats that can: {', '.join(usable)} (pass --format, or list one first in "
+                   "TaskInfo.output_formats)" if usable else ""))
 
     def open_writer(self, handle: TaskHandle, output_dir: Path, output_format: str | None = None) -> ResultWriter:
         """A writer of ``handle``'s results in ``output_format`` (default: the task's first), from the first plugin

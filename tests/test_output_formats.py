@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
-from plugin_factory import write_distribution
+from plugin_factory import working_plugin_source, write_distribution
 
+from omg_core.cli import main
 from omg_core.errors import InputError
 from omg_core.registry import discover_tasks
 from omg_core.results import PanopticMap, Segment, SemanticMap
@@ -206,3 +208,43 @@ def test_safetensors_weights_and_checkpoints_get_an_ordinary_files_mode(tmp_path
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _with_formats(task_name: str, info_fields: str) -> str:
+    """The working plugin with its own format left out and ``info_fields`` in place of its output_formats."""
+    source = working_plugin_source(task_name).replace('output_formats=("mask-png",)', info_fields)
+    return source[: source.index("@hookimpl\ndef omg_output_formats")]
+
+
+@pytest.mark.parametrize(
+    ("info_fields", "cause"),
+    [
+        ('output_formats=("semantic-png",)', "sets no result_family"),
+        ('output_formats=("coco-results-json",), result_family="instance"', "did you mean 'instances'?"),
+        ('output_formats=("coco-result-json",), result_family="instances"', "did you mean 'coco-results-json'?"),
+    ],
+)
+def test_a_task_whose_default_format_cannot_hold_its_results_is_named_with_the_fix(
+    plugin_site: Path, info_fields: str, cause: str
+) -> None:
+    write_distribution(plugin_site, "omg-lost", "omg_lost", _with_formats("lost", info_fields), {"lost": "omg_lost"})
+    registry = discover_tasks()
+    lost = registry.get("lost").info
+    assert cause in registry.default_format_problem(lost)
+    assert registry.default_format_problem(registry.get("semantic").info) is None
+    with pytest.raises(InputError, match=f"task 'lost': its default output format .*{cause.replace('?', '[?]')}"):
+        registry.check_format(lost, None)  # what `omg run` asks before building the model
+    listing = CliRunner().invoke(main, ["tasks"])
+    assert listing.exit_code == 0 and "no writer" in listing.output
+    assert "task 'lost' cannot write results" in listing.stderr and cause in " ".join(listing.stderr.split())
+
+
+def test_without_any_writer_loaded_the_error_says_how_to_load_them(plugin_site: Path) -> None:
+    write_distribution(plugin_site, "omg-lone", "omg_lone",
+                       _with_formats("lone", 'output_formats=("semantic-png",), result_family="semantic"'),
+                       {"lone": "omg_lone"})
+    registry = discover_tasks(plugins=["lone"], autoload=False)
+    with pytest.raises(InputError, match="no output-format plugin is loaded.*-p omg-writers"):
+        registry.check_format(registry.get("lone").info, None)
+    assert discover_tasks(plugins=["lone", "omg-writers"], autoload=False).check_format(
+        registry.get("lone").info, None) == "semantic-png"
