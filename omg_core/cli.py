@@ -138,6 +138,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
                 }
                 for p in registry.problems
             ],
+            "slow_imports": registry.slow_imports,  # plugins importing torch as they load (they still work)
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -162,6 +163,8 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
     labels = {"import": "plugin failed", "invalid": "plugin refused", "collision": "plugin conflict"}
     for problem in registry.problems:  # each once; the tasks above work regardless
         stderr.print(f"[bold red]{labels.get(problem.kind, 'plugin failed')}:[/] {escape(str(problem))}", highlight=False)
+    for note in registry.slow_imports:
+        stderr.print(f"[bold yellow]slow plugin import:[/] {escape(note)}", highlight=False)
     for handle in registry:  # listed, but `omg run` would refuse it before building the model
         if handle.info.implemented and (trouble := registry.default_format_problem(handle.info)):
             stderr.print(f"[bold yellow]task {handle.name!r} cannot write results:[/] {escape(trouble)}",

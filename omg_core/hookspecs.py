@@ -18,7 +18,11 @@ Example (a whole plugin module)::
     @hookimpl
     def omg_task_info():
         return TaskInfo(name="my-task", summary="...", modality="image", vocabulary="closed",
-                        metrics=("mIoU",), output_formats=("semantic-png",))
+                        metrics=("mIoU",), result_family="semantic", output_formats=("semantic-png",))
+
+``result_family`` (the :mod:`omg_core.results` family the decode hook returns: ``semantic``, ``panoptic``,
+``instances`` or ``prompt-masks``) is what lets the built-in writers serve the task; ``omg tasks`` flags a task whose
+default format cannot hold its results.
 
     @hookimpl
     def omg_encode_queries(request): ...
@@ -94,8 +98,12 @@ def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: OMGOutput
         ``mask_logits`` 1 x Q x h x w (1 x Q x T x h x w for video) at stride 4 of the padded input;
         ``query_embeddings`` 1 x Q x C; ``iou_logits`` 1 x Q x 1. The learned queries come first
         (``outputs.num_learned_queries`` of them), then one query per prompt, in prompt order. ``image_size`` /
-        ``padded_size`` give the (resized) input before and after padding; ``omg_core.postprocess`` turns these into
-        masks at the original image size. The tensors are on the device the model ran on (``--device cuda``: the
+        ``padded_size`` give the test-time-resized input before and after padding; the original size is
+        ``request.pixels.shape[-2:]`` (``request.pixels`` is the input as read, 3 x H x W or T x 3 x H x W uint8), so
+        ``postprocess.masks_to_original_size(logits, outputs.padded_size, outputs.image_size,
+        request.pixels.shape[-2:])`` gives masks at the input's size. The class columns stand for
+        ``outputs.class_names`` (the plan's vocabulary, or the model's default one for a closed-vocabulary task),
+        with ``outputs.thing_classes`` flagging things. The tensors are on the device the model ran on (``--device cuda``: the
         GPU); the result classes move what they are given to the CPU, so a hook may build its result on either.
     :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload (a result class of
         :mod:`omg_core.results`).
@@ -122,10 +130,24 @@ def omg_open_video_stream(request: TaskRequest, plan: QueryPlan) -> VideoStreamD
 def omg_create_metric(options: dict[str, Any]) -> Metric:
     """Create a fresh metric object for the task (``update`` / ``compute`` / ``reset``, synced across processes).
 
-    Called by training loops and by Python callers once per evaluation (``omg eval`` scores result files with the
-    task's file evaluator instead, see :func:`omg_file_evaluators`).
+    Called by training loops and by Python callers once per evaluation
+    (``discover_tasks().get("my-task").create_metric(options)``); ``omg eval`` scores result files with the task's
+    file evaluator instead (see :func:`omg_file_evaluators`), which may use the same metric class.
 
-    :param options: metric options from the config (for example the category list, thing/stuff split, ignore label).
+    The metric's contract:
+
+    - ``update(...)`` takes whatever one sample's prediction and ground truth are for this task (the built-in
+      semantic metric takes ``update(pred_labels, gt_labels)``, two H x W class maps); say so in its docstring.
+      It only adds to the states declared with ``add_state``.
+    - ``compute()`` returns a dict of figures as fractions in [0, 1] (tables show them as percent), and must report
+      every name in ``TaskInfo.metrics`` as a top-level key (matched ignoring case; panopticapi's nested
+      ``{"All": {"pq": ...}}`` also counts). The registry checks this on the first ``compute`` and names the missing
+      figure.
+    - The module defining a :class:`omg_eval.metric.Metric` subclass imports torch, so import it inside this hook
+      (``omg tasks`` imports every plugin and starts without torch).
+
+    :param options: the task's own metric options (the built-in tasks take, for example, ``categories`` for
+        panoptic, ``category_ids`` for instance, ``num_classes`` / ``ignore_index`` for semantic); ``{}`` must work.
     :return: an :class:`omg_eval.metric.Metric`.
     """
 

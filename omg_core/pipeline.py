@@ -348,6 +348,20 @@ def run_task(
         written[:0] = writer.close()
         closed = True
         raise RunInterrupted(summary()) from None
+    except Exception as error:  # a crash (a plugin bug, say)
+        if not closed and world == 1:
+            closed = True
+            if finished == 0:  # no empty result files that `omg eval` would score as a real run
+                if not output_existed:
+                    shutil.rmtree(config.output, ignore_errors=True)
+            else:  # keep the finished samples, and say that the files hold only those
+                try:
+                    writer.close()
+                except Exception:  # the original error matters more than a second one while closing
+                    pass
+                error.add_note(f"omg run: {finished} of {len(indexed)} sample(s) finished before this error; "
+                               f"{config.output} holds their results only (the rest were not run)")
+        raise
     finally:
         if not closed:  # a crash: still describe the finished samples in the gathered files
             try:

@@ -4,7 +4,7 @@ Tasks (built-in and plugins) turn ``OMGOutputs`` into results with the same few 
 Mask2Former take them:
 
     scores, labels = query_classes(class_logits)                 # softmax over K classes + void, best column
-    keep = keep_queries(scores, labels, threshold=0.8)           # not void, confident enough
+    keep = keep_queries(scores, labels, num_classes=K, threshold=0.8)  # not void, confident enough
     logits = masks_to_original_size(mask_logits[keep], padded_size, image_size, original_size)
     masks = logits > 0                                           # (sigmoid > 0.5)
     boxes = boxes_from_masks(masks)

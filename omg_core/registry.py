@@ -25,6 +25,8 @@ import importlib
 import importlib.util
 import inspect
 import os
+import sys
+import time
 import traceback
 import types
 from collections.abc import Iterator, Sequence
@@ -226,6 +228,8 @@ class TaskRegistry:
         # hook -> ({name: (value, contributor)}, problems met collecting them); filled on first use
         self._contributions: dict[str, tuple[dict[str, tuple[Any, PluginOrigin]], list[PluginProblem]]] = {}
         self.blocked: set[str] = set()
+        #: plugins that work but import torch as they load (every command's start-up waits for it), with the fix
+        self.slow_imports: list[str] = []
 
     @property
     def problems(self) -> list[PluginProblem]:
@@ -375,8 +379,12 @@ class TaskRegistry:
         except OMGError:
             raise
         except Exception as exc:
+            # any plugin may have answered: the innermost frame says whose code failed (the task's or a writer's)
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f" (at {frames[-1].filename}:{frames[-1].lineno}, in {hook_name})" if frames else ""
             raise PluginHookError(
-                f"task {handle.name!r}: {doing} raised {type(exc).__name__}: {exc}", task=handle.name, hook=hook_name
+                f"task {handle.name!r}: {doing} raised {type(exc).__name__}: {exc}{where}", task=handle.name,
+                hook=hook_name,
             ) from exc
 
     def _cross_cutting(self, hook_name: str) -> Any:
@@ -678,8 +686,17 @@ class TaskRegistry:
     def _load_entry_point(self, entry_point: EntryPoint, record_problems: bool) -> TaskHandle | None:
         origin = PluginOrigin.from_entry_point(entry_point)
         try:
+            torch_was_loaded = "torch" in sys.modules
+            started = time.perf_counter()
             try:
                 plugin = entry_point.load()
+                if not torch_was_loaded and "torch" in sys.modules:
+                    self.slow_imports.append(
+                        f"entry point '{entry_point.name} = {entry_point.value}' (distribution {origin.distribution}) "
+                        f"imports torch as it loads ({time.perf_counter() - started:.1f} s), so every `omg` command "
+                        "waits for it; import torch and the modules that need it (omg_core.results, "
+                        "omg_core.postprocess, omg_eval.metric, your metric) inside the hooks"
+                    )
             except Exception as exc:
                 where = plugin_location(exc, entry_point.module)
                 raise PluginLoadError(

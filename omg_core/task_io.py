@@ -64,7 +64,8 @@ class TaskRequest:
     Attributes:
       task: canonical task name.
       modality: 'image' or 'video'.
-      pixels: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video clip.
+      pixels: (3, H, W) uint8 for an image, (T, 3, H, W) uint8 for a video clip, at the size it was read (before the
+        test-time resize: `pixels.shape[-2:]` is the original size results are reported at).
       source: where the pixels came from (file or folder), used to name outputs.
       prompts: interactive prompts, or None.
       vocabulary: class names for open-vocabulary tasks (synonyms separated by ","), or None to use the model's
@@ -121,7 +122,7 @@ class QueryPlan:
     Attributes:
       learned_queries: run all of the model's learned object queries (True), or none (False: prompt-only tasks). There
         is no subset: learned queries attend to each other, so running some would change them; and a task cannot know
-        how many a model has (10 for omg-tiny, 300 for ConvNeXt-L), so it does not say a number.
+        how many a model has (32 for omg-tiny, 300 for ConvNeXt-L), so it does not say a number.
       prompts: prompts to encode into additional queries, or None.
       vocabulary: the class names the classifier scores against (None keeps the model's default vocabulary).
       thing_classes: (K,) flags, True for things, for the plan's vocabulary (None: all things; ignored without a

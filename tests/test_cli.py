@@ -354,3 +354,15 @@ def test_error_messages_are_printed_literally_even_with_brackets(tmp_path: Path)
     weird.write_text("{not json")
     code, output = invoke("eval", "--task", "interactive", "--predictions", str(weird))
     assert code == EXIT_USER_ERROR and "[bold]results[red].json" in output and "not valid JSON" in output
+
+
+def test_omg_tasks_names_a_plugin_that_imports_torch_as_it_loads(tmp_path: Path) -> None:
+    """`omg tasks` starts without torch; a plugin importing it at module level costs every command seconds."""
+    write_distribution(tmp_path, "omg-bright", "omg_bright", working_plugin_source("bright"), {"bright": "omg_bright"})
+    command = [sys.executable, "-m", "omg_core.cli", "tasks", "--json"]
+    clean = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert clean["slow_imports"] == []  # the built-in plugins import torch inside their hooks
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    payload = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+    (note,) = payload["slow_imports"]
+    assert "'bright = omg_bright'" in note and "imports torch as it loads" in note and "inside the hooks" in note

@@ -12,6 +12,7 @@ from PIL import Image
 from plugin_factory import working_plugin_source, write_distribution
 
 from omg_core.config import RunConfig, TaskConfig
+from omg_core.errors import PluginHookError
 from omg_core.pipeline import run_task
 from omg_core.registry import discover_tasks
 from omg_core.results import IGNORE_LABEL, Instances, SemanticMap, Tracks
@@ -74,6 +75,19 @@ def test_a_plugin_overlay_with_tryfirst_replaces_the_builtin(plugin_site: Path, 
     registry = discover_tasks()
     result = TaskResult("semantic", None, SemanticMap(torch.zeros(8, 10, dtype=torch.int64), VOCABULARY))
     assert registry.render_overlay(registry.get("semantic"), result, grey(), tmp_path) == [tmp_path / "mine.txt"]
+
+
+def test_a_failing_overlay_plugin_is_named_by_its_own_file_and_line(plugin_site: Path, tmp_path: Path) -> None:
+    """Any plugin may answer a cross-cutting hook: the error must point at the code that failed, not only the task."""
+    broken = OVERRIDE.replace('    path = Path(output_dir) / "mine.txt"', '    raise ValueError("no palette")')
+    write_distribution(plugin_site, "omg-mine", "omg_mine", broken, {"mine": "omg_mine"})
+    registry = discover_tasks()
+    result = TaskResult("semantic", None, SemanticMap(torch.zeros(8, 10, dtype=torch.int64), VOCABULARY))
+    with pytest.raises(PluginHookError) as raised:
+        registry.render_overlay(registry.get("semantic"), result, grey(), tmp_path)
+    message = str(raised.value)
+    assert "drawing an overlay raised ValueError: no palette" in message
+    assert f"(at {plugin_site / 'omg_mine' / '__init__.py'}:" in message and "in omg_render_overlay)" in message
 
 
 def test_run_counts_samples_no_plugin_draws(plugin_site: Path, tmp_path: Path) -> None:

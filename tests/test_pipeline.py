@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from plugin_factory import working_plugin_source, write_distribution
+from plugin_factory import raising_plugin_source, working_plugin_source, write_distribution
 
 from omg_core.config import RunConfig, RunModelConfig, TaskConfig
-from omg_core.errors import InputError, OMGError
+from omg_core.errors import InputError, OMGError, PluginHookError
 from omg_core.pipeline import run_task
 from omg_core.registry import discover_tasks
 from omg_core.run_inputs import plan_inputs, read_prompts
@@ -162,3 +162,23 @@ def test_task_options_are_validated_before_the_model_is_built_and_reach_the_hook
         config = RunConfig(task=TaskConfig(name="bright", options={"threshold": threshold}), input=image, output=out)
         run_task(config, registry, brightness_predictor)
         assert (np.asarray(Image.open(out / "a.png")) > 0).all() == bright
+
+
+@pytest.mark.parametrize("failing_sample", [0, 1])
+def test_a_plugin_bug_leaves_no_empty_results_and_says_what_the_kept_ones_cover(
+    plugin_site: Path, tmp_path: Path, failing_sample: int
+) -> None:
+    statement = f'if request.source.name == "{failing_sample}.png": raise ValueError("bug")'
+    source = raising_plugin_source("bright", "omg_decode_outputs", statement)
+    write_distribution(plugin_site, "omg-bright", "omg_bright", source, {"bright": "omg_bright"})
+    for k in range(3):
+        Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(tmp_path / f"{k}.png")
+    config = RunConfig(task=TaskConfig(name="bright"), input=tmp_path, output=tmp_path / "out")
+    with pytest.raises(PluginHookError) as raised:
+        run_task(config, discover_tasks(), lambda _: lambda request, plan: request.pixels.float().mean(0))
+    if failing_sample == 0:  # nothing finished: no folder of empty files for `omg eval` to score
+        assert not (tmp_path / "out").exists() and not getattr(raised.value, "__notes__", [])
+    else:
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]
+        assert raised.value.__notes__ == [f"omg run: 1 of 3 sample(s) finished before this error; {tmp_path / 'out'} "
+                                          "holds their results only (the rest were not run)"]
