@@ -142,8 +142,8 @@ class TaskHandle:
             raise PluginHookError(
                 f"task {self.name!r} hook {hook_name} raised {type(exc).__name__}: {exc}"
                 + (f" (at {where})" if where else "")
-                + f"; a bug in the plugin ({self.origin.describe()}): a hook reports bad input by raising "
-                "omg_core.errors.InputError or ConfigError",
+                + f"; a bug in the plugin ({self.origin.describe()}). If it is the user's input the hook cannot "
+                "use, it should raise omg_core.errors.InputError (or ConfigError for a bad option) to say so",
                 task=self.name,
                 hook=hook_name,
             ) from exc
