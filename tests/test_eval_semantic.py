@@ -57,6 +57,27 @@ def test_semantic_equals_reference_with_ignore_and_absent_classes(
     assert np.isnan(ours["per_class"]["6"]["IoU"])  # in neither: left out
 
 
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+@pytest.mark.parametrize("ignore", [-1, -2])
+def test_a_negative_ignore_index_is_skipped_by_every_update_path(
+    backend: str, ignore: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused kernels use -1 for "no ignore value": a negative ignore_index must not reach them as one."""
+    monkeypatch.setenv("OMG_EVAL_BACKEND", backend)
+    rng = np.random.default_rng(2)
+    gts = [rng.integers(0, 3, size=(6, 9)) for _ in range(3)]
+    preds = [rng.integers(0, 3, size=(6, 9)) for _ in range(3)]
+    for g in gts:
+        g[rng.random(g.shape) < 0.3] = ignore
+    reference = _mmseg_style(np.stack(preds), np.stack(gts), 3, ignore)
+    single, listed = SemanticSegmentation(3, ignore_index=ignore), SemanticSegmentation(3, ignore_index=ignore)
+    for p, g in zip(preds, gts):
+        single.update(torch.from_numpy(p), torch.from_numpy(g))
+    listed.update([torch.from_numpy(p) for p in preds], [torch.from_numpy(g) for g in gts])
+    for metric in (single, listed):
+        assert metric.compute()["mIoU"] == pytest.approx(reference["mIoU"], abs=1e-12)
+
+
 def test_semantic_batches_lists_and_merge() -> None:
     rng = np.random.default_rng(1)
     pred = torch.from_numpy(rng.integers(0, 4, size=(4, 9, 11)))

@@ -65,6 +65,8 @@ def confusion_matrix_batch(
     for index, (gt, pred) in enumerate(zip(gt_maps, pred_maps)):
         _check_labels(gt, pred, f"image {index}: ")
     kernels = fused_kernels()
+    if ignore_index is not None and ignore_index < 0:
+        kernels = None  # the kernels read a negative ignore_index as "no ignore value"
     if kernels is None or not all(m.device.type == "cpu" for m in (*gt_maps, *pred_maps)):
         # map by map: confusion_matrix picks the CUDA kernel or the PyTorch formulation for each
         total = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -80,6 +82,7 @@ def confusion_matrix_batch(
     if int(bad_image) >= 0:  # let the single-map path name the label precisely
         index = int(bad_image)
         _image_confusion(gt_maps[index], pred_maps[index], num_classes, ignore_index, index)
+        raise AssertionError(f"the fused confusion kernel refused image {index}, which the PyTorch path counts")
     return matrix
 
 
@@ -111,6 +114,8 @@ def confusion_matrix(
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     kernels = fused_kernels()
+    if ignore_index is not None and ignore_index < 0:
+        kernels = None  # the kernels read a negative ignore_index as "no ignore value"
     if kernels is not None and not (
         gt_labels.device == pred_labels.device
         and (gt_labels.device.type == "cpu" or (gt_labels.device.type == "cuda" and kernels.has_cuda()))
