@@ -99,8 +99,8 @@ def _brute_force_dilation(bmaps: torch.Tensor, radius: int) -> torch.Tensor:
     _, height, width = bmaps.shape
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
-            if dx * dx + dy * dy > radius * radius:
-                continue
+            if dx * dx + dy * dy > radius * radius or abs(dy) >= height or abs(dx) >= width:
+                continue  # outside the disk, or a shift that moves every pixel out of the frame
             shifted = torch.zeros_like(bmaps)
             shifted[:, max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)] = bmaps[
                 :, max(0, dy) : height - max(0, -dy), max(0, dx) : width - max(0, -dx)
@@ -109,10 +109,11 @@ def _brute_force_dilation(bmaps: torch.Tensor, radius: int) -> torch.Tensor:
     return out
 
 
+@pytest.mark.parametrize("size", [(23, 31), (2, 30), (30, 2)])  # frames flatter or narrower than the radius too
 @pytest.mark.parametrize("radius", [0, 1, 3, 8])
-def test_disk_dilation_matches_definition(radius: int) -> None:
+def test_disk_dilation_matches_definition(radius: int, size: tuple[int, int]) -> None:
     generator = torch.Generator().manual_seed(radius)
-    bmaps = torch.rand(2, 23, 31, generator=generator) > 0.95
+    bmaps = torch.rand(2, *size, generator=generator) > 0.9
     assert torch.equal(dilate_disk(bmaps, radius), _brute_force_dilation(bmaps, radius))
 
 
@@ -130,7 +131,9 @@ def test_boundary_map_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    "shape,radius", [((5, 7, 9), 1), ((3, 30, 41), 3), ((2, 1, 10), 2), ((2, 10, 1), 2), ((2, 64, 64), 8)]
+    "shape,radius",
+    [((5, 7, 9), 1), ((3, 30, 41), 3), ((2, 1, 10), 2), ((2, 10, 1), 2), ((2, 64, 64), 8), ((2, 2, 300), 3),
+     ((2, 300, 2), 3)],
 )
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_boundary_backends_agree(backend: str, shape: tuple, radius: int, monkeypatch: pytest.MonkeyPatch) -> None:

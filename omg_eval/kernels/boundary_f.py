@@ -76,6 +76,8 @@ def dilate_disk(bmaps: torch.Tensor, radius: int) -> torch.Tensor:
     horizontal: dict[int, torch.Tensor] = {}
     dilated = torch.zeros_like(bmaps)
     for dy in range(-radius, radius + 1):
+        if abs(dy) >= height:  # a row of the disk that lies wholly outside a frame flatter than the radius
+            continue
         half = disk_half_widths(radius)[abs(dy)]
         if half not in horizontal:
             pooled = F.max_pool1d(rows, kernel_size=2 * half + 1, stride=1, padding=half) if half else rows
