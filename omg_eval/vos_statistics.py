@@ -54,7 +54,10 @@ def decay_bins(num_frames: int) -> list[tuple[int, int]]:
 
     The official builds the bin edges with ``np.round(np.linspace(1, n, 5) + 1e-10) - 1`` cast to uint8, and each bin
     runs to its right edge inclusive (bins share their edge frames). The uint8 cast wraps above 255 frames; we keep it
-    so that long sequences score as they do officially.
+    so that long sequences score as they do officially. The official's ``edge + 1`` is taken in int64 here, as NumPy
+    1.x (which the evaluator was written for) computes ``np.uint8 + 1``; under NumPy 2 (NEP 50) it stays uint8 and
+    an edge of 255 (a 256-frame object) wraps to 0, leaving the last quarter empty and the decay NaN, which then makes
+    the dataset's mean decay NaN. That artifact is not reproduced.
     """
     edges = (np.round(np.linspace(1, num_frames, 5) + 1e-10) - 1).astype(np.uint8).astype(np.int64)
     return [(int(edges[i]), int(edges[i + 1]) + 1) for i in range(4)]

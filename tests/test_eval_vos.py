@@ -258,3 +258,17 @@ def test_cuda_kernels_match_cpu() -> None:
     assert torch.equal(
         object_counts(pred_ids.cuda(), gt_ids.cuda(), 3, 2).cpu(), object_counts_torch(pred_ids, gt_ids, 3, 2)
     )
+
+
+@pytest.mark.parametrize("num_frames", [10, 255, 256, 300])
+def test_decay_compares_the_official_first_and_last_quarters(num_frames: int) -> None:
+    """db_statistics' bins: uint8 edges (wrapping above 255 frames, as officially) and an inclusive right edge taken
+    in int64 as NumPy 1.x does; at 256 frames NumPy 2 would wrap that edge to 0 and give a NaN decay."""
+    values = np.random.default_rng(num_frames).random(num_frames)
+    edges = (np.round(np.linspace(1, num_frames, 5) + 1e-10) - 1).astype(np.uint8).astype(np.int64)
+    first, last = values[edges[0] : edges[1] + 1], values[edges[3] : edges[4] + 1]
+    _, _, decay = sequence_statistics(values)
+    if num_frames == 300:  # the wrapped edges leave the last quarter empty: NaN, officially too
+        assert last.size == 0 and np.isnan(decay)
+    else:
+        assert last.size and decay == pytest.approx(first.mean() - last.mean(), abs=1e-12)
