@@ -124,7 +124,7 @@ class PanopticQuality(Metric):
             image=image,
             ids=ids,
             category=self._category_order[position],
-            iscrowd=crowds != 0,
+            iscrowd=crowds == 1,  # panopticapi tests `iscrowd == 1`: any other value is an ordinary segment
             area=np.maximum(areas, 0.0),
         )
         return table, np.flatnonzero(areas < 0)

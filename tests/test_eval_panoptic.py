@@ -83,6 +83,11 @@ def test_crowd_and_void_change_the_figures() -> None:
     metric = PanopticQuality(categories)
     metric.update(pred_maps, pred_infos, gt_maps, no_crowd)
     assert abs(metric.compute()["All"]["pq"] - _expected()["All"]["pq"]) > 1e-3
+    # panopticapi tests `iscrowd == 1`: any other value (a 2 in hand-made ground truth) is an ordinary segment
+    odd_crowd = [[{**s, "iscrowd": 2 if s.get("iscrowd") else 0} for s in infos] for infos in gt_infos]
+    odd = PanopticQuality(categories)
+    odd.update(pred_maps, pred_infos, gt_maps, odd_crowd)
+    assert odd.compute()["All"] == metric.compute()["All"]
 
 
 def test_counts_of_a_hand_made_image() -> None:
