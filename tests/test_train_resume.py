@@ -137,3 +137,23 @@ def test_resume_refuses_without_checkpoints_and_fresh_runs_refuse_old_ones(unint
     again = write_config(tmp_path, uninterrupted)
     result = CliRunner().invoke(main, ["train", "--config", str(again)])
     assert result.exit_code == 2 and "--resume" in result.output
+
+
+@pytest.mark.parametrize("data_workers", [1, 2])
+def test_batches_built_ahead_by_workers_train_the_same_run(data_workers: int, uninterrupted: Path,
+                                                          tmp_path: Path) -> None:
+    """The reference run builds its batches in the training process (the default); one or two workers give the same
+    weights, losses and checkpointed sampler positions, although they draw the sampler ahead of the consumed
+    batches."""
+    output = tmp_path / "run"
+    config = write_config(tmp_path, output)
+    settings = json.loads(config.read_text())
+    config.write_text(json.dumps({**settings, "data_workers": data_workers}))
+    train(config)
+    ours, reference = read_state_dict(output / "model.safetensors"), read_state_dict(uninterrupted / "model.safetensors")
+    assert all(torch.equal(ours[name], reference[name]) for name in reference) and ours.keys() == reference.keys()
+    assert losses(output) == losses(uninterrupted)
+    for checkpoint in sorted((uninterrupted / "checkpoints").glob("step_*")):
+        mine = json.loads((output / "checkpoints" / checkpoint.name / "state.json").read_text())["sampler_state"]
+        theirs = json.loads((checkpoint / "state.json").read_text())["sampler_state"]
+        assert mine == theirs and mine["step"] == int(checkpoint.name.split("_")[1])

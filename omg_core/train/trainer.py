@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from omg_core.model.omg_model import OMGModel
 from omg_core.model.outputs import OMGOutputs
-from omg_core.train.batch import TrainingBatch, collate
+from omg_core.train.batch import TrainingBatch
+from omg_core.train.batch_source import BatchSource
 from omg_core.train.config import TrainConfig, check_train_config
 from omg_core.train.datasets import TrainingDataset
 from omg_core.train.losses import CriterionConfig, SetCriterion
@@ -123,6 +123,8 @@ class Trainer:
         self.sampler = CoTrainingSampler([len(d) for d in self.datasets], [d.ratio for d in config.datasets],
                                          config.batch_size, config.seed, rank, world_size)
         self.criterion = SetCriterion(CriterionConfig(**config.loss.model_dump()))
+        self._source: BatchSource | None = None  # opened on the first batch (after a resume has moved the sampler)
+        self._consumed_sampler_state = self.sampler.state_dict()  # what a checkpoint stores: the source runs ahead
         self.step = 0
         self._timer = _Timer()
         self._install_timers()
@@ -143,6 +145,15 @@ class Trainer:
         records = []
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fit_until(last, records)
+        finally:
+            self.close_batch_source()
+        if self.step == self.config.steps and self.is_main:
+            self.save_weights()
+        return records
+
+    def _fit_until(self, last: int, records: list[StepRecord]) -> None:
         while self.step < last:
             record = self.train_step()
             records.append(record)
@@ -154,9 +165,14 @@ class Trainer:
                 self.evaluate()
             if self.step % self.config.checkpoint.every == 0 or self.step == self.config.steps:
                 self.save()
-        if self.step == self.config.steps and self.is_main:
-            self.save_weights()
-        return records
+
+    def close_batch_source(self) -> None:
+        """Stop the data workers (``fit`` does on return; the next batch asked for opens the source again)."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+            # the sampler ran ahead of the consumed batches: continue right after the last consumed one
+            self.sampler.load_state_dict(self._consumed_sampler_state)
 
     @property
     def weights_path(self) -> Path:
@@ -216,12 +232,12 @@ class Trainer:
         return StepRecord(self.step, names, totals, lr, seconds, samples)
 
     def _next_batch(self) -> tuple[TrainingBatch, list[int]]:
-        spec = self.sampler.next_batch()
-        dataset = self.datasets[spec.dataset]
-        samples = [dataset.get(index, np.random.default_rng(seed)) for index, seed in zip(spec.indices, spec.seeds)]
-        # a loss-point seed per sample, from its sampler seed (and so equal on any rank and after a resume)
-        point_seeds = [int(np.random.default_rng([seed, 1]).integers(0, 2**62)) for seed in spec.seeds]
-        return collate(samples, dataset, self.model.config.prompt_encoding).to(self.device), point_seeds
+        if self._source is None:
+            self._source = BatchSource(self.sampler, self.datasets, self.model.config.prompt_encoding,
+                                       self.config.data_workers)
+        prepared = self._source.next()
+        self._consumed_sampler_state = prepared.sampler_state
+        return prepared.batch.to(self.device), prepared.point_seeds
 
     def _forward(self, batch: TrainingBatch) -> OMGOutputs:
         """The model's forward (the head's time: everything but the backbone, which its hooks time)."""
@@ -274,7 +290,7 @@ class Trainer:
         path = None
         if self.is_main:
             path = save_checkpoint(self.checkpoint_dir, self.step, self.model, self.optimizer, self.scheduler,
-                                   self.sampler.state_dict(), keep_last=self.config.checkpoint.keep_last,
+                                   self._consumed_sampler_state, keep_last=self.config.checkpoint.keep_last,
                                    config_text=self.config.model_dump_json())
         if self.world_size > 1:
             torch.distributed.barrier()
@@ -289,7 +305,9 @@ class Trainer:
         if found is None:
             return False
         state = load_checkpoint(found, self.model, self.optimizer, self.scheduler)
+        self.close_batch_source()
         self.sampler.load_state_dict(state.sampler_state)
+        self._consumed_sampler_state = self.sampler.state_dict()
         self.step = state.step
         if self.is_main:
             self._truncate_log(self.step)
