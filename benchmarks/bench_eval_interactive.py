@@ -1,9 +1,8 @@
 """Interactive segmentation: the click simulation behind NoC@85/90 and mIoU@1click, 100 objects x up to 20 clicks.
 
 Group ``interactive-noc-clicks``: ours (``simulate_clicks`` + ``InteractiveSegmentation``) against the same protocol
-computed the straightforward way, as interactive-segmentation evaluators (RITM's clicker, and this project before the
-change) do it: the distance transform of the chosen error region over the whole image at every click. Ours runs it on
-the region's bounding box. Both sides drive the same simulated model; the clicks and the figures are checked equal
+computed the straightforward way, as RITM's clicker does it: the distance transforms of the missed and the added
+pixels over the whole image at every click. Ours runs them on the errors' bounding box. Both sides drive the same simulated model; the clicks and the figures are checked equal
 before anything is timed; both use the same IoU function, so the ratio is the cost of choosing the clicks.
 """
 
@@ -56,19 +55,27 @@ def _model(gt: torch.Tensor, guess: torch.Tensor):
     return predict
 
 
-def full_image_next_click(gt: np.ndarray, pred: np.ndarray) -> Click | None:
-    """The protocol's next click with the distance transform over the whole image (the reference's cost)."""
-    error = gt ^ pred
-    if not error.any():
+def full_image_next_click(gt: np.ndarray, pred: np.ndarray, clicked: tuple[Click, ...] = (),
+                          ignore: np.ndarray | None = None) -> Click | None:
+    """RITM's ``Clicker._get_next_click`` the straightforward way: whole-image distance transforms (zero-padded, in
+    float32 as cv2's), clicked pixels zeroed, positive only when the missed depth is strictly larger, the first
+    deepest pixel in raster order; None when no error is left."""
+    keep = np.ones_like(gt) if ignore is None else ~ignore
+    missed, added = gt & ~pred & keep, ~gt & pred & keep
+    if not (missed.any() or added.any()):
         return None
-    components, count = ndimage.label(error & gt)
-    extra, extra_count = ndimage.label(error & ~gt)
-    components = np.where(extra > 0, extra + count, components)
-    sizes = np.bincount(components.ravel(), minlength=count + extra_count + 1)
-    sizes[0] = 0
-    distance = ndimage.distance_transform_edt(np.pad(components == int(np.argmax(sizes)), 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return Click(y=int(y), x=int(x), positive=bool(gt[y, x]))
+    not_clicked = np.ones(gt.shape, dtype=np.float32)
+    for click in clicked:
+        not_clicked[click.y, click.x] = 0
+
+    def depth(region: np.ndarray) -> np.ndarray:
+        return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1].astype(np.float32) * not_clicked
+
+    depth_missed, depth_added = depth(missed), depth(added)
+    positive = bool(depth_missed.max() > depth_added.max())
+    chosen = depth_missed if positive else depth_added
+    ys, xs = np.nonzero(chosen == chosen.max())
+    return Click(y=int(ys[0]), x=int(xs[0]), positive=positive)
 
 
 def _reference(objects) -> tuple[dict, list[list[float]]]:
@@ -79,7 +86,7 @@ def _reference(objects) -> tuple[dict, list[list[float]]]:
         mask = torch.zeros_like(gt)
         ious = []
         for _ in range(MAX_CLICKS):
-            click = full_image_next_click(gt_np, mask.numpy())
+            click = full_image_next_click(gt_np, mask.numpy(), tuple(clicks))
             if click is None:
                 break
             clicks.append(click)

@@ -3,7 +3,8 @@
 ``simulate_clicks`` runs the standard protocol against any predictor (clicks in, mask out) and returns the IoU after
 each click; :class:`InteractiveSegmentation` turns those sequences into the figures. NoC@t is the number of clicks
 needed to reach IoU >= t, counted as ``max_clicks`` (20) when never reached (such objects are also counted as
-failures, NoF@t).
+failures, NoF@t). RITM's ">=20" column counts objects whose NoC equals ``max_clicks``, so also those reaching t at
+exactly the last click: that is ``over_max@t`` here (its ``compute_noc_metric``'s ``over_max``).
 """
 
 from __future__ import annotations
@@ -20,35 +21,40 @@ Predictor = Callable[[Sequence[Click], torch.Tensor], torch.Tensor]
 
 
 def simulate_clicks(
-    predictor: Predictor, gt_mask: torch.Tensor, max_clicks: int = 20, stop_at_iou: float | None = None
+    predictor: Predictor,
+    gt_mask: torch.Tensor,
+    max_clicks: int = 20,
+    stop_at_iou: float | None = None,
+    ignore_mask: torch.Tensor | None = None,
 ) -> list[float]:
-    """IoU after each simulated click.
+    """IoU after each simulated click (RITM's ``evaluate_sample`` loop with its ``Clicker``).
 
     Arguments:
       predictor: called with (all clicks so far, previous (H, W) bool mask); returns the new (H, W) bool mask.
       gt_mask: (H, W) bool object mask (must not be empty).
       max_clicks: at most this many clicks (20 in the standard protocol).
       stop_at_iou: stop early once IoU reaches it (clicks after that cannot change NoC at lower thresholds).
+      ignore_mask: (H, W) bool pixels left out of the errors and the IoU (RITM's ground-truth label -1), or None.
 
     Returns:
       IoUs after clicks 1, 2, ... (shorter than max_clicks when stopped early or when no error is left: a perfect
       mask keeps IoU 1 for the remaining clicks).
     """
     gt_mask = gt_mask.to(torch.bool)
-    if not bool(gt_mask.any()):
-        raise ValueError("gt_mask is empty; interactive evaluation needs an object to click on")
+    if not bool((gt_mask if ignore_mask is None else gt_mask & ~ignore_mask.to(torch.bool)).any()):
+        raise ValueError("gt_mask is empty (outside ignore_mask); interactive evaluation needs an object to click on")
     clicks: list[Click] = []
     mask = torch.zeros_like(gt_mask)
     ious: list[float] = []
     for _ in range(max_clicks):
-        click = next_click(gt_mask, mask)
+        click = next_click(gt_mask, mask, clicks, ignore_mask)
         if click is None:
             break
         clicks.append(click)
         mask = predictor(clicks, mask).to(torch.bool)
         if mask.shape != gt_mask.shape:
             raise ValueError(f"the predictor returned a {tuple(mask.shape)} mask for a {tuple(gt_mask.shape)} object")
-        ious.append(mask_iou(mask, gt_mask))
+        ious.append(mask_iou(mask, gt_mask, ignore_mask))
         if stop_at_iou is not None and ious[-1] >= stop_at_iou:
             break
     return ious
@@ -71,6 +77,7 @@ class InteractiveSegmentation(Metric):
         num_t = len(self.thresholds)
         self.add_state("noc_sum", torch.zeros(num_t, dtype=torch.int64), "sum")
         self.add_state("failures", torch.zeros(num_t, dtype=torch.int64), "sum")
+        self.add_state("over_max", torch.zeros(num_t, dtype=torch.int64), "sum")
         self.add_state("first_click_iou_sum", torch.zeros((), dtype=torch.float64), "sum")
         self.add_state("num_objects", torch.zeros((), dtype=torch.int64), "sum")
         self.add_state("box_iou_sum", torch.zeros((), dtype=torch.float64), "sum")
@@ -102,18 +109,18 @@ class InteractiveSegmentation(Metric):
         for values in sequences:
             for t, threshold in enumerate(self.thresholds):
                 reached = torch.nonzero(values >= threshold)
-                if len(reached):
-                    self.noc_sum[t] += int(reached[0, 0]) + 1
-                else:
-                    self.noc_sum[t] += self.max_clicks
-                    self.failures[t] += 1
+                noc = int(reached[0, 0]) + 1 if len(reached) else self.max_clicks
+                self.noc_sum[t] += noc
+                self.failures[t] += not len(reached)
+                self.over_max[t] += noc == self.max_clicks
             self.first_click_iou_sum += values[0]
             self.num_objects += 1
         self.box_iou_sum += sum(boxes)
         self.num_boxes += len(boxes)
 
     def compute(self) -> dict[str, Any]:
-        """``mIoU@1click``, ``mIoU@box``, ``NoC@<t>`` and ``NoF@<t>`` per threshold (NaN when nothing was added)."""
+        """``mIoU@1click``, ``mIoU@box``, ``NoC@<t>``, ``NoF@<t>`` and ``over_max@<t>`` per threshold (NaN when
+        nothing was added)."""
         objects, boxes = int(self.num_objects), int(self.num_boxes)
         nan = float("nan")
         figures: dict[str, Any] = {
@@ -124,4 +131,5 @@ class InteractiveSegmentation(Metric):
             name = f"{round(threshold * 100):d}"
             figures[f"NoC@{name}"] = int(self.noc_sum[t]) / objects if objects else nan
             figures[f"NoF@{name}"] = int(self.failures[t])
+            figures[f"over_max@{name}"] = int(self.over_max[t])
         return figures

@@ -1,13 +1,18 @@
-"""The standard click simulation of interactive segmentation evaluation (RITM / SAM protocol).
+"""The standard click simulation of interactive segmentation evaluation: RITM's ``Clicker`` (Sofiiuk et al.,
+isegm/inference/clicker.py), which SimpleClick and FocalClick evaluate with too.
 
-The next click goes to the error region (missed object pixels, or wrongly added pixels) with the largest connected
-component, at the point of that component farthest from its boundary (the image border counts as boundary): positive
-when the point belongs to the object, negative otherwise.
+The next click goes to the error pixel farthest from the boundary of its error: the distance transforms of the
+missed pixels (false negatives) and of the wrongly added ones (false positives) are taken over the whole image, the
+image border counting as boundary; the click is positive when the deepest missed pixel lies strictly deeper than the
+deepest added one (a tie clicks negative), at the first pixel in raster order of that depth. A pixel clicked before
+is never clicked again, and ground-truth pixels marked ignore are neither errors nor counted in the IoU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,51 +35,75 @@ def _scipy_ndimage():
     return ndimage
 
 
-def next_click(gt_mask: torch.Tensor, pred_mask: torch.Tensor) -> Click | None:
-    """Where the simulated user clicks next.
+def next_click(
+    gt_mask: torch.Tensor,
+    pred_mask: torch.Tensor,
+    clicked: Sequence[Click] = (),
+    ignore_mask: torch.Tensor | None = None,
+) -> Click | None:
+    """Where the simulated user clicks next (RITM's ``Clicker._get_next_click``).
 
     Arguments:
       gt_mask: (H, W) bool object mask.
       pred_mask: (H, W) bool current prediction (all False before the first click).
+      clicked: the clicks made so far (their pixels are not clicked again).
+      ignore_mask: (H, W) bool ground-truth pixels to ignore (RITM's label -1), or None.
 
     Returns:
-      The click, or None when the prediction has no error left.
+      The click, or None when the prediction has no error left (RITM would go on clicking a background pixel, which
+      cannot change NoC: the threshold was reached).
     """
     if gt_mask.shape != pred_mask.shape or gt_mask.dim() != 2:
         raise ValueError(f"gt_mask {tuple(gt_mask.shape)} and pred_mask {tuple(pred_mask.shape)} must be one (H, W)")
+    if ignore_mask is not None and ignore_mask.shape != gt_mask.shape:
+        raise ValueError(f"ignore_mask {tuple(ignore_mask.shape)} must be the shape of gt_mask {tuple(gt_mask.shape)}")
     ndimage = _scipy_ndimage()
     gt = gt_mask.to(device="cpu", dtype=torch.bool).numpy()
     pred = pred_mask.to(device="cpu", dtype=torch.bool).numpy()
     error = gt ^ pred
+    if ignore_mask is not None:
+        error &= ~ignore_mask.to(device="cpu", dtype=torch.bool).numpy()
     rows_with_error, cols_with_error = np.flatnonzero(error.any(axis=1)), np.flatnonzero(error.any(axis=0))
     if len(rows_with_error) == 0:
         return None
-    # Everything below runs on the bounding box of the errors: regions lie inside it, connected-component numbering
-    # follows the same raster order, and the distance-transform argument below holds for any box that holds the region.
+    not_clicked = np.ones(gt.shape, dtype=bool)
+    for click in clicked:
+        not_clicked[click.y, click.x] = False
+    # The transforms run on the bounding box of the errors: every pixel just outside it is no error (a zero of both
+    # transforms) or lies beyond the image border (the official zero padding), so distances inside the box equal the
+    # whole image's, and raster order inside the box is the image's, so the first deepest pixel is the same.
     top, left = int(rows_with_error[0]), int(cols_with_error[0])
     window = (slice(top, int(rows_with_error[-1]) + 1), slice(left, int(cols_with_error[-1]) + 1))
-    gt, error = gt[window], error[window]
-    # missed and extra pixels are separate regions even where they touch: they ask for clicks of opposite sign
-    components, count = ndimage.label(error & gt)
-    extra_components, extra_count = ndimage.label(error & ~gt)
-    components = np.where(extra_components > 0, extra_components + count, components)
-    sizes = np.bincount(components.ravel(), minlength=count + extra_count + 1)
-    sizes[0] = 0
-    label = int(np.argmax(sizes))
-    # The distance transform runs on the region's bounding box only: every pixel of the box border padding is
-    # outside the region, and clamping a farther zero pixel onto that border only brings it closer, so distances
-    # inside the box equal the whole image's; row-major order inside the box is the image's, so ties resolve alike.
-    rows, cols = ndimage.find_objects(components, max_label=label)[label - 1]
-    largest = components[rows, cols] == label
-    # zero padding makes the image border a boundary, so clicks keep away from the frame as from the region's edge
-    distance = ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]
-    box_y, box_x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    y, x = rows.start + int(box_y), cols.start + int(box_x)
-    return Click(y=top + y, x=left + x, positive=bool(gt[y, x]))
+    missed, added = (error & gt)[window], (error & ~gt)[window]
+    # float32 as cv2.distanceTransform gives, so depths compare (and tie) as they do officially
+    depth_missed = _depth(ndimage, missed) * not_clicked[window]
+    depth_added = _depth(ndimage, added) * not_clicked[window]
+    deepest_missed, deepest_added = depth_missed.max(), depth_added.max()
+    if deepest_missed == 0 and deepest_added == 0:
+        # every error pixel was clicked already: officially a negative click on the first pixel of zero depth in
+        # the whole image (outside the box every pixel has depth 0)
+        y, x = np.unravel_index(int(np.argmax(~(error & ~gt & not_clicked))), gt.shape)
+        return Click(y=int(y), x=int(x), positive=False)
+    positive = bool(deepest_missed > deepest_added)
+    depth, deepest = (depth_missed, deepest_missed) if positive else (depth_added, deepest_added)
+    box_y, box_x = np.unravel_index(int(np.argmax(depth == deepest)), depth.shape)
+    return Click(y=top + int(box_y), x=left + int(box_x), positive=positive)
 
 
-def mask_iou(pred_mask: torch.Tensor, gt_mask: torch.Tensor) -> float:
-    """IoU of two (H, W) bool masks (1.0 when both are empty)."""
+def _depth(ndimage: Any, region: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each region pixel to the nearest pixel outside it, the image border counting as
+    outside (zero padding); 0 outside the region. float32."""
+    if not region.any():
+        return np.zeros(region.shape, dtype=np.float32)
+    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1].astype(np.float32)
+
+
+def mask_iou(pred_mask: torch.Tensor, gt_mask: torch.Tensor, ignore_mask: torch.Tensor | None = None) -> float:
+    """IoU of two (H, W) bool masks, leaving out ``ignore_mask`` pixels (RITM's ``get_iou``); 1.0 when both are
+    empty."""
+    if ignore_mask is not None:
+        keep = ~ignore_mask.to(device=pred_mask.device, dtype=torch.bool)
+        pred_mask, gt_mask = pred_mask.to(torch.bool) & keep, gt_mask.to(torch.bool) & keep
     if pred_mask.device.type == "cpu" and gt_mask.device.type == "cpu":
         # called once per click: NumPy's single-threaded count beats waking torch's thread pool for one image
         pred, gt = pred_mask.to(torch.bool).numpy(), gt_mask.to(torch.bool).numpy()
