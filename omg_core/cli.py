@@ -19,7 +19,7 @@ from omg_core.errors import OMGError, TaskNotImplementedError
 # Subcommands that live in other packages, imported only when used so `omg tasks` stays fast.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("omg_eval.cli", "eval_command", "evaluate predictions with every task's official metric"),
-    "data": ("omg_data.cli", "data_group", "generate and convert datasets (the shapes world)"),
+    "data": ("omg_data.cli", "data_group", "generate synthetic datasets (the shapes world)"),
     "convert": ("omg_core.weights.cli", "convert_command", "convert the official OMG-Seg checkpoint to safetensors"),
     "doctor": ("omg_core.doctor", "doctor_command", "show torch/CUDA, compilers and the fused kernels' builds"),
     "train": ("omg_core.train.cli", "train_command", "co-train the model on every dataset of a config (torchrun: DDP)"),
@@ -181,12 +181,16 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--weights", type=click.Path(path_type=Path), help="safetensors weights file")
 @click.option(
     "--vocabulary",
-    help="open-vocabulary tasks: a built-in vocabulary (coco, ade20k, cityscapes, ytvis2019, ytvis2021, vipseg), a text "
+    help="open-vocabulary tasks: a built-in vocabulary (coco, ade20k, cityscapes, ytvis2019, ytvis2021, vipseg, "
+    "shapes-world, shapes-world-seen), a text "
     "file (one class per line), or inline classes separated by ';' with synonyms by ',' (\"cat,kitten;traffic cone\")",
 )
 @click.option("--seen", help="open vocabulary: classes to score as seen in training, ';'-separated (others unseen)")
 @click.option("--unseen", help="open vocabulary: classes to score as unseen in training, ';'-separated (others seen)")
-@click.option("--prompts", type=click.Path(path_type=Path), help="JSON file of point/box prompts (interactive tasks)")
+@click.option("--prompts", type=click.Path(path_type=Path),
+              help='interactive tasks: a JSON file of prompts in pixels, one per output mask: {"points": [[[x, y], ...], '
+              '...], "point_labels": [[1, 0, ...], ...], "boxes": [[x0, y0, x1, y1], ...]} (labels 1 positive, 0 '
+              "negative; points, boxes or both)")
 @click.option("--format", "output_format", help="output format (default: the task's first)")
 @click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
 @click.option("--overlays", is_flag=True, default=None, help="also draw each result over its input in OUTPUT/overlays")

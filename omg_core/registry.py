@@ -761,6 +761,12 @@ class TaskRegistry:
         reasons = [p for p in self.problems if key in p.names]
         if reasons:
             raise TaskUnavailableError(f"task {name!r} is unavailable: " + " Also: ".join(_why(p) for p in reasons))
+        blocking = sorted(spec for spec in self.blocked if spec.split(":")[-1] == key)
+        if blocking:  # the user left this plugin out on purpose: say so instead of suggesting other tasks
+            raise TaskUnavailableError(
+                f"task {name!r} is unavailable: {', '.join('-p ' + BLOCK_PREFIX + spec for spec in blocking)} blocks "
+                "it; drop that option to use it"
+            )
         names = sorted(self._by_name_or_alias)
         close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
         message = f"unknown task {name!r}."

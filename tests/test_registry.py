@@ -157,6 +157,12 @@ def test_duplicate_can_be_resolved_by_blocking_either_entry_point(plugin_site: P
     assert "ss" not in registry
 
 
+def test_asking_for_a_blocked_task_names_the_option_that_blocks_it() -> None:
+    registry = discover_quietly(plugins=["no:semantic"])
+    with pytest.raises(TaskUnavailableError, match="-p no:semantic blocks it; drop that option"):
+        registry.get("semantic")
+
+
 def test_two_distributions_with_one_entry_point_name_are_blocked_by_distribution(plugin_site: Path) -> None:
     write_distribution(plugin_site, "omg-fork", "omg_fork", working_plugin_source("semantic"), {"semantic": "omg_fork"})
     registry = discover_quietly()

@@ -178,8 +178,9 @@ class OMGPredictor:
             raise InputError(f"no {info.modality} set: call set_{info.modality}(...) before {task}()")
         held = "video" if self._pixels.dim() == 4 else "image"
         if held != info.modality:
-            raise InputError(f"task {info.name!r} takes a {info.modality}, but a {held} is set; call "
-                             f"set_{info.modality}(...) first")
+            article = {"image": "an", "video": "a"}
+            raise InputError(f"task {info.name!r} takes {article[info.modality]} {info.modality}, but "
+                             f"{article[held]} {held} is set; call set_{info.modality}(...) first")
         names, things = resolve_vocabulary(vocabulary)
         if seen is not None and (names is None or len(seen) != len(names)):
             raise InputError("seen needs one flag per class of the given vocabulary")

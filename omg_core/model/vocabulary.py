@@ -5,8 +5,8 @@ tools/gen_vocabularies.py). Each class has a `text` for the CLIP text tower, the
 synonyms separated by "," (e.g. "bicycle,bicycles,bike,bikes"), and a thing/stuff flag.
 
 `parse_vocabulary(spec)` accepts, in this order of precedence:
-  1. a built-in name (`list_vocabularies()`: coco, ade20k, cityscapes, ytvis2019, ytvis2021, vipseg, and the alias
-     coco_panoptic), matched case-insensitively. A file whose name is a built-in name is read as "./coco".
+  1. a built-in name (`list_vocabularies()`: coco, ade20k, cityscapes, ytvis2019, ytvis2021, vipseg, the shapes
+     world's shapes-world and shapes-world-seen, and the alias coco_panoptic), matched case-insensitively. A file whose name is a built-in name is read as "./coco".
   2. a path to an existing UTF-8 text file (a byte-order mark is allowed): one class per line, synonyms separated by ","; blank lines and lines
      starting with "#" are skipped.
   3. inline classes: classes separated by ";", synonyms within a class by "," ("cat,kitty;zebra;traffic cone").

@@ -72,6 +72,9 @@ def train_command(config_path: Path, resume: bool, steps: int | None, output_dir
             trainer = Trainer(config, datasets, rank, world_size, chosen, on_step=show)
             if resume and not trainer.resume():
                 raise InputError(f"--resume: no complete checkpoint in {trainer.checkpoint_dir}; start without --resume")
+            if resume and rank == 0:
+                console.print(f"resuming at step {trainer.step} of {config.steps} from the newest checkpoint in "
+                              f"{trainer.checkpoint_dir}", highlight=False)
             progress.update(bar, completed=trainer.step)
             trainer.fit()
         if rank == 0:
