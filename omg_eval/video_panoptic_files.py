@@ -118,7 +118,13 @@ def list_video_frames(pred_dir: Path, gt_dir: Path, videos: Sequence[str] | None
         videos = sorted(p.name for p in gt_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         extra = sorted(p.name for p in pred_dir.iterdir() if p.is_dir() and not (gt_dir / p.name).is_dir())
         if extra:
-            raise ValueError(f"prediction videos without ground truth: {extra[:5]}; pass videos= to choose a subset")
+            root_hint = (f"; {gt_dir} looks like the VIPSeg root: pass its panomasks/ folder ({gt_dir / 'panomasks'})"
+                         if (gt_dir / "panomasks").is_dir() else "")
+            raise ValueError(
+                f"prediction videos without ground truth in {gt_dir}: {extra[:5]}{root_hint}; evaluate predictions "
+                "of the ground truth's videos only (remove the others, or choose videos with "
+                "evaluate_vipseg(videos=...) from Python)"
+            )
     if not videos:
         raise ValueError(f"no videos found under {gt_dir}")
     pairs = []
@@ -301,7 +307,10 @@ def _decode_video(
     """T x H x W ids of one video's raw masks; odd values are reported as anomalies."""
     maps = []
     for name, raw in zip(frames, raws, strict=True):
-        ids, stuff_value, thing_value = _decode(raw, num_classes, is_thing)
+        try:
+            ids, stuff_value, thing_value = _decode(raw, num_classes, is_thing)
+        except ValueError as error:  # name the file and whose it is: the decode alone knows neither
+            raise ValueError(f"{side} frame {folder / name}: {error}") from None
         _note_odd_values(side, folder / name, stuff_value, thing_value)
         maps.append(ids)
     shapes = {tuple(m.shape) for m in maps}

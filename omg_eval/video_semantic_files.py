@@ -88,7 +88,10 @@ def evaluate_vspw(
         mask_dir = gt_root / video / "mask" if (gt_root / video / "mask").is_dir() else gt_root / video
         frames = sorted(p.name for p in mask_dir.glob("*.png") if not p.name.startswith("."))
         if not frames:
-            raise FileNotFoundError(f"no ground-truth PNG frames under {mask_dir}")
+            hint = (f"; {gt_root} looks like the VSPW root: pass its data/ folder ({gt_root / 'data'})"
+                    if video == "data" and (gt_root / "data").is_dir() else
+                    "; the ground truth is VSPW's data/ folder, holding <video>/mask/<frame>.png")
+            raise FileNotFoundError(f"no ground-truth PNG frames under {mask_dir}{hint}")
         missing = [f for f in frames if not (pred_root / video / f).is_file()]
         if missing:
             raise FileNotFoundError(
@@ -96,6 +99,12 @@ def evaluate_vspw(
             )
         gt_frames = [raw_vspw_to_labels(_read_labels(mask_dir / f)) for f in frames]
         pred_frames = [_read_labels(pred_root / video / f) for f in frames]
+        for name, pred_frame in zip(frames, pred_frames, strict=True):
+            if pred_frame.numel() and (int(pred_frame.min()) < 0 or int(pred_frame.max()) >= num_classes):
+                raise ValueError(
+                    f"{pred_root / video / name} holds values outside [0, {num_classes}) (min {int(pred_frame.min())}, "
+                    f"max {int(pred_frame.max())}); write each pixel's class index (VSPW's 124 classes: 0-123)"
+                )
         for name, gt_frame, pred_frame in zip(frames, gt_frames, pred_frames, strict=True):
             if gt_frame.shape != gt_frames[0].shape or pred_frame.shape != gt_frame.shape:
                 raise ValueError(

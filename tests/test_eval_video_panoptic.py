@@ -452,3 +452,14 @@ def test_vpq_and_stq_states_sync_across_processes(tmp_path: Path, fixture_data) 
     assert torch.equal(synced["tp"], whole.tp)
     assert synced["vpq"] == pytest.approx(whole.compute()["vpq"], abs=1e-12)
     assert synced["stq"] == pytest.approx(stq.compute()["stq"], abs=1e-12)
+
+
+def test_evaluate_vipseg_errors_name_the_file_the_side_and_the_fix(tmp_path: Path) -> None:
+    frame = np.ones((1, 4, 5), np.int64)  # stuff category 0
+    _write_vipseg(tmp_path / "VIPSeg" / "panomasks", "v1", frame)
+    _write_vipseg(tmp_path / "pred", "v1", np.full((1, 4, 5), 200 * 100 + 3))  # decodes to category 199
+    gt_dir = tmp_path / "VIPSeg" / "panomasks"
+    with pytest.raises(ValueError, match=r"predicted frame .*pred/v1/00000\.png: mask values decode to categories"):
+        evaluate_vipseg(tmp_path / "pred", gt_dir, num_classes=7, thing_classes=[2])
+    with pytest.raises(ValueError, match="looks like the VIPSeg root: pass its panomasks/ folder"):
+        evaluate_vipseg(tmp_path / "pred", tmp_path / "VIPSeg", num_classes=7, thing_classes=[2])

@@ -157,3 +157,16 @@ def test_evaluate_vspw_names_a_prediction_of_the_wrong_size(tmp_path: Path) -> N
     Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "pred" / "v" / "0.png")
     with pytest.raises(ValueError, match="resolution"):
         evaluate_vspw(tmp_path / "pred", tmp_path / "data", num_classes=3)
+
+
+def test_evaluate_vspw_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    root = tmp_path / "VSPW_480p"
+    (root / "data" / "v" / "mask").mkdir(parents=True)
+    (tmp_path / "pred" / "v").mkdir(parents=True)
+    Image.fromarray(np.ones((4, 6), np.uint8)).save(root / "data" / "v" / "mask" / "0.png")
+    Image.fromarray(np.full((4, 6), 200, np.uint8)).save(tmp_path / "pred" / "v" / "0.png")
+    bad = tmp_path / "pred" / "v" / "0.png"
+    with pytest.raises(ValueError, match=rf"{bad} holds values outside \[0, 3\) \(min 200, max 200\)"):
+        evaluate_vspw(tmp_path / "pred", root / "data", num_classes=3)
+    with pytest.raises(FileNotFoundError, match="looks like the VSPW root: pass its data/ folder"):
+        evaluate_vspw(tmp_path / "pred", root, num_classes=3)  # the dataset root instead of data/
