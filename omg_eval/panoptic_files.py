@@ -21,6 +21,7 @@ from PIL import Image
 
 from omg_data.json_io import read_json
 from omg_eval.anomalies import reports_anomalies
+from omg_eval.image_names import GroundTruthImageNames, base_name
 from omg_eval.kernels.segment_pairs import intersect_segment_ids
 from omg_eval.panoptic import PanopticQuality
 from omg_eval.sharding import items_for_this_rank
@@ -53,12 +54,71 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _pairs(gt_json: dict[str, Any], pred_json: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    pred_by_image = {annotation["image_id"]: annotation for annotation in pred_json["annotations"]}
+def _predictions_by_name(
+    gt_json: dict[str, Any], pred_json: dict[str, Any], gt_file: Path, pred_file: Path
+) -> dict[Any, dict[str, Any]] | None:
+    """The prediction annotations by ground-truth image id, paired by input file name (see
+    :mod:`omg_eval.image_names`); None when the predictions do not name their images, to be paired by id.
+
+    The predictions name their images when their JSON has an ``images`` list whose records all carry a ``file_name``
+    (omg run's panoptic.json; detectron2's, a copy of the ground truth's, pairs the same either way): an annotation's
+    ``image_id`` then only points at its record there, whose ``file_name`` says which ground-truth image it is.
+    """
+    images = pred_json.get("images")
+    if not isinstance(images, list) or not images:
+        return None
+    named = [isinstance(image, dict) and bool(image.get("file_name")) for image in images]
+    if not any(named):
+        return None
+    if not all(named):
+        raise ValueError(
+            f"prediction JSON {pred_file}: image record {images[named.index(False)]!r:.80} has no 'file_name' but "
+            "others have one; give every images[] record its input file_name (to pair them with the ground truth "
+            "by name, as omg run writes them) or leave 'images' out (to pair annotations by image_id)"
+        )
+    names = GroundTruthImageNames(gt_json.get("images"), gt_file)
+    pred_names = {image.get("id"): image["file_name"] for image in images}
+    by_gt_id: dict[Any, dict[str, Any]] = {}
+    paired_from: dict[Any, int] = {}
+    for index, annotation in enumerate(pred_json["annotations"]):
+        image_id = annotation.get("image_id")
+        if image_id not in pred_names:
+            raise ValueError(
+                f"prediction annotation {index} of {pred_file} is for image {image_id!r}, which its 'images' list "
+                "does not hold; the annotations and images of a prediction JSON must come from the same run"
+            )
+        gt_id = names.id_of(pred_names[image_id], f"prediction annotation {index} of {pred_file}")
+        if gt_id in by_gt_id:
+            raise ValueError(
+                f"prediction annotations {paired_from[gt_id]} and {index} of {pred_file} are both for image "
+                f"{base_name(pred_names[image_id])!r} (ground-truth id {gt_id!r}); give each image to the run once"
+            )
+        by_gt_id[gt_id], paired_from[gt_id] = annotation, index
+    return by_gt_id
+
+
+def _pairs(
+    gt_json: dict[str, Any], pred_json: dict[str, Any], gt_file: Path, pred_file: Path
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(ground-truth annotation, prediction annotation) per ground-truth image: by input file name when the
+    predictions name their images, else by ``image_id`` as panopticapi pairs them."""
+    by_name = _predictions_by_name(gt_json, pred_json, gt_file, pred_file)
+    if by_name is not None:
+        pred_by_image = by_name
+    else:
+        pred_by_image = {annotation["image_id"]: annotation for annotation in pred_json["annotations"]}
+    gt_names = {image.get("id"): image.get("file_name") for image in gt_json.get("images") or []
+                if isinstance(image, dict)}
     matched = []
     for gt_annotation in gt_json["annotations"]:
         image_id = gt_annotation["image_id"]
         if image_id not in pred_by_image:
+            if by_name is not None:
+                raise ValueError(
+                    f"no prediction for image {image_id} ({gt_names.get(image_id)!r}) of ground truth {gt_file}: "
+                    f"{pred_file} names no image of that file name; every ground-truth image needs a prediction "
+                    "entry: run on all of the ground truth's images"
+                )
             raise ValueError(f"no prediction for image {image_id}; every ground-truth image needs a prediction entry")
         matched.append((gt_annotation, pred_by_image[image_id]))
     return matched
@@ -119,6 +179,14 @@ def evaluate_panoptic_files(
     Returns:
       ``PanopticQuality.compute()``'s dict.
 
+    Pairing: when the prediction JSON's ``images`` records carry a ``file_name`` (``omg run --format coco-panoptic``
+    writes the input file's name there, and numbers images by input position), each prediction annotation is paired
+    with the ground-truth image of that file name, compared without directories, and scored under the ground truth's
+    id: the name wins over the prediction's ``image_id`` wherever the two point at different images. A name the
+    ground truth lacks, a name two ground-truth images share, or two predictions of one image is an error (see
+    :mod:`omg_eval.image_names`). A prediction JSON without ``images`` (panopticapi's own format) is paired by
+    ``image_id`` exactly as ``pq_compute`` pairs it.
+
     Ground truth whose PNG and ``segments_info`` disagree is scored as panopticapi scores it and reported as an
     anomaly (see :class:`PanopticQuality`): to the caller's ``collect_anomalies`` log, or else as one
     ``EvaluationAnomalyWarning`` per kind.
@@ -133,7 +201,7 @@ def evaluate_panoptic_files(
     if "categories" not in gt_json:
         raise ValueError(f"ground-truth JSON {gt_json_file} has no 'categories' list")
     metric = PanopticQuality(gt_json["categories"])
-    jobs = items_for_this_rank(_pairs(gt_json, pred_json))
+    jobs = items_for_this_rank(_pairs(gt_json, pred_json, gt_json_file, pred_json_file))
     counted = _counted(jobs, gt_folder, pred_folder, workers or os.cpu_count() or 1)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]

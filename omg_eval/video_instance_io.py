@@ -191,13 +191,16 @@ def _run_video_names(video: dict) -> list[str]:
     return list(dict.fromkeys(name for name in names if name))
 
 
-def join_run_videos(results: list, catalogue: Any, gt: dict) -> tuple[list, set[Any]]:
+def join_run_videos(
+    results: list, catalogue: Any, gt: dict, ground_truth: str = "the annotation file"
+) -> tuple[list, set[Any]]:
     """Results with the run's video ids replaced by the annotation file's, joined by video name.
 
     Arguments:
       results: the run's result tracks (``video_id`` = the run's id).
       catalogue: the run's ``videos.json`` (``{"videos": [{"id", "name", "source", "length", ...}]}``).
       gt: the annotation file.
+      ground_truth: what to call the annotation file in the messages (its path).
 
     Returns:
       (the results with the annotation file's ``video_id``, the annotation file's ids of the videos the run covered).
@@ -223,12 +226,16 @@ def join_run_videos(results: list, catalogue: Any, gt: dict) -> tuple[list, set[
         label = f"run video {video['id']!r} ({video.get('name')!r}, from {video.get('source')!r})"
         if not matches:
             raise ValueError(
-                f"{label} is not in the annotation file (no video whose frames are in a folder named "
+                f"{label} is not in {ground_truth} (no video whose frames are in a folder named "
                 f"{' or '.join(repr(n) for n in names) or 'after it'}); evaluate against the annotation file of the "
                 "videos the run was given, or leave that video out of the run"
             )
         if len(matches) > 1:
-            raise ValueError(f"{label}: the annotation file has {len(matches)} videos of that name; it cannot be joined")
+            raise ValueError(
+                f"{label}: {len(matches)} videos of {ground_truth} have that name (ids "
+                f"{', '.join(repr(match['id']) for match in matches[:5])}), so it cannot be joined to one: give "
+                "those annotation videos distinct folder names"
+            )
         target = matches[0]
         run_frames = int(video["length"]) if "length" in video else len(video.get("frame_names") or [])
         if run_frames != _video_frames(target):
@@ -280,6 +287,13 @@ def evaluate_youtube_vis(
       ValueError: for results naming unknown videos, masks at the wrong size, or a malformed annotation (the message
         names the track and the fix).
 
+    Pairing: with a run's ``videos.json`` the results are joined to the annotation videos by name (the folder of a
+    video's frames in ``file_names``, else ``name``; see the module docstring) and take the annotation file's ids:
+    the name wins over the run's ``video_id`` (its input position + 1) wherever the two point at different videos.
+    A run video the annotation file lacks, or whose name two annotation videos share, is an error naming the
+    annotation file. Without ``videos.json`` (ytvoseval's results format) results are joined by ``video_id``
+    exactly as ytvoseval joins them.
+
     Results of categories the annotation file lacks and result tracks longer or shorter than their video are scored
     as ytvoseval scores them (see the module docstring) and reported with :func:`omg_eval.anomalies.note_anomaly`.
     """
@@ -291,7 +305,8 @@ def evaluate_youtube_vis(
         raise ValueError("the results file must be a list of {video_id, category_id, score, segmentations}")
     covered = None  # the annotation videos a run covered, when it says which (videos.json)
     if catalogue is not None:
-        results, covered = join_run_videos(results, catalogue, gt)
+        ground_truth = f"the annotation file {gt_json}" if isinstance(gt_json, (str, Path)) else "the annotation file"
+        results, covered = join_run_videos(results, catalogue, gt, ground_truth)
     videos = {video["id"]: video for video in gt["videos"]}
     category_ids = [int(category["id"]) for category in gt["categories"]]
     metric = YouTubeVISMetric(category_ids)

@@ -14,9 +14,13 @@ from omg_core.file_evaluators import FileEvaluator, Progress
 
 
 def _panoptic_json(path: Path, what: str) -> Path:
-    """A COCO panoptic JSON, given itself or as the folder holding one JSON (its PNG folder sits next to it)."""
+    """A COCO panoptic JSON, given itself or as the folder holding it: the folder's one JSON, or among several (an
+    `omg data synth` folder also holds captions.json) the one whose PNG folder of the same name sits next to it."""
     if path.is_dir():
         candidates = sorted(path.glob("*.json"))
+        with_pngs = [candidate for candidate in candidates if candidate.with_suffix("").is_dir()]
+        if len(candidates) > 1 and len(with_pngs) == 1:
+            return with_pngs[0]
         if len(candidates) != 1:
             raise ValueError(
                 f"{what} folder {path} holds {len(candidates)} JSON files; pass the panoptic JSON itself "
@@ -84,7 +88,8 @@ _HERE = __name__
 COCO_PANOPTIC = FileEvaluator(
     "coco-panoptic",
     "PQ / SQ / RQ, equal to panopticapi pq_compute",
-    "COCO panoptic JSON (PNGs in the folder of the same name), or the folder holding it",
+    "COCO panoptic JSON (PNGs in the folder of the same name), or the folder holding it; images that name their input "
+    "file (images[].file_name, as `omg run` writes them) are joined to the ground truth's by file name",
     "file or folder",
     "COCO panoptic JSON (same layout)",
     "file or folder",
@@ -93,7 +98,8 @@ COCO_PANOPTIC = FileEvaluator(
 COCO_INSTANCES = FileEvaluator(
     "coco-instances",
     "COCO mask AP, equal to pycocotools COCOeval(iouType='segm')",
-    "COCO results JSON",
+    "COCO results JSON; results that name their input file (file_name, as `omg run` writes them) are joined to the "
+    "ground truth's images by file name",
     "file",
     "COCO instances JSON",
     "file",

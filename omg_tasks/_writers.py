@@ -240,8 +240,9 @@ class SemanticPngWriter(ResultWriter):
 class CocoPanopticWriter(ResultWriter):
     """``panoptic/<stem>.png`` (id = R + 256 G + 256^2 B) per image; ``panoptic.json`` on close.
 
-    Image ids are the inputs' positions. Segments listed without a pixel are left out of ``segments_info``:
-    panopticapi refuses a JSON segment missing from the PNG.
+    Image ids are the inputs' positions (a run cannot know the data set's ids); ``omg eval`` joins the images to the
+    ground truth's by ``images[].file_name``, the input's name. Segments listed without a pixel are left out of
+    ``segments_info``: panopticapi refuses a JSON segment missing from the PNG.
     """
 
     gathered_records = ("images", "annotations", "is_thing", "vocabulary")
@@ -293,8 +294,9 @@ class CocoPanopticWriter(ResultWriter):
 
 class CocoResultsWriter(ResultWriter):
     """``results.json`` (COCO results: one detection per mask) and ``images.json`` (image id -> input file, size and
-    the categories) on close. Image ids are the inputs' positions; category id = class index + 1, or 1 for prompt
-    masks without classes (each detection of prompt masks also says which ``prompt`` it answers)."""
+    the categories) on close. Image ids are the inputs' positions (``omg eval`` joins each detection to the ground
+    truth's image by its ``file_name``, the input's name); category id = class index + 1, or 1 for prompt masks
+    without classes (each detection of prompt masks also says which ``prompt`` it answers)."""
 
     gathered_records = ("detections", "images", "vocabulary")
 

@@ -193,3 +193,21 @@ def test_no_evaluator_imports_torchvision() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_synth_folder_is_its_own_panoptic_ground_truth_despite_its_captions_json(tmp_path: Path) -> None:
+    """`omg data synth` writes captions.json beside panoptic.json: the folder still names one panoptic JSON, the one
+    with its PNG folder of the same name next to it."""
+    data = tmp_path / "data"
+    assert invoke("data", "synth", "--format", "coco-panoptic", "--num", "2", "--size", "32x32", "--out",
+                  str(data)).exit_code == 0
+    assert sorted(p.name for p in data.glob("*.json")) == ["captions.json", "panoptic.json"]
+    out = tmp_path / "pq.json"
+    result = invoke("eval", "--task", "ps", "--predictions", str(data), "--ground-truth", str(data), "--output",
+                    str(out))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["All"]["pq"] == 1.0
+    (data / "other.json").write_text("{}")
+    (data / "other").mkdir()  # now two JSONs have a folder beside them: which one is meant is the user's to say
+    result = CliRunner().invoke(main, ["eval", "--task", "ps", "--predictions", str(data), "--ground-truth", str(data)])
+    assert result.exit_code == 2 and "holds 3 JSON files; pass the panoptic JSON itself" in result.output
