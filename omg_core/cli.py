@@ -116,6 +116,8 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
                 {
                     **handle.info.model_dump(mode="json"),
                     "formats": registry.formats_for(handle.info),  # every installed writer of its result family
+                    # a video task implementing omg_open_video_stream: decodes long videos tube by tube
+                    "streams": handle.info.modality == "video" and handle.can_stream,
                     "format_problem": registry.default_format_problem(handle.info),  # null: its default format works
                     "distribution": handle.origin.distribution,
                     "version": handle.origin.version,

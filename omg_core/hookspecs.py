@@ -105,8 +105,12 @@ def omg_decode_outputs(request: TaskRequest, plan: QueryPlan, outputs: OMGOutput
         ``outputs.class_names`` (the plan's vocabulary, or the model's default one for a closed-vocabulary task),
         with ``outputs.thing_classes`` flagging things. The tensors are on the device the model ran on (``--device cuda``: the
         GPU); the result classes move what they are given to the CPU, so a hook may build its result on either.
+        For a video the query slots are already tracks: each tube's queries were matched to the previous tube's
+        (MinVIS), so slot q is one object over all T frames, and ``class_logits`` are averaged over the tubes.
     :return: a :class:`omg_core.task_io.TaskResult` whose ``data`` holds the task's payload (a result class of
-        :mod:`omg_core.results`).
+        :mod:`omg_core.results`) at the input's size: the registry refuses a result of another family than
+        ``TaskInfo.result_family``, an image class for a video task (or the reverse), or masks of another H x W (or
+        frame count) than ``request.pixels``, naming this hook.
     """
 
 
@@ -139,7 +143,8 @@ def omg_create_metric(options: dict[str, Any]) -> Metric:
     - ``update(...)`` takes whatever one sample's prediction and ground truth are for this task (the built-in
       semantic metric takes ``update(pred_labels, gt_labels)``, two H x W class maps); say so in its docstring.
       It only adds to the states declared with ``add_state``.
-    - ``compute()`` returns a dict of figures as fractions in [0, 1] (tables show them as percent), and must report
+    - ``compute()`` returns a dict of figures as fractions in [0, 1] (``omg eval`` prints them so; the README's tables
+      show percent), and must report
       every name in ``TaskInfo.metrics`` as a top-level key (matched ignoring case; panopticapi's nested
       ``{"All": {"pq": ...}}`` also counts). The registry checks this on the first ``compute`` and names the missing
       figure.

@@ -161,9 +161,17 @@ class TaskHandle:
         return self._call("omg_encode_queries", QueryPlan, request=request)
 
     def decode_outputs(self, request: TaskRequest, plan: QueryPlan, outputs: Any) -> TaskResult:
+        from omg_core.result_checks import decoded_result_problem
         from omg_core.task_io import TaskResult
 
-        return self._call("omg_decode_outputs", TaskResult, request=request, plan=plan, outputs=outputs)
+        result = self._call("omg_decode_outputs", TaskResult, request=request, plan=plan, outputs=outputs)
+        problem = decoded_result_problem(self.info, request.pixels, result.data)
+        if problem is not None:  # caught here, where the hook is known, not later in a writer or an overlay
+            raise PluginHookError(
+                f"task {self.name!r} hook omg_decode_outputs: {problem}; a bug in the plugin ({self.origin.describe()})",
+                task=self.name, hook="omg_decode_outputs",
+            )
+        return result
 
     @property
     def can_stream(self) -> bool:

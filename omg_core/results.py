@@ -30,13 +30,13 @@ IGNORE_LABEL = -1
 
 
 def _check(
-    value: torch.Tensor, name: str, shape: Sequence[int | None], kinds: str, owner: str
+    value: torch.Tensor, name: str, shape: Sequence[int | None], kinds: str, owner: str, axes: str | None = None
 ) -> None:
     """Raise ValueError unless ``value`` is a tensor of ``len(shape)`` dims (None = any size) and a dtype kind in
-    ``kinds`` ('b' bool, 'i' integer, 'f' floating)."""
+    ``kinds`` ('b' bool, 'i' integer, 'f' floating); ``axes`` names the dims in the message ("(N, T, H, W)")."""
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{owner}.{name} must be a torch.Tensor, got {type(value).__name__}")
-    expected = "x".join("?" if size is None else str(size) for size in shape)
+    expected = axes or "x".join("?" if size is None else str(size) for size in shape)
     if value.ndim != len(shape) or any(size is not None and size != actual for size, actual in zip(shape, value.shape)):
         raise ValueError(f"{owner}.{name} must have shape {expected}, got {tuple(value.shape)}")
     kind = "b" if value.dtype == torch.bool else "f" if value.is_floating_point() else "i"
@@ -78,7 +78,8 @@ class _Semantic:
 
     def __post_init__(self) -> None:
         _to_cpu(self, "labels")
-        _check(self.labels, "labels", (None,) * self._map_ndim, "i", type(self).__name__)
+        _check(self.labels, "labels", (None,) * self._map_ndim, "i", type(self).__name__,
+               "(H, W)" if self._map_ndim == 2 else "(T, H, W)")
         self.vocabulary = tuple(self.vocabulary)
         _check_labels(self.labels, self.vocabulary, type(self).__name__, allow_ignore=True)
 
@@ -130,7 +131,8 @@ class _Panoptic:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         _to_cpu(self, "segment_ids")
-        _check(self.segment_ids, "segment_ids", (None,) * self._map_ndim, "i", owner)
+        _check(self.segment_ids, "segment_ids", (None,) * self._map_ndim, "i", owner,
+               "(H, W)" if self._map_ndim == 2 else "(T, H, W)")
         self.segments = tuple(self.segments)
         ids = [segment.id for segment in self.segments]
         if len(set(ids)) != len(ids):
@@ -179,7 +181,8 @@ class _Instances:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         _to_cpu(self, "masks", "scores", "labels", "boxes")
-        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
+        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner,
+               "(N, H, W)" if self._mask_ndim == 3 else "(N, T, H, W)")
         count = int(self.masks.shape[0])
         _check(self.scores, "scores", (count,), "f", owner)
         _check(self.labels, "labels", (count,), "i", owner)
@@ -230,7 +233,8 @@ class _PromptMasks:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         _to_cpu(self, "masks", "scores", "labels")
-        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner)
+        _check(self.masks, "masks", (None,) * self._mask_ndim, "b", owner,
+               "(N, H, W)" if self._mask_ndim == 3 else "(N, T, H, W)")
         count = int(self.masks.shape[0])
         _check(self.scores, "scores", (count,), "f", owner)
         if (self.labels is None) != (self.vocabulary is None):

@@ -200,9 +200,17 @@ class VideoStreamDecoder:
 
     def decode_chunk(self, chunk: VideoChunk) -> TaskResult:
         """The result for the chunk's frames: a ``TaskResult`` whose ``data`` covers exactly those frames and whose
-        ``frame_names`` are ``chunk.frame_names``."""
+        ``frame_names`` are ``chunk.frame_names``.
+
+        What ``data`` is depends on the family, because the built-in streaming writers expect it: semantic and
+        panoptic tasks return a ``SemanticVideo`` / ``PanopticVideo`` of the chunk's t frames (final for those
+        frames); an instances task cannot know its tracks before the end, so it returns ``TrackFrames`` (every query
+        slot's masks of these frames as RLEs, plus the best tracks so far for overlays) and :meth:`finish` returns
+        the ``TrackSelection`` (which slots are the tracks). ``omg_core.inference.video_stream`` keeps that state for
+        you (``omg_tasks/video_instance.py`` uses it)."""
         raise NotImplementedError
 
     def finish(self) -> TaskResult | None:
-        """What can only be decided once the whole video is seen (e.g. which query slots are tracks), or None."""
+        """What can only be decided once the whole video is seen (an instances task's ``TrackSelection``), or None
+        (semantic and panoptic tasks)."""
         return None

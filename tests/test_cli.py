@@ -51,6 +51,7 @@ def test_tasks_json_is_machine_readable() -> None:
     assert by_name["ov-vis"]["modality"] == "video" and by_name["ov-vis"]["vocabulary"] == "open"
     assert by_name["interactive"]["prompt_kinds"] == ["points", "boxes"]
     assert by_name["semantic"]["distribution"] == "omg-seg" and by_name["semantic"]["version"] == __version__
+    assert by_name["video-instance"]["streams"] and not by_name["semantic"]["streams"]
 
 
 def test_console_script_lists_a_throwaway_plugin_distribution_installed_beside_it(tmp_path: Path) -> None:

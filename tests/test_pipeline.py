@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,54 @@ def test_a_plugin_bug_leaves_no_empty_results_and_says_what_the_kept_ones_cover(
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]
         assert raised.value.__notes__ == [f"omg run: 1 of 3 sample(s) finished before this error; {tmp_path / 'out'} "
                                           "holds their results only (the rest were not run)"]
+
+
+SHRUNK_PLUGIN = '''
+from omg_core import TaskInfo, hookimpl
+from omg_core.task_io import QueryPlan, TaskResult
+
+
+@hookimpl
+def omg_task_info():
+    return TaskInfo(name="shrunk", summary="semantic maps", modality="image", vocabulary="closed",
+                    metrics=("mIoU",), result_family=FAMILY, output_formats=("semantic-png",))
+
+
+@hookimpl
+def omg_encode_queries(request):
+    return QueryPlan(learned_queries=True)
+
+
+@hookimpl
+def omg_decode_outputs(request, plan, outputs):
+    from omg_core.results import SemanticMap
+
+    height, width = request.pixels.shape[-2:]
+    labels = outputs[: height // SHRINK, : width // SHRINK].long() * 0  # SHRINK 4: left at the stride-4 mask size
+    return TaskResult(task="shrunk", source=request.source, data=SemanticMap(labels, ("a",)))
+
+
+@hookimpl
+def omg_create_metric(options):
+    from omg_eval.semantic import SemanticSegmentation
+
+    return SemanticSegmentation(1)
+'''
+
+
+@pytest.mark.parametrize(
+    ("family", "shrink", "message"),
+    [("semantic", 4, "SemanticMap.labels is 2x3 per frame but the input is 8x12; results are at the input's size"),
+     ("panoptic", 1, "returned SemanticMap ('semantic' results) but TaskInfo.result_family is 'panoptic'")],
+)
+def test_a_decoded_result_that_does_not_fit_the_input_or_the_task_is_named_at_the_hook(
+    plugin_site: Path, tmp_path: Path, family: str, shrink: int, message: str
+) -> None:
+    source = f"FAMILY = {family!r}\nSHRINK = {shrink}\n" + SHRUNK_PLUGIN
+    write_distribution(plugin_site, "omg-shrunk", "omg_shrunk", source, {"shrunk": "omg_shrunk"})
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / "a.png")
+    config = RunConfig(task=TaskConfig(name="shrunk"), input=tmp_path / "a.png", output=tmp_path / "out",
+                       overlays=True)
+    with pytest.raises(PluginHookError, match="hook omg_decode_outputs: .*" + re.escape(message)):
+        run_task(config, discover_tasks(), lambda _: lambda request, plan: request.pixels.float().mean(0))
+    assert not (tmp_path / "out").exists()  # nothing written at the wrong size

@@ -52,7 +52,7 @@ def test_image_and_video_classes_of_a_family_are_not_mistaken_for_each_other() -
     ("build", "message"),
     [
         (lambda: SemanticMap(torch.zeros(2, 2), VOCABULARY), "SemanticMap.labels must be integer"),
-        (lambda: SemanticMap(torch.zeros(1, 2, 2, dtype=torch.int64), VOCABULARY), r"shape \?x\?, got \(1, 2, 2\)"),
+        (lambda: SemanticMap(torch.zeros(1, 2, 2, dtype=torch.int64), VOCABULARY), r"shape \(H, W\), got \(1, 2, 2\)"),
         (lambda: SemanticMap(torch.tensor([[3]]), VOCABULARY), r"class indices must lie in \[-1, 2\]"),
         (lambda: PanopticMap(torch.tensor([[1, 5]]), (Segment(1, 0, 1.0, True),), VOCABULARY), r"ids \[5\]"),
         (lambda: PanopticMap(torch.tensor([[1]]), (Segment(1, 0, 1.0, True),) * 2, VOCABULARY), "id twice"),
@@ -64,7 +64,7 @@ def test_image_and_video_classes_of_a_family_are_not_mistaken_for_each_other() -
         (lambda: Instances(torch.zeros(1, 3, 3, dtype=torch.bool), torch.ones(1), torch.tensor([-1]), VOCABULARY),
          r"lie in \[0, 2\]"),
         (lambda: Tracks(torch.zeros(1, 3, 3, dtype=torch.bool), torch.ones(1), torch.tensor([0]), VOCABULARY),
-         r"Tracks.masks must have shape \?x\?x\?x\?"),
+         r"Tracks.masks must have shape \(N, T, H, W\)"),
         (lambda: PromptMasks(torch.zeros(1, 3, 3, dtype=torch.bool), torch.ones(1), torch.tensor([0])),
          "labels and vocabulary come together"),
         (lambda: PromptMasks([[True]], torch.ones(1)), "PromptMasks.masks must be a torch.Tensor"),
