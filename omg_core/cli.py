@@ -198,7 +198,8 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--overlays", is_flag=True, default=None, help="also draw each result over its input in OUTPUT/overlays")
 @click.option("--device", help="cpu (default), cuda or cuda:N")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="compute precision (default float32)")
-@click.option("--size", help="test-time resize: LONGxSHORT (e.g. 1333x800), or 'native' (default: the model's setting)")
+@click.option("--size", help="test-time resize: LONGxSHORT (e.g. 1333x800), SHORT (e.g. 800: the short side), or "
+              "'native' (default: the model's setting); sides 32-8192")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary (JSON) on stdout")
 @click.option("--video-mode", type=click.Choice(["auto", "offline", "stream"]),
               help="videos: offline (whole, the official results), stream (tube by tube, flat memory) or auto "

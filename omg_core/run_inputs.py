@@ -238,6 +238,8 @@ def _image_header(path: Path, label: str) -> tuple[int, int]:
             size, mode = image.size, image.mode
     except UnidentifiedImageError:
         raise InputError(f"{label}: not an image (cannot identify image file); replace it or move it away") from None
+    except Image.DecompressionBombError as error:  # not an OSError: it would escape as a traceback
+        raise InputError(f"{label}: too large to decode safely ({error}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{label}: not a readable image ({error}); replace it or move it away") from error
     if not _converts_to_rgb(mode):

@@ -20,9 +20,26 @@ def load_image(path: str | Path, record: str | None = None) -> torch.Tensor:
     Returns:
       3 x H x W uint8 tensor.
     """
-    image = open_image(path, record).convert("RGB")
+    image = _eight_bit(open_image(path, record)).convert("RGB")
     # PIL's band split writes each channel contiguously: ~10x faster than permuting an H x W x 3 array
     return torch.from_numpy(np.stack([np.asarray(band) for band in image.split()]))  # 3 x H x W
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """Grey images of more than 8 bits as 8-bit grey, keeping their brightness: PIL's own conversion to RGB clips
+    them (a 16-bit PNG turns all white, a float TIFF of 0..1 all black)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
+    if image.mode == "I":  # 32-bit integers: 8- or 16-bit data stored wide, else scaled to its own maximum
+        values = np.asarray(image).astype(np.int64).clip(min=0)
+        top = int(values.max(initial=0))
+        scaled = values if top <= 255 else values >> 8 if top <= 65535 else values * 255 // top
+        return Image.fromarray(scaled.astype(np.uint8))
+    if image.mode == "F":  # floats: 0..1 as most tools write them, else 0..255
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        values = values * 255 if values.max(initial=0) <= 1 else values
+        return Image.fromarray(np.rint(values.clip(0, 255)).astype(np.uint8))
+    return image
 
 
 def load_label_png(path: str | Path, record: str | None = None) -> np.ndarray:
@@ -58,6 +75,8 @@ def open_image(path: str | Path, record: str | None = None) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()  # decode now so truncated files fail here, with the file named
+    except Image.DecompressionBombError as error:
+        raise DataError(f"too large to decode safely ({error}); downscale it first", path, record) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(
             f"cannot decode image ({error}); the file is corrupt or not an image, re-extract it", path, record

@@ -484,6 +484,13 @@ def test_parse_size_errors_name_the_option_and_the_forms(text: str) -> None:
     assert "--size" in message and "native" in message and "1333x800" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("text", ["1x1", "16", "99999x99999", "9000x800"])
+def test_parse_size_refuses_sides_no_model_input_can_have(text: str) -> None:
+    """1x1 gave an empty result and 99999x99999 a 90 GB allocation: both are refused before the model runs."""
+    with pytest.raises(InputError, match=r"--size: sides must lie in \[32, 8192\] pixels"):
+        ttr.parse_size(text)
+
+
 def cv2_linear_reference(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """cv2 INTER_LINEAR's coordinate rule (half-pixel centres, clamped at the borders) in float64 numpy."""
 

@@ -399,3 +399,28 @@ def test_prompts_built_in_code_are_checked_too() -> None:
     flipped = Prompts(boxes=torch.tensor([[4.0, 4.0, 2.0, 8.0]]))
     with pytest.raises(InputError, match=r"box 1 \[4, 4, 2, 8\] needs x1 > x0"):
         check_prompts_fit(flipped, HEIGHT, WIDTH, "frame")
+
+
+def test_an_image_too_large_to_decode_safely_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow's decompression-bomb guard raises an error that is no OSError: it must fail its file, not the run."""
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4,096 pixels > 2 x 1,000: Pillow refuses to decode it
+    assert check_source(InputSource(tmp_path / "huge.png", "image")).startswith(
+        "huge.png: too large to decode safely (Image size (4096 pixels) exceeds limit")
+    with pytest.raises(InputError, match="too large to decode safely"):
+        read_image(tmp_path / "huge.png")
+
+
+@pytest.mark.parametrize(
+    ("mode", "values"),
+    [("I;16", np.array([0, 1024, 32768, 65535], np.uint16)), ("F", np.array([0.0, 0.25, 0.5, 1.0], np.float32)),
+     ("I", np.array([0, 1024, 32768, 65535], np.int32))],
+)
+def test_images_of_more_than_8_bits_keep_their_brightness(tmp_path: Path, mode: str, values: np.ndarray) -> None:
+    """PIL's convert("RGB") clips them (16-bit to white, 0..1 floats to black); they are scaled to 8 bits instead."""
+    path = tmp_path / ("image.png" if mode == "I;16" else "image.tif")
+    Image.fromarray(np.tile(values, (2, 1))).save(path)  # uint16: I;16, int32: I, float32: F
+    assert Image.open(path).mode == mode
+    pixels = read_image(path)
+    expected = [0, 4, 128, 255] if mode != "F" else [0, 64, 128, 255]
+    assert pixels.shape == (3, 2, 4) and pixels[:, 0].tolist() == [expected] * 3

@@ -222,3 +222,15 @@ def test_packaged_weights_take_todays_inference_settings_but_refuse_another_arch
     with pytest.raises(hub.WeightsNotAvailableError,
                        match=r"differ in pixel_std, open_vocabulary.logit_scale\): reinstall omg-seg, or re-pack"):
         load_model("omg-tiny")
+
+
+def test_a_file_that_is_not_safetensors_names_the_fix(tmp_path: Path) -> None:
+    """An official .pth checkpoint given to --weights: one error pointing at `omg convert`, no safetensors traceback."""
+    from omg_core.errors import InputError
+    from omg_core.weights.io import read_metadata, read_state_dict
+
+    fake = tmp_path / "omg_seg_convl.pth"
+    fake.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)  # what a zip-based torch.save file starts with
+    for read in (read_state_dict, read_metadata):
+        with pytest.raises(InputError, match=r"omg_seg_convl.pth is not a safetensors weights file .*omg convert"):
+            read(fake)

@@ -42,6 +42,8 @@ DATASET_TEST_SCALES: dict[str, tuple[int, int]] = {
 #: The long-side bound of a ``--size SHORT`` scale: large enough never to be the binding one.
 NO_LONG_SIDE_LIMIT = 1 << 30
 
+#: The sides ``--size`` accepts.
+MIN_SIDE, MAX_SIDE = 32, 8192
 _SIZE_FORMS = "LONGxSHORT (e.g. 1333x800), SHORT (e.g. 800: short side, long side unbounded) or 'native'"
 
 
@@ -123,6 +125,11 @@ def parse_size(text: str) -> tuple[int, int] | None:
         raise InputError(f"--size: cannot read {text!r}; give {_SIZE_FORMS}")
     if bounds[1] <= 0:
         raise InputError(f"--size: sides must be positive, got {text!r}; give {_SIZE_FORMS}")
+    given = [side for side in bounds if side != NO_LONG_SIDE_LIMIT]
+    if min(given) < MIN_SIDE or max(given) > MAX_SIDE:
+        # below, the stride-32 features hold one cell or none; above, one image's mask logits alone need tens of GB
+        raise InputError(f"--size: sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels, got {text!r}; the official "
+                         "sizes are 1333x800 (images) and 1280x736 (videos)")
     return bounds
 
 

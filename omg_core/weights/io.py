@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from omg_common.file_modes import give_ordinary_mode
-from omg_core.errors import OMGError
+from omg_core.errors import InputError, OMGError
 
 FORMAT_TAG = "omg-seg"
 # Metadata key: comma-separated key prefixes that a file deliberately lacks (e.g. the CLIP text tower of a
@@ -71,9 +71,23 @@ def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | Path,
     return give_ordinary_mode(path)
 
 
+def _open_safetensors(path: str | Path, device: str | torch.device = "cpu"):  # -> safe_open
+    """safetensors' reader, with one error naming the file and the fix when it is not a safetensors file (an
+    official ``.pth`` checkpoint is the usual case)."""
+    from safetensors import SafetensorError
+
+    try:
+        return safe_open(str(path), framework="pt", device=str(device))
+    except SafetensorError as error:
+        raise InputError(
+            f"{path} is not a safetensors weights file ({error}); an official OMG-Seg checkpoint (.pth) must be "
+            "converted first: omg convert --help"
+        ) from None
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a safetensors file."""
-    with safe_open(str(path), framework="pt") as handle:
+    with _open_safetensors(path) as handle:
         return dict(handle.metadata() or {})
 
 
@@ -83,7 +97,7 @@ LEGACY_LOGIT_SCALE_KEY = "ov_classifier.logit_scale"
 
 def read_state_dict(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file."""
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+    with _open_safetensors(path, device) as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}
 
 
