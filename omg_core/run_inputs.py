@@ -233,9 +233,13 @@ def _image_header(path: Path, label: str) -> tuple[int, int]:
     """(W, H) from an image file's header; InputError ``"<label>: <reason>"`` when it is not a usable image."""
     from PIL import Image, UnidentifiedImageError
 
+    from omg_data.image_io import TRANSPOSING_ORIENTATIONS, exif_orientation
+
     try:
         with Image.open(path) as image:
             size, mode = image.size, image.mode
+            if exif_orientation(image) in TRANSPOSING_ORIENTATIONS:  # decoded upright, so W and H swap
+                size = (size[1], size[0])
     except UnidentifiedImageError:
         raise InputError(f"{label}: not an image (cannot identify image file); replace it or move it away") from None
     except Image.DecompressionBombError as error:  # not an OSError: it would escape as a traceback

@@ -18,11 +18,33 @@ def load_image(path: str | Path, record: str | None = None) -> torch.Tensor:
       path: the image file (any format PIL reads).
       record: the annotation record that refers to it, for the error message.
     Returns:
-      3 x H x W uint8 tensor.
+      3 x H x W uint8 tensor, turned upright by the file's EXIF orientation as a viewer shows it (and as the
+      official pipelines read images: mmcv's cv2 ``imfrombytes`` applies it by default).
     """
-    image = _eight_bit(open_image(path, record)).convert("RGB")
+    image = _eight_bit(_upright(open_image(path, record))).convert("RGB")
     # PIL's band split writes each channel contiguously: ~10x faster than permuting an H x W x 3 array
     return torch.from_numpy(np.stack([np.asarray(band) for band in image.split()]))  # 3 x H x W
+
+
+#: EXIF orientations that swap width and height (rotations by 90 degrees, with or without a mirror).
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright) of an opened image, read from its header."""
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, TypeError, SyntaxError):  # a damaged EXIF block: take the pixels as stored
+        return 1
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    from PIL import ImageOps
+
+    if exif_orientation(image) in (1, 0):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

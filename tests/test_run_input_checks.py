@@ -424,3 +424,21 @@ def test_images_of_more_than_8_bits_keep_their_brightness(tmp_path: Path, mode: 
     pixels = read_image(path)
     expected = [0, 4, 128, 255] if mode != "F" else [0, 64, 128, 255]
     assert pixels.shape == (3, 2, 4) and pixels[:, 0].tolist() == [expected] * 3
+
+
+def test_exif_rotated_photos_are_read_upright_as_a_viewer_shows_them(tmp_path: Path) -> None:
+    """Orientation 6 (stored 128 wide x 96 high, shown rotated 90 degrees clockwise): results, overlays and prompt
+    checks all use the upright 96 x 128 picture the user sees, as mmcv's cv2 reader does."""
+    stored = np.zeros((96, 128, 3), np.uint8)
+    stored[:10, :20] = 255  # top-left as stored: top-right once upright
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif.tobytes(), quality=95)
+    pixels = read_image(path)
+    assert pixels.shape == (3, 128, 96) and source_size(InputSource(path, "image")) == (128, 96)
+    assert pixels[:, :8, -8:].float().mean() > 200 and pixels[:, :8, :8].float().mean() < 50
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"points": [[[90, 120]]]}))  # inside the upright 96 x 128 picture only
+    check_prompts_fit(read_prompts(prompts), *source_size(InputSource(path, "image")), path.name, prompts)
