@@ -194,7 +194,8 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
               '...], "point_labels": [[1, 0, ...], ...], "boxes": [[x0, y0, x1, y1], ...]} (labels 1 positive, 0 '
               "negative; points, boxes or both)")
 @click.option("--format", "output_format", help="output format (default: the task's first)")
-@click.option("--overwrite", is_flag=True, default=None, help="allow a non-empty output directory")
+@click.option("--overwrite", is_flag=True, default=None,
+              help="allow a non-empty output directory (files this run rewrites are replaced; others stay)")
 @click.option("--overlays", is_flag=True, default=None, help="also draw each result over its input in OUTPUT/overlays")
 @click.option("--device", help="cpu (default), cuda or cuda:N")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), help="compute precision (default float32)")

@@ -319,8 +319,10 @@ def read_image(path: Path) -> torch.Tensor:
 
     try:
         return load_image(path)
-    except DataError as error:
-        raise InputError(str(error)) from error
+    except DataError as error:  # the run lists the file itself: say what is wrong with it, and the fix for a user
+        problem = error.problem.replace("the file is corrupt or not an image, re-extract it",
+                                        "the file is corrupt or not an image: replace it or move it away")
+        raise InputError(f"{Path(path).name}: {problem}") from error
 
 
 def iter_frames(source: InputSource) -> Iterator[torch.Tensor]:
