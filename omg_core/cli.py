@@ -110,6 +110,8 @@ def get_registry(ctx: click.Context):  # -> TaskRegistry
 def tasks_command(ctx: click.Context, as_json: bool) -> None:
     """List the registered tasks and the plugins that failed to load."""
     registry = get_registry(ctx)
+    # why a task's default format cannot hold its results (None: it can), for the table, its notes and --json
+    format_problems = {handle.name: registry.default_format_problem(handle.info) for handle in registry}
     if as_json:
         payload = {
             "tasks": [
@@ -118,7 +120,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
                     "formats": registry.formats_for(handle.info),  # every installed writer of its result family
                     # a video task implementing omg_open_video_stream: decodes long videos tube by tube
                     "streams": handle.info.modality == "video" and handle.can_stream,
-                    "format_problem": registry.default_format_problem(handle.info),  # null: its default format works
+                    "format_problem": format_problems[handle.name],  # null: its default format works
                     "distribution": handle.origin.distribution,
                     "version": handle.origin.version,
                     "entry_point": handle.origin.entry_point,
@@ -158,7 +160,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
             ", ".join(info.metrics),
             f"{handle.origin.distribution or handle.origin.module or '?'} {handle.origin.version or ''}".rstrip(),
             "[yellow]not implemented[/]" if not info.implemented
-            else "[yellow]no writer[/]" if registry.default_format_problem(info) else "ready",
+            else "[yellow]no writer[/]" if format_problems[handle.name] else "ready",
         )
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
@@ -168,7 +170,7 @@ def tasks_command(ctx: click.Context, as_json: bool) -> None:
     for note in registry.slow_imports:
         stderr.print(f"[bold yellow]slow plugin import:[/] {escape(note)}", highlight=False)
     for handle in registry:  # listed, but `omg run` would refuse it before building the model
-        if handle.info.implemented and (trouble := registry.default_format_problem(handle.info)):
+        if handle.info.implemented and (trouble := format_problems[handle.name]):
             stderr.print(f"[bold yellow]task {handle.name!r} cannot write results:[/] {escape(trouble)}",
                          highlight=False)
 

@@ -280,11 +280,11 @@ class TaskRegistry:
         from omg_core.errors import InputError
 
         chosen = output_format or task.output_formats[0]
-        if chosen in self.formats_for(task):
+        usable = self.formats_for(task)
+        if chosen in usable:
             return chosen
         if output_format is None:  # the user asked for nothing: the task's own description is at fault
             raise InputError(f"task {task.name!r}: {self.default_format_problem(task)}")
-        usable = self.formats_for(task)
         raise InputError(
             f"--format {chosen!r}: task {task.name!r} writes {', '.join(usable) or 'no format'}"
             + ("" if chosen in self.output_formats() else " (no installed plugin declares that format)")

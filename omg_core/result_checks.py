@@ -11,13 +11,6 @@ from typing import Any
 
 from omg_core.task_info import TaskInfo
 
-#: Result classes of videos (a time axis before H x W); the others are images.
-_VIDEO_CLASSES = ("SemanticVideo", "PanopticVideo", "Tracks", "PromptTracks")
-#: The field holding each class's per-pixel tensor, whose last two dims are the input's H x W.
-_PIXEL_FIELDS = {"SemanticMap": "labels", "SemanticVideo": "labels", "PanopticMap": "segment_ids",
-                 "PanopticVideo": "segment_ids", "Instances": "masks", "Tracks": "masks", "PromptMasks": "masks",
-                 "PromptTracks": "masks"}
-
 
 def decoded_result_problem(info: TaskInfo, pixels: Any, data: Any) -> str | None:
     """Why ``data`` (a ``TaskResult.data``) cannot be the decode of ``pixels`` for task ``info``, or None.
@@ -27,26 +20,30 @@ def decoded_result_problem(info: TaskInfo, pixels: Any, data: Any) -> str | None
       pixels: the request's input, 3 x H x W or T x 3 x H x W (T may be 0 in stream mode).
       data: the decoded payload; payloads of no result family (a plugin's own types) are not checked.
     """
+    from omg_core.results import FAMILIES, VIDEO_RESULTS, pixel_field
+
     kind = type(data).__name__
-    family = getattr(data, "family", None)
-    if kind not in _PIXEL_FIELDS or family is None:
+    family = next((name for name, classes in FAMILIES.items() if isinstance(data, classes)), None)
+    if family is None:
         return None
     if info.result_family is not None and family != info.result_family:
         return (f"it returned {kind} ({family!r} results) but TaskInfo.result_family is {info.result_family!r}; "
                 "return that family's class or fix result_family")
-    is_video = kind in _VIDEO_CLASSES
+    is_video = isinstance(data, VIDEO_RESULTS)
     if is_video != (info.modality == "video"):
-        wanted = "a video class (SemanticVideo, PanopticVideo, Tracks, PromptTracks)" if info.modality == "video" \
-            else "an image class (SemanticMap, PanopticMap, Instances, PromptMasks)"
-        return f"it returned {kind} for a {info.modality} task; return {wanted}"
-    tensor = getattr(data, _PIXEL_FIELDS[kind])
+        classes = [pair[1 if info.modality == "video" else 0].__name__ for pair in FAMILIES.values()]
+        article = "a" if info.modality == "video" else "an"
+        return (f"it returned {kind} for a {info.modality} task; return {article} {info.modality} class "
+                f"({', '.join(classes)})")
+    field = f"{kind}.{pixel_field(data)}"
+    tensor = getattr(data, pixel_field(data))
     height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
     if tuple(tensor.shape[-2:]) != (height, width):
-        return (f"{kind}.{_PIXEL_FIELDS[kind]} is {int(tensor.shape[-2])}x{int(tensor.shape[-1])} per frame but "
-                f"the input is {height}x{width}; results are at the input's size: resize the mask logits with "
+        return (f"{field} is {int(tensor.shape[-2])}x{int(tensor.shape[-1])} per frame but the input is "
+                f"{height}x{width}; results are at the input's size: resize the mask logits with "
                 "omg_core.postprocess.masks_to_original_size(logits, outputs.padded_size, outputs.image_size, "
                 "request.pixels.shape[-2:])")
     if is_video and pixels.dim() == 4 and pixels.shape[0] > 0 and int(tensor.shape[-3]) != int(pixels.shape[0]):
-        return (f"{kind}.{_PIXEL_FIELDS[kind]} has {int(tensor.shape[-3])} frames but the video has "
-                f"{int(pixels.shape[0])}; give every frame a mask (empty where the object is absent)")
+        return (f"{field} has {int(tensor.shape[-3])} frames but the video has {int(pixels.shape[0])}; give every "
+                "frame a mask (empty where the object is absent)")
     return None

@@ -361,3 +361,16 @@ FAMILIES: dict[str, tuple[type, ...]] = {
     "instances": (Instances, Tracks),
     "prompt-masks": (PromptMasks, PromptTracks),
 }
+
+#: The video classes of the families (a time axis before H x W), second in each FAMILIES pair.
+VIDEO_RESULTS: tuple[type, ...] = tuple(video for _, video in FAMILIES.values())
+
+
+def pixel_field(result: Result) -> str:
+    """The name of a result's per-pixel tensor ("labels", "segment_ids" or "masks"), whose last two dims are the
+    input's H x W (and, for a video, the one before them its frames)."""
+    if isinstance(result, _Semantic):
+        return "labels"
+    if isinstance(result, _Panoptic):
+        return "segment_ids"
+    return "masks"

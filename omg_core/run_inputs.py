@@ -318,11 +318,9 @@ def read_image(path: Path) -> torch.Tensor:
     from omg_data.image_io import load_image
 
     try:
-        return load_image(path)
-    except DataError as error:  # the run lists the file itself: say what is wrong with it, and the fix for a user
-        problem = error.problem.replace("the file is corrupt or not an image, re-extract it",
-                                        "the file is corrupt or not an image: replace it or move it away")
-        raise InputError(f"{Path(path).name}: {problem}") from error
+        return load_image(path, fix="the file is corrupt or not an image: replace it or move it away")
+    except DataError as error:  # the run lists the file itself: say what is wrong with it
+        raise InputError(f"{Path(path).name}: {error.problem}") from error
 
 
 def iter_frames(source: InputSource) -> Iterator[torch.Tensor]:

@@ -10,18 +10,22 @@ from PIL import Image, UnidentifiedImageError
 
 from omg_data.errors import DataError
 
+#: What to do about an image that cannot be decoded, when it belongs to a data set.
+DATASET_IMAGE_FIX = "the file is corrupt or not an image, re-extract it"
 
-def load_image(path: str | Path, record: str | None = None) -> torch.Tensor:
+
+def load_image(path: str | Path, record: str | None = None, fix: str = DATASET_IMAGE_FIX) -> torch.Tensor:
     """Decodes an RGB image file.
 
     Arguments:
       path: the image file (any format PIL reads).
       record: the annotation record that refers to it, for the error message.
+      fix: what the error for an undecodable file tells the reader to do.
     Returns:
       3 x H x W uint8 tensor, turned upright by the file's EXIF orientation as a viewer shows it (and as the
       official pipelines read images: mmcv's cv2 ``imfrombytes`` applies it by default).
     """
-    image = _eight_bit(_upright(open_image(path, record))).convert("RGB")
+    image = _eight_bit(_upright(open_image(path, record, fix))).convert("RGB")
     # PIL's band split writes each channel contiguously: ~10x faster than permuting an H x W x 3 array
     return torch.from_numpy(np.stack([np.asarray(band) for band in image.split()]))  # 3 x H x W
 
@@ -87,8 +91,9 @@ def load_label_png(path: str | Path, record: str | None = None) -> np.ndarray:
     )
 
 
-def open_image(path: str | Path, record: str | None = None) -> Image.Image:
-    """Opens and decodes an image file; a missing, folder, corrupt or non-image file raises DataError naming it."""
+def open_image(path: str | Path, record: str | None = None, fix: str = DATASET_IMAGE_FIX) -> Image.Image:
+    """Opens and decodes an image file; a missing, folder, corrupt or non-image file raises DataError naming it
+    (``fix``: what to do about a file that cannot be decoded)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(
@@ -101,7 +106,7 @@ def open_image(path: str | Path, record: str | None = None) -> Image.Image:
         raise DataError(f"too large to decode safely ({error}); downscale it first", path, record) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(
-            f"cannot decode image ({error}); the file is corrupt or not an image, re-extract it", path, record
+            f"cannot decode image ({error}); {fix}", path, record
         ) from error
     return image
 

@@ -266,8 +266,7 @@ def _frames(data: Any, prompts: Prompts | None, pixels: torch.Tensor) -> Iterato
     """The pictures of a result, one per frame (one for an image), drawn as they are asked for."""
     from omg_core import results as families
 
-    video = isinstance(data, (families.SemanticVideo, families.PanopticVideo, families.Tracks, families.PromptTracks,
-                              families.TrackFrames))
+    video = isinstance(data, (*families.VIDEO_RESULTS, families.TrackFrames))
     images = pixels if video else pixels[None]  # T x 3 x H x W uint8
     layer_of: Callable[[int], _Layer]
     if isinstance(data, families.TrackFrames):
